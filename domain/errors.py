@@ -1,0 +1,202 @@
+"""Every refusal the product can give: one stable code, an HTTP status, English and Korean text.
+
+R-ERR-1: a refused action returns a machine-readable code and a human message and changes nothing.
+The one list lives here so the API, the CLI, the console and the workflow say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    status: int
+    en: str
+    ko: str
+
+
+ERRORS: dict[str, ErrorSpec] = {
+    # input and authentication
+    "VALIDATION_ERROR": ErrorSpec(
+        400, "The request is malformed: {problem}", "요청 형식이 올바르지 않습니다: {problem}"
+    ),
+    "PAYLOAD_TOO_LARGE": ErrorSpec(
+        413,
+        "The request body is larger than {limit} bytes.",
+        "요청 본문이 {limit}바이트를 넘습니다.",
+    ),
+    "UNAUTHENTICATED": ErrorSpec(
+        401, "A valid bearer token is required.", "유효한 인증 토큰이 필요합니다."
+    ),
+    "FORBIDDEN": ErrorSpec(
+        403,
+        "You do not have the permission this action needs ({needs}).",
+        "이 작업에 필요한 권한({needs})이 없습니다.",
+    ),
+    "NOT_FOUND": ErrorSpec(404, "Not found.", "찾을 수 없습니다."),
+    "IDEMPOTENCY_KEY_REUSED": ErrorSpec(
+        422,
+        "This Idempotency-Key was used with a different request.",
+        "이 Idempotency-Key는 다른 요청에 이미 사용되었습니다.",
+    ),
+    # directory and catalog
+    "UNKNOWN_WORKPLACE": ErrorSpec(
+        404,
+        "Workplace {workplace_id} does not exist.",
+        "워크플레이스 {workplace_id}이(가) 없습니다.",
+    ),
+    "UNKNOWN_MEMBER": ErrorSpec(
+        404,
+        "Member {member_id} is not in this workplace.",
+        "구성원 {member_id}은(는) 이 워크플레이스의 구성원이 아닙니다.",
+    ),
+    "UNKNOWN_SERVICE": ErrorSpec(
+        404, "Service {service_id} does not exist.", "서비스 {service_id}이(가) 없습니다."
+    ),
+    "UNKNOWN_PLAN": ErrorSpec(
+        422,
+        "Plan {plan_id} is not a plan of {service_id}.",
+        "{service_id} 서비스에 {plan_id} 상품이 없습니다.",
+    ),
+    "PLAN_REQUIRED": ErrorSpec(
+        422,
+        "{service_id} has several plans: choose one (plan_id).",
+        "{service_id} 서비스는 세부 상품을 선택해야 합니다(plan_id).",
+    ),
+    # application
+    "NOT_REPRESENTATIVE_ADMIN": ErrorSpec(
+        403, "Only the representative admin can do this.", "대표 관리자만 할 수 있습니다."
+    ),
+    "TERMS_NOT_AGREED": ErrorSpec(
+        422, "Agree to the terms of use to apply.", "이용 약관에 동의해야 신청할 수 있습니다."
+    ),
+    "TERMS_VERSION_OUTDATED": ErrorSpec(
+        422,
+        "The terms have changed: agree to version {current_version}.",
+        "약관이 변경되었습니다. {current_version} 버전에 동의해 주십시오.",
+    ),
+    "ALREADY_SUBSCRIBED": ErrorSpec(
+        409,
+        "{service_id} is already in use by this workplace.",
+        "이 워크플레이스는 이미 {service_id} 서비스를 이용 중입니다.",
+    ),
+    "PARTNER_REFUSED": ErrorSpec(
+        422,
+        "The partner refused the application: {reason}",
+        "제휴사가 신청을 거절했습니다: {reason}",
+    ),
+    # lifecycle
+    "NO_SUBSCRIPTION": ErrorSpec(
+        404,
+        "This workplace has no subscription to {service_id}.",
+        "{service_id} 서비스 신청 내역이 없습니다.",
+    ),
+    "ALREADY_CANCELLED": ErrorSpec(
+        409, "The subscription is already cancelled.", "이미 해지된 서비스입니다."
+    ),
+    "NOT_ACTIVE": ErrorSpec(
+        409,
+        "The subscription is {state}, not active.",
+        "서비스가 이용 중 상태가 아닙니다({state}).",
+    ),
+    # plan change
+    "PLAN_CHANGE_NOT_SUPPORTED": ErrorSpec(
+        422,
+        "{service_id} has a single plan; it cannot be changed.",
+        "{service_id} 서비스는 상품을 변경할 수 없습니다.",
+    ),
+    "SAME_PLAN": ErrorSpec(
+        422, "{plan_id} is already the current plan.", "{plan_id}은(는) 이미 이용 중인 상품입니다."
+    ),
+    "PLAN_CHANGE_WINDOW_CLOSED": ErrorSpec(
+        422,
+        "{why} Next change from {next_plan_change_at}.",
+        "{why_ko} {next_plan_change_at}부터 변경할 수 있습니다.",
+    ),
+    "COURSES_IN_PROGRESS": ErrorSpec(
+        422,
+        "{member_count} members have {course_count} courses in progress; confirm to stop them.",
+        "구성원 {member_count}명이 수강 중인 교육 과정 {course_count}개가 있습니다. 변경하면 중단됩니다.",
+    ),
+    "PLAN_CHANGE_FAILED": ErrorSpec(
+        502,
+        "The partner could not change the plan; nothing changed.",
+        "제휴사에서 상품을 변경하지 못했습니다. 변경된 내용은 없습니다.",
+    ),
+    "NO_SCHEDULED_PLAN_CHANGE": ErrorSpec(
+        409, "No plan change is scheduled.", "예약된 상품 변경이 없습니다."
+    ),
+    # permissions
+    "AUTO_GRANTED_SERVICE": ErrorSpec(
+        422,
+        "{service_id} gives usage permission to every member automatically.",
+        "{service_id} 서비스는 전체 구성원에게 사용 권한이 자동 부여됩니다.",
+    ),
+    "PERMISSION_NOT_HELD": ErrorSpec(
+        409,
+        "Member {member_id} does not hold this permission.",
+        "구성원 {member_id}에게 해당 권한이 없습니다.",
+    ),
+    "NOT_AN_ADMIN": ErrorSpec(
+        422,
+        "Only admins can hold management permissions.",
+        "관리자만 관리 권한을 가질 수 있습니다.",
+    ),
+    "UNKNOWN_PERMISSION": ErrorSpec(
+        422, "Unknown permission {permission}.", "알 수 없는 권한입니다: {permission}."
+    ),
+    "REPRESENTATIVE_REQUIRED": ErrorSpec(
+        409,
+        "A workplace needs a representative admin: name a successor first.",
+        "대표 관리자가 필요합니다. 먼저 후임자를 지정해 주십시오.",
+    ),
+    "SANDBOX_ONLY": ErrorSpec(
+        404,
+        "The sandbox clock exists only in sandbox mode.",
+        "샌드박스 모드에서만 사용할 수 있습니다.",
+    ),
+    "CLOCK_BUSY": ErrorSpec(
+        409, "Another clock advance is running.", "다른 시간 이동이 진행 중입니다."
+    ),
+    "SERVICE_UNAVAILABLE": ErrorSpec(
+        503,
+        "A backing service is unavailable; try again.",
+        "일시적으로 이용할 수 없습니다. 다시 시도해 주십시오.",
+    ),
+}
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+class BizError(Exception):
+    """A refusal with a stable code; nothing was changed."""
+
+    def __init__(self, code: str, details: dict[str, Any] | None = None, **fields: Any) -> None:
+        if code not in ERRORS:
+            raise ValueError(f"undocumented error code {code}")
+        self.code = code
+        self.details: dict[str, Any] = {**(details or {}), **fields}
+        spec = ERRORS[code]
+        values = _Blank({k: v for k, v in self.details.items() if not isinstance(v, (list, dict))})
+        self.message = spec.en.format_map(values)
+        self.message_ko = spec.ko.format_map(values)
+        super().__init__(f"{code}: {self.message}")
+
+    @property
+    def status(self) -> int:
+        return ERRORS[self.code].status
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "message_ko": self.message_ko,
+                "details": self.details,
+            }
+        }

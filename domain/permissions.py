@@ -1,0 +1,30 @@
+"""Management permission rules (R-PERM-3..5): pure, no I/O."""
+
+from __future__ import annotations
+
+from typing import Final
+
+USAGE_VIEW: Final = "usage.view"
+USAGE_GRANT: Final = "usage.grant"
+PLAN_CHANGE: Final = "plan.change"
+SUBSCRIPTION_CANCEL: Final = "subscription.cancel"
+MANAGEMENT_PERMISSIONS: Final[tuple[str, ...]] = (
+    USAGE_VIEW,
+    USAGE_GRANT,
+    PLAN_CHANGE,
+    SUBSCRIPTION_CANCEL,
+)
+
+ROLES: Final[tuple[str, ...]] = ("member", "admin", "representative_admin")
+
+
+def holds(role: str, explicit: set[str], needed: str) -> bool:
+    """The representative admin holds every permission implicitly; admins what they were given.
+
+    A plain member holds nothing, even if a stale row says otherwise (demotion drops them).
+    """
+    if role == "representative_admin":
+        return True
+    if role != "admin":
+        return False
+    return needed in explicit

@@ -1,0 +1,153 @@
+"""The subscription's own data: what its workflow holds and hands over on continue-as-new.
+
+One model (`SubscriptionData`) carries the whole state, so continue-as-new passes it in one
+argument and a replay rebuilds everything from it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.billing import BillingHistory, PlanFees
+from statemachines.lifecycle import StateName
+
+DATA_RETENTION = timedelta(days=30)  # R-CANCEL-2
+SYSTEM_ACTOR = "system"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Application(_Model):
+    """What the representative admin asked for; fixed for the subscription's life."""
+
+    subscription_id: str
+    workplace_id: str
+    service_id: str
+    plan_id: str
+    applicant_id: str
+    terms_version: str
+    # Fees of every plan of the service as they were on application, so the invoice never
+    # depends on a later catalog edit and replays stay deterministic.
+    fees: dict[str, PlanFees]
+    auto_grant_all_members: bool = False
+
+    @property
+    def has_plan_choice(self) -> bool:
+        return len(self.fees) > 1
+
+
+class ScheduledPlanChange(_Model):
+    plan_id: str
+    at: datetime
+    confirm_course_reset: bool = False
+    requested_by: str
+
+
+class SubscriptionData(_Model):
+    application: Application
+    state: StateName = "applied"
+    plan_id: str
+    applied_at: datetime | None = None
+    activated_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
+    last_plan_change_period: str | None = None
+    scheduled_plan_change: ScheduledPlanChange | None = None
+    plan_change_notice: str | None = None
+    usage_holders: list[str] = Field(default_factory=list)
+    billing: BillingHistory | None = None
+    next_invoice_period: str | None = None
+    data_deleted_at: datetime | None = None
+    event_seq: int = 0
+
+    @property
+    def subscription_id(self) -> str:
+        return self.application.subscription_id
+
+    @property
+    def data_deletion_at(self) -> datetime | None:
+        if self.cancelled_at is None or self.activated_at is None:
+            return None
+        return self.cancelled_at + DATA_RETENTION
+
+    @property
+    def billing_done(self) -> bool:
+        """Every billable month has its invoice (only possible once the billing has ended)."""
+        if self.billing is None:
+            return self.cancelled_at is not None
+        return self.cancelled_at is not None and self.next_invoice_period is None
+
+    @property
+    def finished(self) -> bool:
+        """R-LIFE: the workflow completes when deletion and final invoice are both done."""
+        if self.activated_at is None:
+            return self.state == "cancelled"
+        return self.state == "purged" and self.billing_done
+
+
+class SubscriptionInput(_Model):
+    data: SubscriptionData
+    # Continue-as-new once the run's history grows past this many events (R-LIFE-5); the server
+    # may suggest it earlier. Small values let tests force it.
+    history_event_limit: int = 2_000
+
+
+class PlanChangeRequest(_Model):
+    plan_id: str
+    when: Literal["now", "next_window"] = "now"
+    confirm_course_reset: bool = False
+    actor: str
+
+
+class ActorRequest(_Model):
+    actor: str
+
+
+class UsageRequest(_Model):
+    member_id: str
+    actor: str
+
+
+class MemberEvent(_Model):
+    member_id: str
+    login_id: str | None = None
+
+
+class StatusSnapshot(_Model):
+    """The read model's row for this subscription, published after every change."""
+
+    subscription_id: str
+    workplace_id: str
+    service_id: str
+    state: StateName
+    plan_id: str
+    applied_at: datetime | None
+    activated_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    last_plan_change_period: str | None
+    scheduled_plan_change: ScheduledPlanChange | None
+    plan_change_notice: str | None
+    data_deletion_at: datetime | None
+    final_invoice_at: datetime | None
+    purged_at: datetime | None
+    usage_permission_count: int
+    seq: int
+
+
+class AuditEntry(_Model):
+    at: datetime
+    actor: str
+    action: str
+    outcome: Literal["ok", "refused", "failed", "dropped"] = "ok"
+    details: dict[str, object] = Field(default_factory=dict)
+
+
+class Publication(_Model):
+    snapshot: StatusSnapshot
+    audit: AuditEntry | None = None

@@ -1,0 +1,58 @@
+"""What the system needs from a partner service, whoever the partner is."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel
+
+
+class PartnerRefusal(Exception):
+    """The partner said no for good (R-LIFE-2): retrying will not help."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PartnerUnavailable(Exception):
+    """A transient fault: the caller retries."""
+
+
+class MemberCourses(BaseModel):
+    member_id: str
+    courses: list[str]
+
+
+class DeletionCount(BaseModel):
+    partner_objects: int
+    details: dict[str, int]
+
+
+class PartnerGateway(Protocol):
+    async def provision(
+        self,
+        *,
+        subscription_id: str,
+        workplace_id: str,
+        service_id: str,
+        plan_id: str,
+        at_iso: str,
+    ) -> None:
+        """Create the workplace's account and register single sign-on; idempotent."""
+
+    async def suspend(self, *, subscription_id: str, at_iso: str) -> None:
+        """Suspend the account at once (R-CANCEL-1); idempotent."""
+
+    async def courses_in_progress(self, *, subscription_id: str) -> list[MemberCourses]: ...
+
+    async def change_plan(
+        self, *, subscription_id: str, plan_id: str, stop_courses: bool, at_iso: str
+    ) -> int:
+        """Switch the plan; with stop_courses, stop every course in progress. Returns how many."""
+
+    async def reset_learning_records(self, *, subscription_id: str, member_id: str) -> int:
+        """R-PERM-9: forget every learning record of the member; returns how many."""
+
+    async def delete_data(self, *, subscription_id: str) -> DeletionCount:
+        """R-CANCEL-2: delete every partner-side object of the subscription; idempotent."""

@@ -1,0 +1,65 @@
+"""Configuration read from the environment, in one place.
+
+Every process (worker, API, CLI, dev launcher) reads the same names, so a setting means the same
+thing everywhere. Defaults suit the embedded dev stack started by `make run`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent
+TASK_QUEUE_DEFAULT = "bizsupport"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None
+    temporal_address: str
+    temporal_namespace: str
+    task_queue: str
+    sandbox: bool
+    api_port: int
+
+    @property
+    def secret_file(self) -> Path:
+        return self.data_dir / "auth-secret"
+
+
+def load_settings() -> Settings:
+    env = os.environ
+    return Settings(
+        data_dir=Path(env.get("DATA_DIR", str(REPO_ROOT / ".data"))).resolve(),
+        database_url=env.get("DATABASE_URL") or None,
+        temporal_address=env.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        temporal_namespace=env.get("TEMPORAL_NAMESPACE", "default"),
+        task_queue=env.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE_DEFAULT),
+        sandbox=env.get("SANDBOX", "") not in ("", "0", "false"),
+        api_port=int(env.get("API_PORT", "8000")),
+    )
+
+
+def auth_secret(settings: Settings) -> str:
+    """The token-signing secret: `BIZSUPPORT_AUTH_SECRET`, else one made once under DATA_DIR.
+
+    Never a fixed default: a secret in the source would let anyone mint admin tokens.
+    """
+    from_env = os.environ.get("BIZSUPPORT_AUTH_SECRET")
+    if from_env:
+        return from_env
+    path = settings.secret_file
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret

