@@ -1,0 +1,323 @@
+"""Directory sync (API.md "Directory sync", system token): workplaces and members.
+
+The directory is the source of every role (R-TOKEN). Changes are written to PostgreSQL in one
+transaction each (`store.directory.sync_member` / `leave`), audited, and then told to the
+subscription workflows by signal:
+
+- a member who joins (or comes back) → `member_joined` to every live subscription of the
+  workplace (ubob grants usage permission at once, R-PERM-6);
+- a member who leaves → `member_left` to every live subscription (usage permission dropped,
+  R-PERM-7); their management permissions are dropped in the same transaction as the departure;
+- a changed login id → `login_id_changed` to the workplace's auto-grant (ubob) subscriptions that
+  still hold data (the workflow resets the member's learning records through the partner and
+  audits it, R-PERM-9); the member gets a notice, which the answer lists under `notices`.
+
+Signals follow the commit, so a crash in between can lose one. Re-sending is harmless (every
+handler is idempotent) and the sync heals the loss where it can: every PUT of a present member
+re-sends `member_joined` to the auto-grant subscriptions, and a DELETE of a member who already
+left re-sends `member_left` before answering UNKNOWN_MEMBER.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.errors import BizError
+from domain.permissions import ROLES
+from domain.subscription import SYSTEM_ACTOR, MemberEvent
+from starter.subscriptions import SubscriptionService
+from store import access, audit, directory, subscriptions
+from store.db import Pool
+from workflows.subscription import workflow_id
+
+log = logging.getLogger(__name__)
+
+LIVE_STATES = ("applied", "active", "plan_changing")
+LEARNING_RESET = "learning_records_reset"
+_MAX_TEXT = 200
+
+
+def member_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "workplace_id": row["workplace_id"],
+        "member_id": row["member_id"],
+        "login_id": row["login_id"],
+        "name": row["name"],
+        "role": row["role"],
+        "joined_at": row["joined_at"],
+        "left_at": row["left_at"],
+    }
+
+
+def notice_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "notice_id": row["notice_id"],
+        "kind": row["kind"],
+        "service_id": row["service_id"],
+        "subscription_id": row["subscription_id"],
+        "message": row["message"],
+        "message_ko": row["message_ko"],
+        "details": row["details"],
+        "created_at": row["created_at"],
+    }
+
+
+def _text(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BizError("VALIDATION_ERROR", problem=f"{field} must be a non-empty string")
+    if len(value) > _MAX_TEXT:
+        raise BizError("VALIDATION_ERROR", problem=f"{field} is longer than {_MAX_TEXT}")
+    return value
+
+
+class DirectoryService:
+    def __init__(self, pool: Pool, client: Client, subscriptions: SubscriptionService) -> None:
+        self.pool = pool
+        self.client = client
+        self.subscriptions = subscriptions
+
+    # ── workplaces ───────────────────────────────────────────────────────────────────────────
+
+    async def put_workplace(
+        self, workplace_id: str, name: str, representative: dict[str, str]
+    ) -> dict[str, Any]:
+        """Create or rename a workplace and make `representative` its representative admin."""
+        _text("workplace_id", workplace_id)
+        _text("name", name)
+        if not isinstance(representative, dict):
+            raise BizError("VALIDATION_ERROR", problem="representative_admin must be an object")
+        rep_id = _text("representative_admin.member_id", representative.get("member_id"))
+        rep_login = _text("representative_admin.login_id", representative.get("login_id"))
+        rep_name = _text("representative_admin.name", representative.get("name"))
+        before = await directory.workplace(self.pool, workplace_id)
+        created = await directory.upsert_workplace(self.pool, workplace_id, name)
+        if created or (before is not None and before["name"] != name):
+            await self._audit(
+                workplace_id,
+                "workplace_created" if created else "workplace_renamed",
+                name=name,
+                **({} if before is None else {"previous_name": before["name"]}),
+            )
+        synced = await self.put_member(
+            workplace_id,
+            rep_id,
+            login_id=rep_login,
+            name=rep_name,
+            role="representative_admin",
+        )
+        row = await directory.workplace(self.pool, workplace_id)
+        assert row is not None
+        return {
+            "workplace": {
+                "workplace_id": row["workplace_id"],
+                "name": row["name"],
+                "created_at": row["created_at"],
+                "updated_at": row["updated_at"],
+            },
+            "created": created,
+            "representative_admin": synced["member"],
+            "notices": synced["notices"],
+        }
+
+    # ── members ──────────────────────────────────────────────────────────────────────────────
+
+    async def put_member(
+        self, workplace_id: str, member_id: str, *, login_id: str, name: str, role: str
+    ) -> dict[str, Any]:
+        """Create or update a member. Answer: {"member", "changes", "notices"}."""
+        _text("member_id", member_id)
+        _text("login_id", login_id)
+        _text("name", name)
+        if role not in ROLES:
+            raise BizError("VALIDATION_ERROR", problem=f"role must be one of {', '.join(ROLES)}")
+        if await directory.workplace(self.pool, workplace_id) is None:
+            raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
+        synced = await directory.sync_member(
+            self.pool,
+            workplace_id,
+            {"member_id": member_id, "login_id": login_id, "name": name},
+            role,
+        )
+        before: dict[str, Any] | None = synced["before"]
+        after: dict[str, Any] = synced["after"]
+        joined = before is None or before["left_at"] is not None
+        login_changed = before is not None and before["login_id"] != login_id
+        changes: list[str] = []
+
+        if joined:
+            changes.append("joined")
+            await self._audit(
+                workplace_id,
+                "member_joined",
+                member_id=member_id,
+                role=role,
+                rejoined=before is not None,
+            )
+        else:
+            assert before is not None
+            if before["role"] != role:
+                changes.append("role_changed")
+                await self._audit(
+                    workplace_id,
+                    "member_role_changed",
+                    member_id=member_id,
+                    from_role=before["role"],
+                    to_role=role,
+                )
+            if before["name"] != name:
+                changes.append("renamed")
+                await self._audit(workplace_id, "member_renamed", member_id=member_id)
+        if synced["previous_representative"] is not None:
+            changes.append("representative_changed")
+            await self._audit(
+                workplace_id,
+                "representative_changed",
+                member_id=member_id,
+                previous_representative=synced["previous_representative"],
+            )
+        if synced["dropped_permissions"]:
+            changes.append("management_permissions_dropped")
+            await self._audit_dropped(
+                workplace_id, member_id, synced["dropped_permissions"], "demoted"
+            )
+        if login_changed:
+            assert before is not None
+            changes.append("login_id_changed")
+            await self._audit(
+                workplace_id,
+                "login_id_changed",
+                member_id=member_id,
+                previous_login_id=before["login_id"],
+                login_id=login_id,
+            )
+
+        live = await subscriptions.live_for_workplace(self.pool, workplace_id)
+        event = MemberEvent(member_id=member_id, login_id=login_id)
+        for sub in live:
+            if joined or self._auto_grant(sub["service_id"]):
+                await self._signal(sub["subscription_id"], "member_joined", event)
+        notices: list[dict[str, Any]] = []
+        if login_changed:
+            notices = await self._reset_learning_records(workplace_id, member_id, event)
+        return {"member": member_view(after), "changes": changes, "notices": notices}
+
+    async def remove_member(self, workplace_id: str, member_id: str) -> dict[str, Any]:
+        """A member leaves: every usage and management permission goes (R-PERM-7)."""
+        if await directory.workplace(self.pool, workplace_id) is None:
+            raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
+        result = await directory.leave(self.pool, workplace_id, member_id)
+        if result is None:
+            raise BizError("UNKNOWN_MEMBER", member_id=member_id)
+        event = MemberEvent(member_id=member_id)
+        live = await subscriptions.live_for_workplace(self.pool, workplace_id)
+        if not result["left_now"]:
+            for sub in live:  # heal a signal lost after an earlier departure
+                await self._signal(sub["subscription_id"], "member_left", event)
+            raise BizError("UNKNOWN_MEMBER", member_id=member_id)
+        member = result["member"]
+        await self._audit(workplace_id, "member_left", member_id=member_id, role=member["role"])
+        if result["dropped_permissions"]:
+            await self._audit_dropped(
+                workplace_id, member_id, result["dropped_permissions"], "member_left"
+            )
+        for sub in live:
+            await self._signal(sub["subscription_id"], "member_left", event)
+        return {
+            "member": member_view(member),
+            "dropped_management_permissions": [
+                {"service_id": r["service_id"], "permission": r["permission"]}
+                for r in result["dropped_permissions"]
+            ],
+        }
+
+    # ── helpers ──────────────────────────────────────────────────────────────────────────────
+
+    def _auto_grant(self, service_id: str) -> bool:
+        found = self.subscriptions.catalog.service(service_id)
+        return bool(found and found.auto_grant_all_members)
+
+    async def _reset_learning_records(
+        self, workplace_id: str, member_id: str, event: MemberEvent
+    ) -> list[dict[str, Any]]:
+        """R-PERM-9: every auto-grant (ubob) subscription still holding data resets the member's
+        learning records; one notice per service."""
+        rows = await subscriptions.for_workplace(self.pool, workplace_id)
+        targets = [r for r in rows if self._auto_grant(r["service_id"]) and r["state"] != "purged"]
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for row in targets:
+            if await self._signal(row["subscription_id"], "login_id_changed", event):
+                by_service.setdefault(row["service_id"], []).append(row)
+        notices: list[dict[str, Any]] = []
+        now = await self.subscriptions.clock()
+        for service_id, subs in sorted(by_service.items()):
+            service = self.subscriptions.service(service_id)
+            live = [s for s in subs if s["state"] in LIVE_STATES]
+            main = (live or subs)[-1]
+            row = await access.add_notice(
+                self.pool,
+                workplace_id=workplace_id,
+                member_id=member_id,
+                kind=LEARNING_RESET,
+                service_id=service_id,
+                subscription_id=main["subscription_id"],
+                message=(
+                    f"Your login id changed, so your {service.name_en} learning records"
+                    " (courses in progress included) were reset."
+                ),
+                message_ko=(
+                    f"로그인 아이디가 변경되어 {service.name_ko} 학습 기록"
+                    "(수강 중인 과정 포함)이 초기화되었습니다."
+                ),
+                details={
+                    "login_id": event.login_id,
+                    "subscription_ids": [s["subscription_id"] for s in subs],
+                },
+                at=now,
+            )
+            notices.append(notice_view(row))
+        return notices
+
+    async def _signal(self, subscription_id: str, signal: str, event: MemberEvent) -> bool:
+        """Send a member event; False when the workflow has already completed."""
+        handle = self.client.get_workflow_handle(workflow_id(subscription_id))
+        try:
+            await handle.signal(signal, event)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            log.info("subscription %s has no running workflow; %s skipped", subscription_id, signal)
+            return False
+        return True
+
+    async def _audit(self, workplace_id: str, action: str, **details: Any) -> None:
+        await audit.record(
+            self.pool,
+            event_key=None,
+            at=await self.subscriptions.clock(),
+            workplace_id=workplace_id,
+            service_id=details.pop("service_id", None),
+            subscription_id=None,
+            actor=SYSTEM_ACTOR,
+            action=action,
+            details=details,
+        )
+
+    async def _audit_dropped(
+        self, workplace_id: str, member_id: str, dropped: list[dict[str, Any]], reason: str
+    ) -> None:
+        per_service: dict[str, list[str]] = {}
+        for r in dropped:
+            per_service.setdefault(r["service_id"], []).append(r["permission"])
+        for service_id, perms in sorted(per_service.items()):
+            await self._audit(
+                workplace_id,
+                "management_permissions_dropped",
+                service_id=service_id,
+                member_id=member_id,
+                permissions=sorted(perms),
+                reason=reason,
+            )
