@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 
+from domain.catalog import CatalogError, default_catalog
 from settings import load_settings
 from starter.temporal import build_worker, connect
 from store.db import migrate, open_pool
@@ -22,6 +23,11 @@ async def serve() -> int:
             "worker: DATABASE_URL is not set (`make run` sets it for the dev stack)",
             file=sys.stderr,
         )
+        return 2
+    try:
+        default_catalog()  # R-CAT-6: a malformed catalog stops start-up, naming what is wrong
+    except CatalogError as err:
+        print(f"worker: {err}", file=sys.stderr)
         return 2
     migrate(settings.database_url)
     pool = await open_pool(settings.database_url, max_size=20)

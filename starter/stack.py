@@ -22,6 +22,7 @@ import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from domain.catalog import CatalogError, default_catalog
 from settings import REPO_ROOT, Settings, load_settings
 from starter.demo import seed_demo
 from starter.temporal import binary, connect, ensure_search_attributes
@@ -246,6 +247,11 @@ async def wait_until_stopped(children: Children) -> None:
 
 def main() -> int:
     settings = load_settings()
+    try:
+        default_catalog()  # R-CAT-6: a malformed catalog stops start-up before anything starts
+    except CatalogError as err:
+        print(f"[bizsupport] cannot start: {err}", file=sys.stderr)
+        return 2
     if settings.sandbox:
         from starter.sandbox import run_sandbox
 
