@@ -19,13 +19,15 @@ run: install
 test: install browser
 	$(PY) -m pytest -q
 
-# The browser test drives Debian's chromium (never a downloaded browser build).
+# The browser test drives Debian's chromium (never a downloaded browser build); without a Korean
+# font it would draw the console's text as empty boxes.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-nanum >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian chromium for the browser test"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: the browser test will be skipped"; fi; }
+	    echo "installing Debian chromium and fonts-nanum for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-nanum >/dev/null; \
+	  else echo "chromium or fonts-nanum is missing: the browser test may be skipped"; fi; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .

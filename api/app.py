@@ -1,15 +1,110 @@
-"""HTTP API and console (placeholder until the API lands): health only."""
+"""The HTTP API and the admin console, one FastAPI app.
+
+    create_app(runtime)   tests and the sandbox stack pass a ready Runtime
+    create_app()          `uvicorn api.app:create_app --factory`: built from the settings
+
+Routes: /v1 (API.md), /console (Korean admin console), /sso/launch (the sandbox partner's
+single-sign-on landing page), /healthz, /docs and /openapi.json.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import console, errors, v1
+from api.idempotency import IdempotencyStore
+from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
+from api.models import Health
+from api.runtime import Runtime, build_runtime
+from settings import load_settings
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+DESCRIPTION = """\
+Business support services: apply for partner services, hand out usage permissions, change plans,
+cancel, and see fees (API.md). Bearer tokens are HS256 JWTs (`sub`, `wp`, `exp`).
+
+Every error answers `{"error": {"code", "message", "message_ko", "details"}}`: 400 malformed input,
+401 no valid token, 403 outside the caller's rights, 404 unknown (or another workplace's), 409 state
+conflict, 413 payload too large, 422 rule refused. A POST may carry `Idempotency-Key`: a retry with
+the same key gets the first answer; the same key with another body is refused (422).
+"""
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="bizsupport")
+def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY_LIMIT) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = runtime is None
+        current = runtime if runtime is not None else await build_runtime(load_settings())
+        app.state.runtime = current
+        app.state.idempotency = IdempotencyStore(current.pool)
+        try:
+            yield
+        finally:
+            if built:
+                await current.close()
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    app = FastAPI(
+        title="bizsupport",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.body_limit = body_limit
+    if runtime is not None:  # usable before the lifespan runs (ASGI transports without it)
+        app.state.runtime = runtime
+        app.state.idempotency = IdempotencyStore(runtime.pool)
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=body_limit)
 
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    app.include_router(v1.router)
+    app.include_router(console.router)
+    app.include_router(console.sso_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _without_default_422(get_openapi_of(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def get_openapi_of(app: FastAPI) -> dict[str, Any]:
+    return get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+
+
+def _without_default_422(spec: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents its own 422 validation answer; ours is the 400 VALIDATION_ERROR."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("422")
+            if answer and "HTTPValidationError" in json.dumps(answer):
+                del operation["responses"]["422"]
+    schemas = spec.get("components", {}).get("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    return spec

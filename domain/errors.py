@@ -165,6 +165,20 @@ ERRORS: dict[str, ErrorSpec] = {
         "A backing service is unavailable; try again.",
         "일시적으로 이용할 수 없습니다. 다시 시도해 주십시오.",
     ),
+    "METHOD_NOT_ALLOWED": ErrorSpec(
+        405, "Method {method} is not allowed here.", "허용되지 않는 메서드입니다: {method}."
+    ),
+    "INTERNAL_ERROR": ErrorSpec(
+        500,
+        "Something went wrong on our side; nothing was changed. Try again.",
+        "서버 내부 오류가 발생했습니다. 다시 시도해 주십시오.",
+    ),
+    # access (directory sync, management permissions, single sign-on)
+    "REPRESENTATIVE_HOLDS_ALL": ErrorSpec(
+        422,
+        "The representative admin holds every management permission already.",
+        "대표 관리자는 모든 관리 권한을 이미 가지고 있습니다.",
+    ),
 }
 
 

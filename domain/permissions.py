@@ -28,3 +28,16 @@ def holds(role: str, explicit: set[str], needed: str) -> bool:
     if role != "admin":
         return False
     return needed in explicit
+
+
+def is_business_admin(role: str, explicit: dict[str, set[str]]) -> bool:
+    """R-PERM-5: the business-support menu shows for the representative admin and for an admin
+    holding any management permission on any service; never for a plain member."""
+    if role == "representative_admin":
+        return True
+    return role == "admin" and any(explicit.values())
+
+
+def unknown_permissions(names: list[str]) -> list[str]:
+    """The names that are not management permissions, in the order given."""
+    return [n for n in names if n not in MANAGEMENT_PERMISSIONS]

@@ -3,13 +3,8 @@ two subscriptions. Idempotent: a second run changes nothing."""
 
 from __future__ import annotations
 
-from temporalio.client import Client
-
-from domain.catalog import default_catalog
-from settings import Settings
 from starter.subscriptions import SubscriptionService
 from store import directory, subscriptions
-from store.db import Pool
 
 DEMO_WORKPLACE = "demo"
 DEMO_REPRESENTATIVE = "demo-rep"
@@ -20,7 +15,8 @@ DEMO_PEOPLE = [
 ]
 
 
-async def seed_demo(pool: Pool, client: Client, settings: Settings) -> str:
+async def seed_demo(service: SubscriptionService) -> str:
+    pool = service.pool
     await directory.put_workplace(
         pool,
         DEMO_WORKPLACE,
@@ -36,11 +32,8 @@ async def seed_demo(pool: Pool, client: Client, settings: Settings) -> str:
                 role,
             )
     if not await subscriptions.for_workplace(pool, DEMO_WORKPLACE):
-        catalog = default_catalog()
-        service = SubscriptionService(pool, client, catalog, settings.task_queue)
         for service_id, plan_id in (("ubob", "ubob-standard"), ("miricanvas", None)):
-            svc = catalog.service(service_id)
-            assert svc is not None
+            svc = service.service(service_id)
             await service.apply(
                 workplace_id=DEMO_WORKPLACE,
                 service_id=service_id,

@@ -66,11 +66,24 @@ def notice_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def storable(value: str) -> bool:
+    """Text PostgreSQL can hold and a person would type: UTF-8, no control characters."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
 def _text(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BizError("VALIDATION_ERROR", problem=f"{field} must be a non-empty string")
     if len(value) > _MAX_TEXT:
         raise BizError("VALIDATION_ERROR", problem=f"{field} is longer than {_MAX_TEXT}")
+    if not storable(value):
+        raise BizError("VALIDATION_ERROR", problem=f"{field} contains control characters")
     return value
 
 
@@ -129,6 +142,7 @@ class DirectoryService:
         self, workplace_id: str, member_id: str, *, login_id: str, name: str, role: str
     ) -> dict[str, Any]:
         """Create or update a member. Answer: {"member", "changes", "notices"}."""
+        _text("workplace_id", workplace_id)
         _text("member_id", member_id)
         _text("login_id", login_id)
         _text("name", name)
@@ -207,6 +221,8 @@ class DirectoryService:
 
     async def remove_member(self, workplace_id: str, member_id: str) -> dict[str, Any]:
         """A member leaves: every usage and management permission goes (R-PERM-7)."""
+        _text("workplace_id", workplace_id)
+        _text("member_id", member_id)
         if await directory.workplace(self.pool, workplace_id) is None:
             raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
         result = await directory.leave(self.pool, workplace_id, member_id)

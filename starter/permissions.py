@@ -22,13 +22,12 @@ from domain.permissions import (
     unknown_permissions,
 )
 from domain.tokens import mint_launch_token, verify_launch_token
-from starter.directory import notice_view
+from starter.directory import notice_view, storable
 from starter.subscriptions import SubscriptionService
 from store import access, audit, directory, permissions, subscriptions
 from store.db import Pool
 
 LIVE_STATES = ("applied", "active", "plan_changing")
-ACTIVE_STATES = access.ACTIVE_STATES
 DEFAULT_LAUNCH_URL = "http://127.0.0.1:8000/sso/launch"
 MAX_AUDIT_LIMIT = 1000
 # Spent jtis are kept this long after their token expired; older ones cannot verify anyway.
@@ -53,7 +52,17 @@ class AccessService:
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
 
     async def _actor(self, workplace_id: str, actor_id: str) -> dict[str, Any]:
+        if not storable(workplace_id):
+            raise BizError("UNKNOWN_WORKPLACE", workplace_id="?")
+        if not storable(actor_id):
+            raise BizError("UNKNOWN_MEMBER", member_id="?")
         return await self.subscriptions.actor(workplace_id, actor_id)
+
+    async def _require(
+        self, workplace_id: str, service_id: str, actor_id: str, permission: str
+    ) -> None:
+        await self._actor(workplace_id, actor_id)
+        await self.subscriptions.require(workplace_id, service_id, actor_id, permission)
 
     async def _representative(self, workplace_id: str, actor_id: str) -> dict[str, Any]:
         actor = await self._actor(workplace_id, actor_id)
@@ -111,7 +120,7 @@ class AccessService:
         self, workplace_id: str, service_id: str, actor_id: str
     ) -> dict[str, Any]:
         self.subscriptions.service(service_id)
-        await self.subscriptions.require(workplace_id, service_id, actor_id, USAGE_VIEW)
+        await self._require(workplace_id, service_id, actor_id, USAGE_VIEW)
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None:
             raise BizError("NO_SUBSCRIPTION", service_id=service_id)
@@ -154,6 +163,8 @@ class AccessService:
         unknown = unknown_permissions(permissions)
         if unknown:
             raise BizError("UNKNOWN_PERMISSION", permission=unknown[0], unknown=unknown)
+        if not storable(member_id):
+            raise BizError("UNKNOWN_MEMBER", member_id="?")
         changed = await access.set_management(
             self.pool,
             workplace_id=workplace_id,
@@ -293,7 +304,7 @@ class AccessService:
             await self._representative(workplace_id, actor_id)
         else:
             self.subscriptions.service(service_id)
-            await self.subscriptions.require(workplace_id, service_id, actor_id, USAGE_VIEW)
+            await self._require(workplace_id, service_id, actor_id, USAGE_VIEW)
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise BizError("VALIDATION_ERROR", problem="limit must be an integer")
         if not 1 <= limit <= MAX_AUDIT_LIMIT:

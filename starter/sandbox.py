@@ -1,15 +1,93 @@
-"""`SANDBOX=1 make run`: the stack on Temporal's time-skipping server (a rehearsal).
+"""`SANDBOX=1 make run`: the same stack on Temporal's time-skipping server (a rehearsal).
 
 The time-skipping server keeps workflows in memory and has no Web UI, so the sandbox has its own
-database under DATA_DIR/sandbox, emptied at each start (API.md, "Sandbox clock").
+database under DATA_DIR/sandbox, emptied at each start (API.md, "Sandbox clock"). Everything runs
+in this one process, so the API's sandbox clock can move the server's time and then wait until
+the worker has finished what the fired timers caused.
 """
 
 from __future__ import annotations
 
-from settings import Settings
+import asyncio
+import contextlib
+import json
+import shutil
+
+import uvicorn
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from api.quiescence import InFlight
+from api.runtime import SandboxClock, assemble, launch_base_url
+from domain.catalog import default_catalog
+from settings import Settings, auth_secret
+from starter.demo import seed_demo
+from starter.stack import announce_sandbox, require_ports, say, wait_for_signal
+from starter.subscriptions import SubscriptionService
+from starter.temporal import binary, build_worker, ensure_search_attributes
+from store.db import migrate, open_pool
+from store.embedded import EmbeddedPostgres
 
 
 async def run_sandbox(settings: Settings) -> None:
-    raise SystemExit(
-        "[bizsupport] SANDBOX=1 is not wired yet (the API's sandbox clock lands with it)"
-    )
+    require_ports({"API": settings.api_port})
+    root = settings.data_dir / "sandbox"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    postgres = EmbeddedPostgres(root / "postgres")
+    database_url = postgres.start()
+    say(f"sandbox PostgreSQL on {database_url} (emptied at each start)")
+    env: WorkflowEnvironment | None = None
+    try:
+        migrate(database_url)
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(binary("temporal-test-server")),
+            data_converter=pydantic_data_converter,
+        )
+        await ensure_search_attributes(env.client)
+        target = env.client.service_client.config.target_host
+        say(f"time-skipping Temporal server on {target} (no Web UI in sandbox mode)")
+        (settings.data_dir / "stack.json").write_text(
+            json.dumps({"database_url": database_url, "temporal_address": target})
+        )
+        pool = await open_pool(database_url, max_size=20)
+        in_flight = InFlight()
+        worker = build_worker(
+            env.client, pool, settings.task_queue, interceptors=[in_flight.interceptor()]
+        )
+        catalog = default_catalog()
+        subscriptions = SubscriptionService(
+            pool, env.client, catalog, settings.task_queue, clock=env.get_current_time
+        )
+        runtime = assemble(
+            pool=pool, client=env.client, catalog=catalog, subscriptions=subscriptions,
+            secret=auth_secret(settings), launch_url=launch_base_url(settings),
+            sandbox=SandboxClock(env, in_flight.idle), demo_login=True,
+        )
+        server = _EmbeddedServer(uvicorn.Config(
+            create_app(runtime), host="127.0.0.1", port=settings.api_port, log_level="warning",
+        ))
+        async with worker:
+            serving = asyncio.create_task(server.serve())
+            try:
+                login = await seed_demo(subscriptions)
+                announce_sandbox(settings, login)
+                await wait_for_signal(lambda: serving.done())
+            finally:
+                server.should_exit = True
+                await serving
+        await pool.close()
+    finally:
+        if env is not None:
+            await env.shutdown()
+        postgres.stop()
+        (settings.data_dir / "stack.json").unlink(missing_ok=True)
+        say("stopped the sandbox")
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the sandbox process: Ctrl-C belongs to the sandbox, which stops it."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()

@@ -19,12 +19,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 from domain.catalog import CatalogError, default_catalog
 from settings import REPO_ROOT, Settings, load_settings
 from starter.demo import seed_demo
+from starter.subscriptions import SubscriptionService
 from starter.temporal import binary, connect, ensure_search_attributes
 from store.db import migrate, open_pool
 from store.embedded import EmbeddedPostgres
@@ -210,7 +212,9 @@ async def run_stack(settings: Settings) -> None:
             pool = await open_pool(database_url)
             stack.push_async_callback(pool.close)
             wait_for_port(settings.api_port, "API", api)
-            login = await seed_demo(pool, client, settings)
+            login = await seed_demo(
+                SubscriptionService(pool, client, default_catalog(), settings.task_queue)
+            )
             announce(settings, login)
             await wait_until_stopped(children)
     finally:
@@ -221,10 +225,19 @@ async def run_stack(settings: Settings) -> None:
         (data / "stack.json").unlink(missing_ok=True)
 
 
+def announce_sandbox(settings: Settings, login: str) -> None:
+    base = f"http://127.0.0.1:{settings.api_port}"
+    say("sandbox ready: business time runs at wall speed and jumps when you advance it")
+    say(f"  console      {base}/console/login?wp=demo   (demo login: {login})")
+    say(f"  API docs     {base}/docs")
+    say(f"  clock        GET {base}/v1/sandbox/clock · POST {base}/v1/sandbox/clock/advance")
+    say("Ctrl-C stops everything.")
+
+
 def announce(settings: Settings, login: str) -> None:
     base = f"http://127.0.0.1:{settings.api_port}"
     say("ready:")
-    say(f"  console      {base}/console   (demo login: {login})")
+    say(f"  console      {base}/console/login?wp=demo   (demo login: {login})")
     say(f"  API docs     {base}/docs")
     say(f"  Temporal UI  http://127.0.0.1:{UI_PORT}   (filter: ServiceId='ubob')")
     say("  CLI          .venv/bin/python -m starter.cli list --workplace demo")
@@ -232,12 +245,20 @@ def announce(settings: Settings, login: str) -> None:
 
 
 async def wait_until_stopped(children: Children) -> None:
+    def crashed() -> bool:
+        children.check()  # raises when a process that is not restarted has died
+        return False
+
+    await wait_for_signal(crashed)
+
+
+async def wait_for_signal(failed: Callable[[], bool]) -> None:
+    """Until Ctrl-C or SIGTERM; `failed` is polled each second and ends the wait when true."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    while not stop.is_set():
-        children.check()
+    while not stop.is_set() and not failed():
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
         except TimeoutError:

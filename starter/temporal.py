@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.subscription import SubscriptionActivities
 from partners.sandbox import SandboxPartner
@@ -61,7 +62,9 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
 
 
 def build_worker(
-    client: Client, pool: Pool, task_queue: str, *, max_concurrent: int = 200
+    client: Client, pool: Pool, task_queue: str, *, max_concurrent: int = 200,
+    interceptors: Sequence[Interceptor] = (),
+    max_cached_workflows: int = 1000,
 ) -> Worker:
     """The one worker make-up used by worker.py, the dev stack, tests and benchmarks.
 
@@ -77,5 +80,10 @@ def build_worker(
         max_concurrent_activities=max_concurrent,
         max_concurrent_workflow_tasks=max_concurrent,
         graceful_shutdown_timeout=timedelta(seconds=5),
+        interceptors=interceptors,
+        # Workflows kept in memory between tasks; a workflow evicted from the cache replays its
+        # whole history (in a fresh sandbox) on its next task. Size it to the live
+        # subscriptions one worker serves (bench/README.md).
+        max_cached_workflows=max_cached_workflows,
         identity=f"bizsupport-worker@{os.uname().nodename}:{os.getpid()}",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.errors import BizError
+from store.access import drop_management_on
 from store.db import Pool
 
 ADMIN_ROLES = ("admin", "representative_admin")
@@ -99,3 +101,122 @@ async def remove_member(pool: Pool, workplace_id: str, member_id: str) -> bool:
             (workplace_id, member_id),
         )
         return cur.rowcount > 0
+
+
+async def upsert_workplace(pool: Pool, workplace_id: str, name: str) -> bool:
+    """Create or rename a workplace; True when it was created now."""
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "INSERT INTO workplaces (workplace_id, name) VALUES (%s, %s)"
+                " ON CONFLICT (workplace_id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()"
+                " RETURNING (xmax = 0) AS created",
+                (workplace_id, name),
+            )
+        ).fetchone()
+        return bool(row and row["created"])
+
+
+async def any_member(pool: Pool, workplace_id: str, member_id: str) -> dict[str, Any] | None:
+    """A member row whether present or departed."""
+    async with pool.connection() as conn:
+        row: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s",
+                (workplace_id, member_id),
+            )
+        ).fetchone()
+        return row
+
+
+async def sync_member(
+    pool: Pool, workplace_id: str, member: dict[str, str], role: str
+) -> dict[str, Any]:
+    """Directory sync of one member, in one transaction (R-PERM-1, -3).
+
+    Refuses to demote the present representative admin (REPRESENTATIVE_REQUIRED: name a successor
+    instead). Making someone representative admin demotes the previous one to admin (who keeps
+    their explicit permissions). Demoting an admin to member drops their management permissions.
+    Returns {"before", "after", "previous_representative", "dropped_permissions"}.
+    """
+    async with pool.connection() as conn, conn.transaction():
+        before: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s FOR UPDATE",
+                (workplace_id, member["member_id"]),
+            )
+        ).fetchone()
+        present = before is not None and before["left_at"] is None
+        if present and before is not None and before["role"] == "representative_admin":
+            if role != "representative_admin":
+                raise BizError("REPRESENTATIVE_REQUIRED", member_id=member["member_id"])
+        previous_rep: str | None = None
+        if role == "representative_admin":
+            demoted = await (
+                await conn.execute(
+                    "UPDATE members SET role = 'admin' WHERE workplace_id = %s"
+                    " AND role = 'representative_admin' AND member_id <> %s RETURNING member_id",
+                    (workplace_id, member["member_id"]),
+                )
+            ).fetchone()
+            previous_rep = demoted["member_id"] if demoted else None
+        await _upsert_member(conn, workplace_id, member, role)
+        dropped: list[dict[str, Any]] = []
+        if role == "member" and present and before is not None and before["role"] != "member":
+            dropped = await drop_management_on(conn, workplace_id, member["member_id"])
+        after: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s",
+                (workplace_id, member["member_id"]),
+            )
+        ).fetchone()
+        return {
+            "before": before,
+            "after": after,
+            "previous_representative": previous_rep,
+            "dropped_permissions": dropped,
+        }
+
+
+async def leave(pool: Pool, workplace_id: str, member_id: str) -> dict[str, Any] | None:
+    """A member leaves (R-PERM-7): left_at set and management permissions dropped, together.
+
+    None when the member was never in the workplace. The representative admin cannot leave
+    (REPRESENTATIVE_REQUIRED). Returns {"member", "left_now", "dropped_permissions"}; `left_now`
+    is False when the member had already left (nothing changed).
+    """
+    async with pool.connection() as conn, conn.transaction():
+        row: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s FOR UPDATE",
+                (workplace_id, member_id),
+            )
+        ).fetchone()
+        if row is None:
+            return None
+        if row["left_at"] is not None:
+            return {"member": row, "left_now": False, "dropped_permissions": []}
+        if row["role"] == "representative_admin":
+            raise BizError("REPRESENTATIVE_REQUIRED", member_id=member_id)
+        updated: dict[str, Any] | None = await (
+            await conn.execute(
+                "UPDATE members SET left_at = now() WHERE workplace_id = %s AND member_id = %s"
+                " RETURNING *",
+                (workplace_id, member_id),
+            )
+        ).fetchone()
+        dropped = await drop_management_on(conn, workplace_id, member_id)
+        return {"member": updated, "left_now": True, "dropped_permissions": dropped}
+
+
+async def representative(pool: Pool, workplace_id: str) -> dict[str, Any] | None:
+    """The present representative admin (exactly one, R-PERM-1)."""
+    async with pool.connection() as conn:
+        row: dict[str, Any] | None = await (
+            await conn.execute(
+                "SELECT * FROM members WHERE workplace_id = %s AND role = 'representative_admin'"
+                " AND left_at IS NULL",
+                (workplace_id,),
+            )
+        ).fetchone()
+        return row

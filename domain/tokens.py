@@ -1,0 +1,185 @@
+"""Bearer tokens and single-sign-on launch tokens (API.md R-TOKEN, SPEC R-PERM-8): pure, no I/O.
+
+Both are HS256 JWTs signed with the same secret, and neither can stand in for the other:
+
+- a bearer (access) token carries `sub` (member id), `wp` (workplace id) and `exp`; a system token
+  carries `"role": "system"` and may omit `sub`/`wp`. The member's role is never read from a token
+  (only `"role": "system"` is), it always comes from the directory.
+- a launch token carries `"typ": "launch"`, `aud` = the service id, `sub`, `wp`, a `jti` (spent in
+  PostgreSQL on first verification, see `store.access.spend_launch_token`) and a short `exp`.
+
+Expiry is checked against the `now` the caller passes: wall-clock time, also in sandbox mode
+(the sandbox clock is business time, not token time). PyJWT's own clock checks are switched off
+so that `now` is the only clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from pydantic import BaseModel, ConfigDict
+
+from domain.errors import BizError
+
+ALGORITHM = "HS256"
+LAUNCH_TYPE = "launch"
+SYSTEM_ROLE = "system"
+DEFAULT_ACCESS_TTL_SECONDS = 3600
+DEFAULT_LAUNCH_TTL_SECONDS = 60
+
+_DECODE_OPTIONS: Any = {
+    "verify_signature": True,
+    "verify_exp": False,  # checked against the caller's `now` below
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,  # launch tokens: `aud` is read and checked below
+    "verify_iss": False,
+    "require": [],
+}
+
+
+class AccessClaims(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    member_id: str | None
+    workplace_id: str | None
+    system: bool = False
+
+
+class LaunchClaims(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    member_id: str
+    workplace_id: str
+    service_id: str
+    jti: str
+    expires_at: datetime
+
+
+def _timestamp(at: datetime) -> int:
+    if at.tzinfo is None:
+        raise ValueError("token times must be timezone-aware")
+    return int(at.timestamp())
+
+
+def _decode(secret: str, token: str, now: datetime) -> dict[str, Any]:
+    """Signature (HS256 only) and expiry against `now`; anything wrong → UNAUTHENTICATED."""
+    if not isinstance(token, str) or not token:
+        raise BizError("UNAUTHENTICATED", reason="missing token")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options=_DECODE_OPTIONS
+        )
+    except jwt.PyJWTError as err:
+        raise BizError("UNAUTHENTICATED", reason="invalid token") from err
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        raise BizError("UNAUTHENTICATED", reason="token without expiry")
+    if _timestamp(now) >= exp:
+        raise BizError("UNAUTHENTICATED", reason="expired token")
+    nbf = claims.get("nbf")
+    if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) and _timestamp(now) < nbf:
+        raise BizError("UNAUTHENTICATED", reason="token not yet valid")
+    return claims
+
+
+def _text(claims: dict[str, Any], key: str) -> str | None:
+    value = claims.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise BizError("UNAUTHENTICATED", reason=f"malformed claim {key}")
+    return value
+
+
+# ── bearer tokens ────────────────────────────────────────────────────────────────────────────
+
+
+def mint_access_token(
+    secret: str,
+    *,
+    member_id: str | None,
+    workplace_id: str | None,
+    role: str | None = None,
+    ttl_seconds: int = DEFAULT_ACCESS_TTL_SECONDS,
+    now: datetime,
+) -> str:
+    """A bearer token as the suite's identity provider would mint it (and the CLI does)."""
+    if role not in (None, SYSTEM_ROLE):
+        raise ValueError("the only role a token may carry is 'system'")
+    if role is None and (not member_id or not workplace_id):
+        raise ValueError("a member token needs member_id and workplace_id")
+    claims: dict[str, Any] = {
+        "iat": _timestamp(now),
+        "exp": _timestamp(now + timedelta(seconds=ttl_seconds)),
+    }
+    if member_id is not None:
+        claims["sub"] = member_id
+    if workplace_id is not None:
+        claims["wp"] = workplace_id
+    if role is not None:
+        claims["role"] = role
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_access_token(secret: str, token: str, *, now: datetime) -> AccessClaims:
+    """A bearer token's claims; launch tokens, forged, expired or incomplete ones are refused."""
+    claims = _decode(secret, token, now)
+    if claims.get("typ") == LAUNCH_TYPE:
+        raise BizError("UNAUTHENTICATED", reason="a launch token is not a bearer token")
+    member_id = _text(claims, "sub")
+    workplace_id = _text(claims, "wp")
+    system = claims.get("role") == SYSTEM_ROLE
+    if not system and (member_id is None or workplace_id is None):
+        raise BizError("UNAUTHENTICATED", reason="token without member or workplace")
+    return AccessClaims(member_id=member_id, workplace_id=workplace_id, system=system)
+
+
+# ── single-sign-on launch tokens ─────────────────────────────────────────────────────────────
+
+
+def mint_launch_token(
+    secret: str,
+    *,
+    member_id: str,
+    workplace_id: str,
+    service_id: str,
+    now: datetime,
+    ttl_seconds: int = DEFAULT_LAUNCH_TTL_SECONDS,
+) -> tuple[str, str, datetime]:
+    """(token, jti, expires_at) for one member opening one service of one workplace."""
+    jti = uuid.uuid4().hex
+    expires_at = datetime.fromtimestamp(_timestamp(now) + ttl_seconds, tz=UTC)
+    claims = {
+        "typ": LAUNCH_TYPE,
+        "sub": member_id,
+        "wp": workplace_id,
+        "aud": service_id,
+        "jti": jti,
+        "iat": _timestamp(now),
+        "exp": int(expires_at.timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM), jti, expires_at
+
+
+def verify_launch_token(secret: str, token: str, *, now: datetime) -> LaunchClaims:
+    """Signature and expiry only; spending the jti is the caller's job (it needs PostgreSQL)."""
+    claims = _decode(secret, token, now)
+    if claims.get("typ") != LAUNCH_TYPE:
+        raise BizError("UNAUTHENTICATED", reason="a bearer token is not a launch token")
+    member_id = _text(claims, "sub")
+    workplace_id = _text(claims, "wp")
+    service_id = _text(claims, "aud")
+    jti = _text(claims, "jti")
+    if member_id is None or workplace_id is None or service_id is None or jti is None:
+        raise BizError("UNAUTHENTICATED", reason="incomplete launch token")
+    return LaunchClaims(
+        member_id=member_id,
+        workplace_id=workplace_id,
+        service_id=service_id,
+        jti=jti,
+        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+    )

@@ -1,0 +1,112 @@
+"""이용 요금 조회 (R-BILL-7): issued invoices and the current month's estimate, per service.
+
+The answer is API.md's `GET …/invoices` body, ready for JSON: money is a string of whole won,
+line days are inclusive Asia/Seoul dates (`from`, `to`), instants are ISO 8601 in Seoul time.
+Issued invoices come from the ledger (never recomputed: R-BILL-6); the estimate is computed from
+the live subscription's own billing state, read from its workflow, with the same arithmetic the
+workflow uses for the invoice it will issue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from domain.billing import Invoice, compute_invoice
+from domain.calendar import SEOUL, period_of
+from domain.permissions import USAGE_VIEW
+from domain.subscription import SubscriptionData
+from starter.subscriptions import SubscriptionService
+from statemachines.lifecycle import LIVE_STATES
+from store import ledger, subscriptions
+from workflows.subscription import SubscriptionWorkflow
+
+
+async def invoices(
+    service: SubscriptionService, *, workplace_id: str, service_id: str, actor_id: str
+) -> dict[str, Any]:
+    """Every issued invoice of every subscription of the workplace to the service, oldest
+    period first, and the live subscription's estimate for the current month (or null)."""
+    service.service(service_id)
+    await service.require(workplace_id, service_id, actor_id, USAGE_VIEW)
+    rows = await ledger.invoices_for(service.pool, workplace_id, service_id)
+    return {
+        "invoices": [_issued(row) for row in rows],
+        "estimate": await estimate(service, workplace_id=workplace_id, service_id=service_id),
+    }
+
+
+async def estimate(
+    service: SubscriptionService, *, workplace_id: str, service_id: str
+) -> dict[str, Any] | None:
+    """R-BILL-7: the invoice this month would get if plan and seats stayed as they are.
+
+    None when no subscription is live, when it has no billing state yet (not active), or when
+    the month has no billable day for it (R-BILL-2: billing starts the next day).
+    """
+    row = await subscriptions.current(service.pool, workplace_id, service_id)
+    if row is None or row["state"] not in LIVE_STATES:
+        return None
+    data = await service.handle(row["subscription_id"]).query(SubscriptionWorkflow.data_query)
+    if not isinstance(data, SubscriptionData):  # a converter without type hints gives a dict
+        data = SubscriptionData.model_validate(data)
+    if data.billing is None or data.state not in LIVE_STATES:
+        return None
+    now = await service.clock()
+    invoice = compute_invoice(data.billing, period_of(now), data.application.fees)
+    if invoice is None:
+        return None
+    return {"subscription_id": data.subscription_id, **_amounts(invoice)}
+
+
+def _amounts(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "period": invoice.period,
+        "lines": _lines(line.model_dump() for line in invoice.lines),
+        "subtotal": _won(invoice.subtotal),
+        "vat": _won(invoice.vat),
+        "total": _won(invoice.total),
+    }
+
+
+def _issued(row: Mapping[str, Any]) -> dict[str, Any]:
+    issued_at: datetime = row["issued_at"]
+    return {
+        "invoice_id": row["invoice_id"],
+        "subscription_id": row["subscription_id"],
+        "period": row["period"],
+        "issued_at": issued_at.astimezone(SEOUL).isoformat(),
+        "lines": _lines(row["lines"]),
+        "subtotal": _won(row["subtotal"]),
+        "vat": _won(row["vat"]),
+        "total": _won(row["total"]),
+    }
+
+
+def _lines(lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Ledger lines (InvoiceLine dumped as JSON) in the API's shape."""
+    return [
+        {
+            "plan_id": line["plan_id"],
+            "from": _day(line["from_day"]),
+            "to": _day(line["to_day"]),
+            "days": int(line["days"]),
+            "seats": int(line["seats"]),
+            "amount": _won(line["amount"]),
+        }
+        for line in lines
+    ]
+
+
+def _day(value: date | str) -> str:
+    return value.isoformat() if isinstance(value, date) else date.fromisoformat(value).isoformat()
+
+
+def _won(value: Decimal | int | str) -> str:
+    """Whole won as a string; anything else in the ledger is a bug worth a loud failure."""
+    amount = Decimal(value)
+    if amount != amount.to_integral_value():
+        raise ValueError(f"money must be whole won, got {value!r}")
+    return str(int(amount))

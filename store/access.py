@@ -1,0 +1,275 @@
+"""Access data: management-permission writes and listings, member notices, launch-token spending.
+
+Management permissions belong to the workplace and service, not to a subscription (R-LIFE-3), and
+only admins hold them (R-PERM-4): the write locks the member's directory row so a concurrent
+demotion (which drops them, R-PERM-3) cannot leave a plain member holding one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from domain.errors import BizError
+from store.db import Pool
+
+ACTIVE_STATES = ("active", "plan_changing")
+
+
+# ── management permissions (R-PERM-3, -4, -7) ────────────────────────────────────────────────
+
+
+async def drop_management_on(conn: Any, workplace_id: str, member_id: str) -> list[dict[str, Any]]:
+    """Delete every management permission of a member (demotion, leaving); returns what went."""
+    rows: list[dict[str, Any]] = await (
+        await conn.execute(
+            "DELETE FROM management_permissions WHERE workplace_id = %s AND member_id = %s"
+            " RETURNING service_id, permission",
+            (workplace_id, member_id),
+        )
+    ).fetchall()
+    return sorted(rows, key=lambda r: (r["service_id"], r["permission"]))
+
+
+async def drop_management(pool: Pool, workplace_id: str, member_id: str) -> list[dict[str, Any]]:
+    async with pool.connection() as conn, conn.transaction():
+        return await drop_management_on(conn, workplace_id, member_id)
+
+
+async def set_management(
+    pool: Pool,
+    *,
+    workplace_id: str,
+    service_id: str,
+    member_id: str,
+    permissions: list[str],
+    by: str,
+) -> dict[str, list[str]]:
+    """Make the member's explicit permissions on the service exactly `permissions`.
+
+    Refuses (nothing changed) an unknown or departed member (UNKNOWN_MEMBER), a plain member
+    (NOT_AN_ADMIN) and the representative admin (REPRESENTATIVE_HOLDS_ALL: they hold every
+    permission implicitly). Returns {"added": [...], "removed": [...]}.
+    """
+    wanted = sorted(set(permissions))
+    async with pool.connection() as conn, conn.transaction():
+        member = await (
+            await conn.execute(
+                "SELECT role FROM members WHERE workplace_id = %s AND member_id = %s"
+                " AND left_at IS NULL FOR SHARE",
+                (workplace_id, member_id),
+            )
+        ).fetchone()
+        if member is None:
+            raise BizError("UNKNOWN_MEMBER", member_id=member_id)
+        if member["role"] == "representative_admin":
+            raise BizError("REPRESENTATIVE_HOLDS_ALL", member_id=member_id)
+        if member["role"] != "admin":
+            raise BizError("NOT_AN_ADMIN", member_id=member_id)
+        held_rows = await (
+            await conn.execute(
+                "SELECT permission FROM management_permissions"
+                " WHERE workplace_id = %s AND service_id = %s AND member_id = %s",
+                (workplace_id, service_id, member_id),
+            )
+        ).fetchall()
+        held = {r["permission"] for r in held_rows}
+        removed = sorted(held - set(wanted))
+        added = [p for p in wanted if p not in held]
+        if removed:
+            await conn.execute(
+                "DELETE FROM management_permissions WHERE workplace_id = %s AND service_id = %s"
+                " AND member_id = %s AND permission = ANY(%s)",
+                (workplace_id, service_id, member_id, removed),
+            )
+        for permission in added:
+            await conn.execute(
+                "INSERT INTO management_permissions"
+                " (workplace_id, service_id, member_id, permission, granted_by)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (workplace_id, service_id, member_id, permission, by),
+            )
+    return {"added": added, "removed": removed}
+
+
+async def management_holders(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
+    """Explicit permissions held by present admins (and the representative admin's own rows).
+
+    Rows of plain members (there should be none) are left out: they confer nothing.
+    """
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT p.service_id, p.permission, p.member_id, p.granted_at, p.granted_by,"
+                " m.name, m.role FROM management_permissions p JOIN members m"
+                " ON m.workplace_id = p.workplace_id AND m.member_id = p.member_id"
+                " WHERE p.workplace_id = %s AND m.left_at IS NULL"
+                " AND m.role IN ('admin', 'representative_admin')"
+                " ORDER BY p.service_id, p.permission, p.member_id",
+                (workplace_id,),
+            )
+        ).fetchall()
+        return rows
+
+
+# ── usage permissions, read side (R-PERM-2, -8) ──────────────────────────────────────────────
+
+
+async def usage_holders_named(
+    pool: Pool, workplace_id: str, subscription_id: str
+) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT u.member_id, m.name, u.granted_at FROM usage_permissions u"
+                " LEFT JOIN members m ON m.workplace_id = %s AND m.member_id = u.member_id"
+                " WHERE u.subscription_id = %s ORDER BY u.member_id",
+                (workplace_id, subscription_id),
+            )
+        ).fetchall()
+        return rows
+
+
+async def usable_subscriptions(
+    pool: Pool, workplace_id: str, member_id: str, service_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Active subscriptions of the workplace on which the present member holds usage permission."""
+    clauses = ""
+    params: list[Any] = [workplace_id, member_id, list(ACTIVE_STATES)]
+    if service_id is not None:
+        clauses = " AND s.service_id = %s"
+        params.append(service_id)
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT s.subscription_id, s.service_id, s.state FROM subscriptions s"
+                " JOIN usage_permissions u ON u.subscription_id = s.subscription_id"
+                " JOIN members m ON m.workplace_id = s.workplace_id AND m.member_id = u.member_id"
+                " WHERE s.workplace_id = %s AND u.member_id = %s AND m.left_at IS NULL"
+                f" AND s.state = ANY(%s){clauses} ORDER BY s.service_id",
+                params,
+            )
+        ).fetchall()
+        return rows
+
+
+# ── notices (R-PERM-9) ───────────────────────────────────────────────────────────────────────
+
+
+async def add_notice(
+    pool: Pool,
+    *,
+    workplace_id: str,
+    member_id: str,
+    kind: str,
+    service_id: str | None,
+    subscription_id: str | None,
+    message: str,
+    message_ko: str,
+    details: dict[str, Any] | None = None,
+    at: datetime,
+) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        row: dict[str, Any] | None = await (
+            await conn.execute(
+                "INSERT INTO member_notices (workplace_id, member_id, kind, service_id,"
+                " subscription_id, message, message_ko, details, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (
+                    workplace_id,
+                    member_id,
+                    kind,
+                    service_id,
+                    subscription_id,
+                    message,
+                    message_ko,
+                    Jsonb(details or {}),
+                    at,
+                ),
+            )
+        ).fetchone()
+        assert row is not None
+        return row
+
+
+async def notices_for(
+    pool: Pool, workplace_id: str, member_id: str, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The member's notices not dismissed, newest first."""
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT * FROM member_notices WHERE workplace_id = %s AND member_id = %s"
+                " AND dismissed_at IS NULL ORDER BY created_at DESC, notice_id DESC LIMIT %s",
+                (workplace_id, member_id, limit),
+            )
+        ).fetchall()
+        return rows
+
+
+async def dismiss_notice(
+    pool: Pool, workplace_id: str, member_id: str, notice_id: int, at: datetime
+) -> bool:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE member_notices SET dismissed_at = %s WHERE notice_id = %s"
+            " AND workplace_id = %s AND member_id = %s AND dismissed_at IS NULL",
+            (at, notice_id, workplace_id, member_id),
+        )
+        return cur.rowcount > 0
+
+
+# ── launch tokens (R-PERM-8) ─────────────────────────────────────────────────────────────────
+
+
+async def spend_launch_token(
+    pool: Pool,
+    *,
+    jti: str,
+    workplace_id: str,
+    member_id: str,
+    service_id: str,
+    expires_at: datetime,
+) -> bool:
+    """True the first time a jti is spent, False on every later attempt."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO spent_launch_tokens (jti, workplace_id, member_id, service_id, expires_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (jti) DO NOTHING",
+            (jti, workplace_id, member_id, service_id, expires_at),
+        )
+        return cur.rowcount == 1
+
+
+async def forget_expired_launch_tokens(pool: Pool, before: datetime) -> int:
+    """Spent jtis of tokens that expired before `before` can no longer be replayed anyway."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("DELETE FROM spent_launch_tokens WHERE expires_at < %s", (before,))
+        return cur.rowcount
+
+
+# ── audit log, newest entries ────────────────────────────────────────────────────────────────
+
+
+async def recent_audit(
+    pool: Pool, workplace_id: str, service_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The latest `limit` entries of the workplace (optionally one service), oldest first."""
+    clause = ""
+    params: list[Any] = [workplace_id]
+    if service_id is not None:
+        clause = " AND service_id = %s"
+        params.append(service_id)
+    params.append(limit)
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT audit_id, at, workplace_id, service_id, subscription_id, actor, action,"
+                f" outcome, details FROM audit_log WHERE workplace_id = %s{clause}"
+                " ORDER BY at DESC, audit_id DESC LIMIT %s",
+                params,
+            )
+        ).fetchall()
+    return list(reversed(rows))

@@ -1,0 +1,131 @@
+"""Fixtures for the API, schema and browser tests: the real app on the suite's real servers.
+
+The Runtime runs on the session's time-skipping environment and PostgreSQL, with a worker of its
+own (its own task queue) carrying the `InFlight` interceptor, so the sandbox clock can wait until
+the effects of an advance have landed. A test module uses them with
+`pytest_plugins = ["tests.api_support"]`. (PYTEST_DONT_REWRITE: imported before it is a plugin.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest_asyncio
+import uvicorn
+from fastapi import FastAPI
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.subscription import SubscriptionActivities
+from api.app import create_app
+from api.quiescence import InFlight
+from api.runtime import Runtime, SandboxClock, assemble
+from domain.catalog import default_catalog
+from domain.tokens import mint_access_token
+from partners.sandbox import SandboxPartner
+from starter.subscriptions import SubscriptionService
+from store.db import Pool
+from workflows.subscription import SubscriptionWorkflow
+
+TERMS = "2026-01-01"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api_runtime(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Runtime]:
+    task_queue = f"bizsupport-api-{uuid.uuid4().hex[:8]}"
+    in_flight = InFlight()
+    worker = Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[SubscriptionWorkflow],
+        activities=SubscriptionActivities(pool, SandboxPartner(pool)).all(),
+        interceptors=[in_flight.interceptor()],
+        max_concurrent_activities=100,
+    )
+    subscriptions = SubscriptionService(
+        pool, env.client, default_catalog(), task_queue, clock=env.get_current_time
+    )
+    runtime = assemble(
+        pool=pool,
+        client=env.client,
+        catalog=default_catalog(),
+        subscriptions=subscriptions,
+        secret=secrets.token_urlsafe(32),
+        launch_url="http://127.0.0.1/sso/launch",
+        sandbox=SandboxClock(env, in_flight.idle),
+        demo_login=True,
+    )
+    async with worker:
+        yield runtime
+
+
+@pytest_asyncio.fixture(scope="session")
+async def api_app(api_runtime: Runtime) -> FastAPI:
+    return create_app(api_runtime)
+
+
+@pytest_asyncio.fixture
+async def api(api_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=api_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        yield client
+
+
+def token(runtime: Runtime, workplace_id: str, member_id: str, **kwargs: Any) -> str:
+    return mint_access_token(
+        runtime.secret,
+        member_id=member_id,
+        workplace_id=workplace_id,
+        now=kwargs.pop("now", datetime.now(UTC)),
+        **kwargs,
+    )
+
+
+def system_token(runtime: Runtime) -> str:
+    return mint_access_token(
+        runtime.secret, member_id=None, workplace_id=None, role="system", now=datetime.now(UTC)
+    )
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """The app under uvicorn in a background task of the test's event loop."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LiveServer:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await self.task
