@@ -23,6 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.catalog import default_catalog
 from domain.subscription import SYSTEM_ACTOR, ActorRequest
+from starter.directory import DirectoryService
+from starter.permissions import AccessService
 from starter.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store import directory, subscriptions
@@ -90,6 +92,42 @@ async def service(
 @pytest.fixture
 def client(env: WorkflowEnvironment) -> Client:
     return env.client
+
+
+TERMS = "2026-01-01"  # the catalog's current terms version for every service
+TEST_SECRET = "test-secret-0123456789abcdef0123456789"
+
+
+async def apply_for(
+    service: SubscriptionService,
+    wp: Workplace,
+    svc: str,
+    plan: str | None = None,
+    *,
+    expect_active: bool = True,
+) -> dict[str, Any]:
+    """The representative admin applies, agreeing to the current terms."""
+    status = await service.apply(
+        workplace_id=wp.id,
+        service_id=svc,
+        actor_id=wp.rep,
+        plan_id=plan,
+        terms_version=TERMS,
+        agree_terms=True,
+    )
+    if expect_active:
+        assert status["state"] == "active"
+    return status
+
+
+@pytest.fixture
+def access(pool: Pool, service: SubscriptionService) -> AccessService:
+    return AccessService(pool, service, TEST_SECRET, launch_base_url="https://sso.test/launch")
+
+
+@pytest.fixture
+def dirs(pool: Pool, service: SubscriptionService) -> DirectoryService:
+    return DirectoryService(pool, service.client, service)
 
 
 class Workplace:

@@ -15,32 +15,7 @@ from starter.subscriptions import SubscriptionService
 from store import audit, directory, permissions
 from store.db import Pool
 from tests.conftest import Workplace, eventually
-
-TERMS = "2026-01-01"
-SECRET = "test-directory-secret-0123456789abcdef"
-
-
-@pytest.fixture
-def access(pool: Pool, service: SubscriptionService) -> AccessService:
-    return AccessService(pool, service, SECRET)
-
-
-@pytest.fixture
-def dirs(pool: Pool, service: SubscriptionService) -> DirectoryService:
-    return DirectoryService(pool, service.client, service)
-
-
-async def apply(service: SubscriptionService, wp: Workplace, svc: str, plan: str | None = None):
-    status = await service.apply(
-        workplace_id=wp.id,
-        service_id=svc,
-        actor_id=wp.rep,
-        plan_id=plan,
-        terms_version=TERMS,
-        agree_terms=True,
-    )
-    assert status["state"] == "active"
-    return status
+from tests.conftest import apply_for as apply
 
 
 async def holders(pool: Pool, subscription_id: str) -> list[str]:

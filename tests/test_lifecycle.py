@@ -11,20 +11,11 @@ from domain.errors import BizError
 from starter.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
-from tests.conftest import Workplace, advance, eventually
-
-TERMS = "2026-01-01"
+from tests.conftest import TERMS, Workplace, advance, apply_for, eventually
 
 
 async def apply(service: SubscriptionService, wp: Workplace, svc: str, plan: str | None = None):
-    return await service.apply(
-        workplace_id=wp.id,
-        service_id=svc,
-        actor_id=wp.rep,
-        plan_id=plan,
-        terms_version=TERMS,
-        agree_terms=True,
-    )
+    return await apply_for(service, wp, svc, plan, expect_active=False)
 
 
 async def partner_rows(pool: Pool, subscription_id: str) -> dict[str, int]:

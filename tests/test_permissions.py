@@ -21,40 +21,15 @@ from domain.permissions import (
     USAGE_GRANT,
     USAGE_VIEW,
 )
-from starter.directory import DirectoryService
 from starter.permissions import AccessService
 from starter.subscriptions import SubscriptionService
 from store import audit, subscriptions
 from store.db import Pool
 from tests.conftest import Workplace
+from tests.conftest import apply_for as apply
 
-TERMS = "2026-01-01"
-SECRET = "test-permissions-secret-0123456789abcdef"
 REPRESENTATIVE = "representative"  # the action is the representative admin's alone
 ANY = "any"  # any management permission on any service
-
-
-@pytest.fixture
-def access(pool: Pool, service: SubscriptionService) -> AccessService:
-    return AccessService(pool, service, SECRET)
-
-
-@pytest.fixture
-def dirs(pool: Pool, service: SubscriptionService) -> DirectoryService:
-    return DirectoryService(pool, service.client, service)
-
-
-async def apply(service: SubscriptionService, wp: Workplace, svc: str, plan: str | None = None):
-    status = await service.apply(
-        workplace_id=wp.id,
-        service_id=svc,
-        actor_id=wp.rep,
-        plan_id=plan,
-        terms_version=TERMS,
-        agree_terms=True,
-    )
-    assert status["state"] == "active"
-    return status
 
 
 async def snapshot(pool: Pool, workplace_id: str) -> dict[str, Any]:

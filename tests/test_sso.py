@@ -25,38 +25,15 @@ from starter.directory import DirectoryService
 from starter.permissions import AccessService
 from starter.subscriptions import SubscriptionService
 from store.db import Pool
+from tests.conftest import TEST_SECRET as SECRET
 from tests.conftest import Workplace
+from tests.conftest import apply_for as apply
 
-TERMS = "2026-01-01"
-SECRET = "test-sso-secret-0123456789abcdef0123456789"
 OTHER_SECRET = "another-secret-0123456789abcdef0123456789"
 
 
 def wall() -> datetime:
     return datetime.now(UTC)
-
-
-@pytest.fixture
-def access(pool: Pool, service: SubscriptionService) -> AccessService:
-    return AccessService(pool, service, SECRET, launch_base_url="https://sso.test/launch")
-
-
-@pytest.fixture
-def dirs(pool: Pool, service: SubscriptionService) -> DirectoryService:
-    return DirectoryService(pool, service.client, service)
-
-
-async def apply(service: SubscriptionService, wp: Workplace, svc: str, plan: str | None = None):
-    status = await service.apply(
-        workplace_id=wp.id,
-        service_id=svc,
-        actor_id=wp.rep,
-        plan_id=plan,
-        terms_version=TERMS,
-        agree_terms=True,
-    )
-    assert status["state"] == "active"
-    return status
 
 
 def refused(call, *args, **kwargs) -> BizError:
