@@ -26,6 +26,7 @@ from domain.errors import BizError
 
 log = logging.getLogger(__name__)
 
+
 class ErrorInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -61,13 +61,23 @@ async def run_sandbox(settings: Settings) -> None:
             pool, env.client, catalog, settings.task_queue, clock=env.get_current_time
         )
         runtime = assemble(
-            pool=pool, client=env.client, catalog=catalog, subscriptions=subscriptions,
-            secret=auth_secret(settings), launch_url=launch_base_url(settings),
-            sandbox=SandboxClock(env, in_flight.idle), demo_login=True,
+            pool=pool,
+            client=env.client,
+            catalog=catalog,
+            subscriptions=subscriptions,
+            secret=auth_secret(settings),
+            launch_url=launch_base_url(settings),
+            sandbox=SandboxClock(env, in_flight.idle),
+            demo_login=True,
         )
-        server = _EmbeddedServer(uvicorn.Config(
-            create_app(runtime), host="127.0.0.1", port=settings.api_port, log_level="warning",
-        ))
+        server = _EmbeddedServer(
+            uvicorn.Config(
+                create_app(runtime),
+                host="127.0.0.1",
+                port=settings.api_port,
+                log_level="warning",
+            )
+        )
         async with worker:
             serving = asyncio.create_task(server.serve())
             try:

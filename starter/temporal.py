@@ -62,7 +62,11 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
 
 
 def build_worker(
-    client: Client, pool: Pool, task_queue: str, *, max_concurrent: int = 200,
+    client: Client,
+    pool: Pool,
+    task_queue: str,
+    *,
+    max_concurrent: int = 200,
     interceptors: Sequence[Interceptor] = (),
     max_cached_workflows: int = 1000,
 ) -> Worker:

@@ -343,6 +343,26 @@ class SubscriptionWorkflow:
         self.data.scheduled_plan_change = None
         if self.data.state != "active":
             return
+        # Nothing left to do (changed `now` to that plan since), or the month already had its
+        # change (a `now` change handled in the same task as the timer): a change that does not
+        # happen must not use up the month, and a month never gets two (R-PLAN-2).
+        why = None
+        if scheduled.plan_id == self.data.plan_id:
+            why = "already on that plan"
+        elif self.data.last_plan_change_period == period_of(workflow.now()):
+            why = "this month's plan change was already made"
+        if why is not None:
+            self.data.plan_change_notice = (
+                f"Scheduled change to {scheduled.plan_id} dropped: {why}."
+            )
+            await self._publish(
+                "plan_change_dropped",
+                SYSTEM_ACTOR,
+                outcome="dropped",
+                plan_id=scheduled.plan_id,
+                reason=why,
+            )
+            return
         courses = await self._courses_in_progress()
         if courses and not scheduled.confirm_course_reset:
             self.data.plan_change_notice = (

@@ -1,0 +1,478 @@
+"""Month-close benchmark: N subscriptions reach 00:00 Seoul on the 1st together (R-BILL-5).
+
+    python bench/month_close.py [--n 1000] [--max-concurrent 200] [--pool 40]
+
+Starts embedded PostgreSQL in a temporary folder (or uses DATABASE_URL) and Temporal's
+time-skipping test server, applies for N subscriptions through SubscriptionService (so each is a
+real, active SubscriptionWorkflow), then moves the clock to the next 1st with ONE `env.sleep`:
+every subscription's invoice timer fires at the same instant. It measures invoices per second
+from that moment until all N invoices are in PostgreSQL, and until every month-close has been
+published (the `invoice_issued` audit entry, the last write of the month-close).
+
+Then the same for a BASELINE in the same run: N workflows defined here with the same timer and
+the same number of activities per month-close as ours (counted from a real history), on a worker
+with the same settings, but no business logic: each activity writes one row. The ratio
+ours / baseline says what the product's own logic (state, billing arithmetic, pydantic payloads,
+read-model and audit writes) costs over the bare Temporal + PostgreSQL round trips.
+
+Python warnings and errors of the workers are collected; a workflow task that blocks the event
+loop for 2 s trips the SDK's deadlock detector (TMPRL1101) and is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio import activity, workflow
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+with workflow.unsafe.imports_passed_through():
+    from domain.calendar import SEOUL, first_instant_of_next_month, period_of
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+# ── the baseline: the same timers and activities, no business logic ─────────────────────────
+
+
+class BaselineInput(BaseModel):
+    key: str
+    first: datetime  # 00:00 Seoul on the 1st, like the invoice timer
+    activities: int  # as many as one month-close of SubscriptionWorkflow runs
+
+
+@activity.defn(name="bench_write_row")
+async def write_row(key: str, seq: int, at: datetime) -> None:
+    pool = BASELINE_POOL[0]
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO bench_rows (key, seq, at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (key, seq, at),
+        )
+
+
+BASELINE_POOL: list[Any] = []
+
+
+@workflow.defn(name="BenchBaselineWorkflow")
+class BaselineWorkflow:
+    @workflow.run
+    async def run(self, job: BaselineInput) -> None:
+        await workflow.sleep(job.first - workflow.now())
+        for seq in range(job.activities):
+            await workflow.execute_activity(
+                write_row,
+                args=[job.key, seq, workflow.now()],
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+            )
+
+
+# ── measuring ────────────────────────────────────────────────────────────────────────────────
+
+
+class LogTally(logging.Handler):
+    """Every warning and error the SDK logs in Python, by kind; TMPRL1101 called out."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.kinds: Counter[str] = Counter()
+        self.deadlocks = 0
+        self.samples: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {record.exc_info[1]!r}"
+        if "TMPRL1101" in text or "deadlock" in text.lower():
+            self.deadlocks += 1
+        self.kinds[f"{record.levelname} {record.name}"] += 1
+        if len(self.samples) < 5:
+            self.samples.append(text[:300])
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of this process and its descendants, by program name: the
+    worker (python), the time-skipping server, PostgreSQL (when embedded)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    table: dict[int, tuple[int, str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / ticks)
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+        found = {pid for pid, (ppid, _, _) in table.items() if ppid in mine} - mine
+        grew = bool(found)
+        mine |= found
+    used: dict[str, float] = {}
+    for pid in mine:
+        if pid in table:
+            _, name, seconds = table[pid]
+            kind = "worker" if pid == os.getpid() else name.split()[0].split("-")[0]
+            used[kind] = used.get(kind, 0.0) + seconds
+    return used
+
+
+@dataclass
+class Phase:
+    name: str
+    n: int
+    first_row_s: float
+    all_rows_s: float
+    done_s: float
+    cpu: dict[str, float]
+    note: str
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.all_rows_s
+
+    @property
+    def done_rate(self) -> float:
+        return self.n / self.done_s
+
+
+async def bounded(
+    job: Callable[[str], Awaitable[Any]], items: Iterable[str], limit: int
+) -> list[Any]:
+    """``job(item)`` for every item, at most ``limit`` at a time."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: str) -> Any:
+        async with gate:
+            return await job(item)
+
+    return await asyncio.gather(*(one(item) for item in items))
+
+
+async def count(pool: Any, sql: str, *params: Any) -> int:
+    async with pool.connection() as conn:
+        row = await (await conn.execute(sql, params)).fetchone()
+    return int(row["n"])
+
+
+async def watch(
+    env: WorkflowEnvironment,
+    target: datetime,
+    n: int,
+    rows: Callable[[], Awaitable[int]],
+    done: Callable[[], Awaitable[int]],
+    name: str,
+) -> Phase:
+    """Move the clock to ``target`` in one sleep and time the rows landing."""
+    cpu_before = cpu_seconds()
+    start = time.perf_counter()
+    # The sleep runs beside the polling: the server may hold its answer until the tasks the
+    # timers caused are done, and under load it can give up waiting ("Timeout expired") while
+    # the month-close goes on; the rows in PostgreSQL are what is measured either way.
+    sleeping = asyncio.create_task(env.sleep(target - await env.get_current_time()))
+    first_row = all_rows = None
+    while True:
+        landed = await rows()
+        now = time.perf_counter() - start
+        if landed and first_row is None:
+            first_row = now
+        if landed >= n and all_rows is None:
+            all_rows = now
+        if all_rows is not None and await done() >= n:
+            assert first_row is not None
+            elapsed = time.perf_counter() - start
+            after = cpu_seconds()
+            cpu = {kind: sec - cpu_before.get(kind, 0.0) for kind, sec in after.items()}
+            try:
+                await sleeping
+                note = ""
+            except RPCError as err:
+                note = f"env.sleep answered {err.message!r}"
+            return Phase(name, n, first_row, all_rows, elapsed, cpu, note)
+        if now > 600:
+            raise TimeoutError(f"{name}: {landed}/{n} rows after 10 minutes")
+        await asyncio.sleep(0.02)
+
+
+# ── the run ──────────────────────────────────────────────────────────────────────────────────
+
+
+async def run(args: argparse.Namespace) -> int:
+    from domain.catalog import default_catalog
+    from starter.subscriptions import SubscriptionService
+    from starter.temporal import binary, build_worker, ensure_search_attributes
+    from store import directory
+    from store.db import migrate, open_pool
+    from store.embedded import EmbeddedPostgres
+
+    tally = LogTally()
+    sdk_log = logging.getLogger("temporalio")
+    sdk_log.setLevel(logging.WARNING)  # failed activations, TMPRL1101 are warnings
+    sdk_log.addHandler(tally)
+    folder: Path | None = None
+    server: EmbeddedPostgres | None = None
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        folder = Path(tempfile.mkdtemp(prefix="bizsupport-bench-pg-"))
+        server = EmbeddedPostgres(folder / "pgdata")
+        url = server.start()
+    migrate(url)
+    pool = await open_pool(url, max_size=args.pool)
+    BASELINE_POOL.append(pool)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_rows (key text NOT NULL, seq int NOT NULL,"
+            " at timestamptz NOT NULL, PRIMARY KEY (key, seq))"
+        )
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    await ensure_search_attributes(env.client)
+    tag = uuid.uuid4().hex[:6]
+    n = args.n
+    try:
+        # ── ours ──
+        queue = f"bench-{tag}"
+        service = SubscriptionService(
+            pool, env.client, default_catalog(), queue, clock=env.get_current_time
+        )
+        workplaces = [f"bench-{tag}-{i:05d}" for i in range(n)]
+        async with build_worker(
+            env.client,
+            pool,
+            queue,
+            max_concurrent=args.max_concurrent,
+            max_cached_workflows=args.cache,
+        ):
+            seed_start = time.perf_counter()
+
+            async def subscribe(wp: str) -> str:
+                rep = {"member_id": f"{wp}-rep", "login_id": f"{wp}@bench", "name": "대표"}
+                await directory.put_workplace(pool, wp, wp, rep)
+                status = await service.apply(
+                    workplace_id=wp,
+                    service_id="cartax",
+                    actor_id=f"{wp}-rep",
+                    plan_id=None,
+                    terms_version=service.service("cartax").terms.version,
+                    agree_terms=True,
+                    wait_seconds=60,
+                )
+                assert status["state"] == "active", status
+                return str(status["subscription_id"])
+
+            sub_ids = await bounded(subscribe, workplaces, args.seed_concurrency)
+            seeded = time.perf_counter() - seed_start
+            print(
+                f"seeded {n} active subscriptions in {seeded:.1f} s"
+                f" ({n / seeded:.0f}/s); worker process RSS {rss_mb():.0f} MB",
+                flush=True,
+            )
+            now = await env.get_current_time()
+            first = first_instant_of_next_month(now + timedelta(days=1))
+            period = period_of(first - timedelta(days=1))
+            like = f"bench-{tag}-%"
+            ours = await watch(
+                env,
+                first,
+                n,
+                lambda: count(
+                    pool,
+                    "SELECT count(*) AS n FROM invoices WHERE period = %s AND workplace_id LIKE %s",
+                    period,
+                    like,
+                ),
+                lambda: count(
+                    pool,
+                    "SELECT count(*) AS n FROM audit_log WHERE action = 'invoice_issued'"
+                    " AND details->>'period' = %s AND workplace_id LIKE %s",
+                    period,
+                    like,
+                ),
+                "ours",
+            )
+            per_close = await month_close_activities(service, sub_ids[0])
+            # Our workflows would invoice again next month: end them before the baseline runs.
+
+            async def terminate(sub_id: str) -> None:
+                await service.handle(sub_id).terminate("benchmark done")
+
+            await bounded(terminate, sub_ids, args.seed_concurrency)
+
+        # ── baseline ──
+        base_queue = f"bench-baseline-{tag}"
+        async with Worker(
+            env.client,
+            task_queue=base_queue,
+            workflows=[BaselineWorkflow],
+            activities=[write_row],
+            max_concurrent_activities=args.max_concurrent,
+            max_concurrent_workflow_tasks=args.max_concurrent,
+            max_cached_workflows=args.cache,
+            graceful_shutdown_timeout=timedelta(seconds=5),
+        ):
+            first = first_instant_of_next_month(await env.get_current_time() + timedelta(days=1))
+            keys = [f"base-{tag}-{i:05d}" for i in range(n)]
+
+            async def start(key: str) -> None:
+                await env.client.start_workflow(
+                    BaselineWorkflow.run,
+                    BaselineInput(key=key, first=first, activities=per_close),
+                    id=key,
+                    task_queue=base_queue,
+                )
+
+            await bounded(start, keys, args.seed_concurrency)
+            # Measure from the same point as ours: every workflow started and waiting on its timer.
+            await bounded(
+                lambda key: timer_started(env.client.get_workflow_handle(key)),
+                keys,
+                args.seed_concurrency,
+            )
+            like = f"base-{tag}-%"
+            base = await watch(
+                env,
+                first,
+                n,
+                lambda: count(
+                    pool, "SELECT count(*) AS n FROM bench_rows WHERE key LIKE %s AND seq = 0", like
+                ),
+                lambda: count(
+                    pool,
+                    "SELECT count(*) AS n FROM bench_rows WHERE key LIKE %s AND seq = %s",
+                    like,
+                    per_close - 1,
+                ),
+                "baseline",
+            )
+    finally:
+        await env.shutdown()
+        await pool.close()
+        if server is not None:
+            server.stop()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    report(args, ours, base, per_close, tally)
+    return 0
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def timer_started(handle: Any) -> None:
+    while True:
+        async for event in handle.fetch_history_events():
+            if event.HasField("timer_started_event_attributes"):
+                return
+        await asyncio.sleep(0.05)
+
+
+async def month_close_activities(service: Any, sub_id: str) -> int:
+    """How many activities one SubscriptionWorkflow month-close ran: those after the timer."""
+    after_timer = 0
+    fired = False
+    async for event in service.handle(sub_id).fetch_history_events():
+        if event.HasField("timer_fired_event_attributes"):
+            fired, after_timer = True, 0
+        elif fired and event.HasField("activity_task_scheduled_event_attributes"):
+            after_timer += 1
+    return max(after_timer, 1)
+
+
+def report(
+    args: argparse.Namespace, ours: Phase, base: Phase, per_close: int, tally: LogTally
+) -> None:
+    cpus = os.cpu_count()
+    print()
+    print(f"month close, N={ours.n}, {per_close} activities per month-close")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"machine: {platform.platform()}, {cpus} cores, Python {platform.python_version()},"
+        f" load average {load}"
+    )
+    print(
+        f"settings: max_concurrent={args.max_concurrent} (workflow tasks and activities),"
+        f" max_cached_workflows={args.cache}, PostgreSQL pool={args.pool}"
+    )
+    for phase in (ours, base):
+        print(
+            f"  {phase.name:9s} first row {phase.first_row_s:6.2f} s | all {phase.n} rows"
+            f" {phase.all_rows_s:6.2f} s = {phase.rate:7.1f}/s | month-close done"
+            f" {phase.done_s:6.2f} s = {phase.done_rate:7.1f}/s"
+        )
+    for phase in (ours, base):
+        ranked = sorted(phase.cpu.items(), key=lambda item: -item[1])
+        spent = ", ".join(f"{kind} {sec:.1f}" for kind, sec in ranked if sec > 0)
+        busy = sum(phase.cpu.values()) / phase.done_s
+        print(f"  {phase.name:9s} CPU seconds: {spent} (= {busy:.2f} cores busy on average)")
+        if phase.note:
+            print(f"  {phase.name:9s} note: {phase.note}")
+    print(f"ratio ours/baseline (invoices/s): {ours.rate / base.rate:.2f}")
+    print(f"ratio ours/baseline (month-closes/s): {ours.done_rate / base.done_rate:.2f}")
+    print(f"deadlock detector (TMPRL1101): {tally.deadlocks}")
+    if tally.kinds:
+        print(f"worker warnings/errors: {dict(tally.kinds)}")
+        for sample in tally.samples:
+            print(f"  e.g. {sample}")
+    else:
+        print("worker warnings/errors: none")
+    print(f"(run at {datetime.now(UTC).astimezone(SEOUL).isoformat(timespec='seconds')})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="subscriptions (default 1000)")
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=200,
+        help="build_worker's max_concurrent: workflow tasks and activities (default 200)",
+    )
+    parser.add_argument("--pool", type=int, default=40, help="PostgreSQL pool size (default 40)")
+    parser.add_argument(
+        "--cache",
+        type=int,
+        default=None,
+        help="max_cached_workflows of both workers (default: N + 500, at least 1000)",
+    )
+    parser.add_argument(
+        "--seed-concurrency", type=int, default=50, help="applications in flight while seeding"
+    )
+    args = parser.parse_args()
+    if args.cache is None:
+        args.cache = max(1000, args.n + 500)
+    logging.basicConfig(level=logging.ERROR)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
