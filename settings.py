@@ -24,6 +24,10 @@ class Settings:
     task_queue: str
     sandbox: bool
     api_port: int
+    # Subscription workflows a worker keeps in memory between tasks; an evicted one replays its
+    # history on its next task. Size it to the live subscriptions one worker serves (~250 KB
+    # each): at month-end every one of them wakes at once (bench/README.md).
+    worker_cache_size: int
 
     @property
     def secret_file(self) -> Path:
@@ -40,6 +44,7 @@ def load_settings() -> Settings:
         task_queue=env.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE_DEFAULT),
         sandbox=env.get("SANDBOX", "") not in ("", "0", "false"),
         api_port=int(env.get("API_PORT", "8000")),
+        worker_cache_size=int(env.get("WORKER_CACHE_SIZE", "2500")),
     )
 
 

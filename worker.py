@@ -32,7 +32,9 @@ async def serve() -> int:
     migrate(settings.database_url)
     pool = await open_pool(settings.database_url, max_size=20)
     client = await connect(settings.temporal_address, settings.temporal_namespace)
-    worker = build_worker(client, pool, settings.task_queue)
+    worker = build_worker(
+        client, pool, settings.task_queue, max_cached_workflows=settings.worker_cache_size
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

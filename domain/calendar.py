@@ -116,12 +116,22 @@ def plan_change_refusal(
 
 
 def plan_change_available_at(
-    now: datetime, applied_at: datetime, last_change_period: Period | None
+    now: datetime,
+    applied_at: datetime,
+    last_change_period: Period | None,
+    scheduled_at: datetime | None = None,
 ) -> datetime:
     """The earliest instant >= ``now`` at which a plan change is allowed (R-PLAN-2, -3, -4).
 
-    Returns ``now`` itself when a change is allowed now; otherwise a Seoul midnight.
+    Returns ``now`` itself when a change is allowed now; otherwise a Seoul midnight. A change
+    scheduled for ``scheduled_at`` (R-PLAN-8) uses up that month, so an answer on or after it
+    moves on to the month after.
     """
+    if scheduled_at is not None:
+        found = plan_change_available_at(now, applied_at, last_change_period)
+        if found < scheduled_at:
+            return found
+        return plan_change_available_at(max(now, scheduled_at), applied_at, period_of(scheduled_at))
     candidate = now
     # Each step moves past one refusal; re-checking covers the case where leaving the
     # application day lands in a month that already had its change. It ends after at most

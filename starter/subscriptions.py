@@ -294,8 +294,12 @@ class SubscriptionService:
         last_change = row["last_plan_change"] or {}
         next_change = None
         if service.has_plan_choice and row["state"] == "active" and row["applied_at"]:
+            scheduled = row["scheduled_plan_change"]
             next_change = plan_change_available_at(
-                await self.clock(), row["applied_at"], last_change.get("period")
+                await self.clock(),
+                row["applied_at"],
+                last_change.get("period"),
+                datetime.fromisoformat(scheduled["at"]) if scheduled else None,
             )
         return {
             "subscription_id": row["subscription_id"],

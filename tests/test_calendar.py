@@ -250,3 +250,13 @@ def test_r_bill_1_seoul_reading_matches_the_fixed_offset(instant: datetime) -> N
     assert next_day_start(instant) == day_start(local.date() + timedelta(days=1))
     assert is_seoul_midnight(first_instant_of_next_month(instant))
     assert first_instant_of_next_month(instant) > instant
+
+
+def test_r_plan_8_a_scheduled_change_uses_up_its_month() -> None:
+    """R-PLAN-4, -8: before the schedule, this month's rules; from it on, the month after."""
+    applied = seoul(2027, 3, 10, 9)
+    free = seoul(2027, 3, 15, 9)
+    first = seoul(2027, 4, 1)
+    assert plan_change_available_at(free, applied, None, first) == free
+    assert plan_change_available_at(free, applied, "2027-03", first) == seoul(2027, 5, 1)
+    assert plan_change_available_at(first, applied, "2027-03", first) == seoul(2027, 5, 1)

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from domain.calendar import day_start, seoul_date
 from domain.errors import BizError
 from starter.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
-from tests.conftest import TERMS, Workplace, advance, apply_for, eventually
+from tests.conftest import TERMS, Workplace, advance, advance_to, apply_for, eventually
 
 
 async def apply(service: SubscriptionService, wp: Workplace, svc: str, plan: str | None = None):
@@ -251,3 +252,23 @@ async def test_second_application_cancel_twice_and_cancel_nothing(
         await service.cancel(workplace_id=workplace.id, service_id="loai", actor_id=workplace.rep)
     assert again.value.code == "ALREADY_CANCELLED"
     assert await audit.entries(pool, workplace.id, "loai") == before
+
+
+async def test_no_final_invoice_promised_when_no_day_was_billable(
+    service: SubscriptionService, env: WorkflowEnvironment, pool: Pool, workplace: Workplace
+) -> None:
+    """R-BILL-2: re-applied and cancelled on the predecessor's cancellation day, the new
+    subscription has no billable day, so its status promises no final invoice."""
+    now = await env.get_current_time()
+    await advance_to(env, day_start(seoul_date(now) + timedelta(days=1)) + timedelta(hours=10))
+    first = await apply(service, workplace, "cartax")
+    done = await service.cancel(
+        workplace_id=workplace.id, service_id="cartax", actor_id=workplace.rep
+    )
+    assert done["final_invoice_at"] is not None
+    await apply(service, workplace, "cartax")
+    again = await service.cancel(
+        workplace_id=workplace.id, service_id="cartax", actor_id=workplace.rep
+    )
+    assert again["subscription_id"] != first["subscription_id"]
+    assert again["final_invoice_at"] is None

@@ -238,6 +238,24 @@ async def test_r_plan_2_4_second_change_in_a_month_refused_until_the_1st(
     assert (await actions(pool, workplace)).count("plan_changed") == 2
 
 
+async def test_r_plan_4_8_a_scheduled_change_takes_the_next_month_too(
+    service: SubscriptionService, env: WorkflowEnvironment, pool: Pool, workplace: Workplace
+) -> None:
+    """R-PLAN-4, -8: with this month's change used and one scheduled for the 1st, the next
+    possible change is the 1st of the month after, in the refusal and in the status."""
+    await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
+    await apply(service, workplace)
+    await advance_to(env, await env.get_current_time() + timedelta(days=1))
+    await change(service, workplace, STANDARD)
+    first = oracle.first_of_next_month(await env.get_current_time())
+    scheduled = await change(service, workplace, PREMIUM, when="next_window")
+    following = oracle.first_of_next_month(first)
+    assert scheduled["next_plan_change_at"] == following
+    refusal = await refused(change(service, workplace, BASIC))
+    assert refusal.code == "PLAN_CHANGE_WINDOW_CLOSED"
+    assert datetime.fromisoformat(refusal.details["next_plan_change_at"]) == following
+
+
 async def test_r_plan_1_single_plan_services_have_no_window_in_their_status(
     service: SubscriptionService, workplace: Workplace
 ) -> None:

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         period_start_date,
         plan_change_available_at,
         plan_change_refusal,
+        seoul_date,
     )
     from domain.errors import BizError
     from domain.subscription import (
@@ -285,7 +286,13 @@ class SubscriptionWorkflow:
         why = plan_change_refusal(now, self.data.applied_at, self.data.last_plan_change_period)
         if why is None:
             return
-        at = plan_change_available_at(now, self.data.applied_at, self.data.last_plan_change_period)
+        scheduled = self.data.scheduled_plan_change
+        at = plan_change_available_at(
+            now,
+            self.data.applied_at,
+            self.data.last_plan_change_period,
+            scheduled.at if scheduled else None,
+        )
         texts = {
             "APPLICATION_DAY": (
                 "No plan change on the day of application.",
@@ -540,8 +547,11 @@ class SubscriptionWorkflow:
     def _snapshot(self) -> StatusSnapshot:
         d = self.data
         final_invoice_at = None
-        if d.cancelled_at is not None and d.activated_at is not None:
-            final_invoice_at = period_start(next_period(period_of(d.cancelled_at)))
+        if d.cancelled_at is not None and d.billing is not None:
+            # No final invoice when the cancellation day was never billable (R-BILL-2:
+            # re-applied and cancelled on the predecessor's cancellation day).
+            if d.billing.first_billable_day <= seoul_date(d.cancelled_at):
+                final_invoice_at = period_start(next_period(period_of(d.cancelled_at)))
         return StatusSnapshot(
             subscription_id=d.subscription_id,
             workplace_id=d.application.workplace_id,
