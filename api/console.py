@@ -22,7 +22,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api import queries
 from api.auth import Caller, authenticate, runtime_of
 from api.models import SEOUL
 from api.runtime import Runtime
@@ -279,10 +278,10 @@ async def login_page(request: Request, wp: str | None = None) -> Response:
     workplaces: list[dict[str, Any]] = []
     chosen = None
     if rt.demo_login:
-        workplaces = await queries.recent_workplaces(rt.pool)
+        workplaces = await directory.recent_workplaces(rt.pool)
         if wp:
             chosen = await directory.workplace(rt.pool, wp)
-            members = await queries.present_members(rt.pool, wp) if chosen else []
+            members = await directory.present_members(rt.pool, wp) if chosen else []
     return await _page(
         request,
         "login.html",
@@ -393,7 +392,7 @@ async def service_page(request: Request, svc: str, tab: str = "guide") -> Respon
         context = await _usage_context(rt, who, service)
         status = context["status"]
         live = status is not None and status["state"] in ("applied", "active", "plan_changing")
-        members = await queries.present_members(rt.pool, wp)
+        members = await directory.present_members(rt.pool, wp)
         names = {m["member_id"]: m["name"] for m in members}
         holders = {h["member_id"] for h in (context["usage"] or {}).get("holders", [])}
         now = await rt.business_now()
@@ -552,7 +551,7 @@ async def _history(request: Request, svc: str | None) -> Response:
         wp, member_id = _ids(who)
         service = rt.subscriptions.service(svc) if svc else None
         entries = await rt.access.audit_log(wp, member_id, svc, 300)
-        members = await queries.present_members(rt.pool, wp)
+        members = await directory.present_members(rt.pool, wp)
         return await _page(
             request,
             "history.html",
@@ -585,7 +584,7 @@ async def permissions_page(request: Request) -> Response:
     async def render(who: Caller) -> Response:
         wp, member_id = _ids(who)
         listing = await rt.access.management_permissions(wp, member_id)
-        members = await queries.present_members(rt.pool, wp)
+        members = await directory.present_members(rt.pool, wp)
         admins = [m for m in members if m["role"] == "admin"]
         held: dict[tuple[str, str], set[str]] = {}
         for entry in listing["services"]:
