@@ -180,6 +180,8 @@ async def run_stack(settings: Settings) -> None:
             "DATABASE_URL": database_url,
             "TEMPORAL_ADDRESS": settings.temporal_address,
             "DATA_DIR": str(data),
+            # a local stack: the console offers "pick a demo member" next to pasting a token
+            "BIZSUPPORT_DEMO_LOGIN": "1",
         }
         (data / "stack.json").write_text(
             json.dumps(
