@@ -25,7 +25,7 @@ async def seed_demo(service: SubscriptionService) -> str:
     )
     for member_id, login_id, name, role in DEMO_PEOPLE:
         if await directory.member(pool, DEMO_WORKPLACE, member_id) is None:
-            await directory.put_member(
+            await directory.sync_member(
                 pool,
                 DEMO_WORKPLACE,
                 {"member_id": member_id, "login_id": login_id, "name": name},

@@ -76,33 +76,6 @@ async def _upsert_member(conn: Any, workplace_id: str, m: dict[str, str], role: 
     )
 
 
-async def put_member(
-    pool: Pool, workplace_id: str, member: dict[str, str], role: str
-) -> dict[str, Any] | None:
-    """Create or update a member; returns the previous row (None when new)."""
-    async with pool.connection() as conn, conn.transaction():
-        before: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s FOR UPDATE",
-                (workplace_id, member["member_id"]),
-            )
-        ).fetchone()
-        if role == "representative_admin":
-            await _demote_representative(conn, workplace_id, except_member=member["member_id"])
-        await _upsert_member(conn, workplace_id, member, role)
-        return before
-
-
-async def remove_member(pool: Pool, workplace_id: str, member_id: str) -> bool:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE members SET left_at = now() WHERE workplace_id = %s AND member_id = %s"
-            " AND left_at IS NULL",
-            (workplace_id, member_id),
-        )
-        return cur.rowcount > 0
-
-
 async def upsert_workplace(pool: Pool, workplace_id: str, name: str) -> bool:
     """Create or rename a workplace; True when it was created now."""
     async with pool.connection() as conn:

@@ -147,14 +147,14 @@ class Workplace:
             f"Company {self.id}",
             {"member_id": self.rep, "login_id": f"{self.rep}@example.com", "name": "대표"},
         )
-        await directory.put_member(
+        await directory.sync_member(
             self.pool,
             self.id,
             {"member_id": self.admin, "login_id": f"{self.admin}@x", "name": "관리자"},
             "admin",
         )
         for m in self.members:
-            await directory.put_member(
+            await directory.sync_member(
                 self.pool, self.id, {"member_id": m, "login_id": f"{m}@x", "name": m}, "member"
             )
         return self
