@@ -178,6 +178,32 @@ async def cancel_live_subscriptions(client: Client, pool: Pool, workplace_id: st
             await asyncio.wait_for(update, timeout=10)  # its worker may be gone (crash tests)
 
 
+async def workplace_state(pool: Pool, workplace_id: str) -> dict[str, Any]:
+    """Every row an action could change for a workplace: equal before and after a refusal."""
+    async with pool.connection() as conn:
+
+        async def rows(sql: str) -> list[Any]:
+            cur = await conn.execute(sql, (workplace_id,))
+            return [tuple(r.values()) for r in await cur.fetchall()]
+
+        return {
+            "subscriptions": await rows(
+                "SELECT * FROM subscriptions WHERE workplace_id = %s ORDER BY subscription_id"
+            ),
+            "usage": await rows(
+                "SELECT u.* FROM usage_permissions u JOIN subscriptions s USING (subscription_id)"
+                " WHERE s.workplace_id = %s ORDER BY 1, 2"
+            ),
+            "management": await rows(
+                "SELECT * FROM management_permissions WHERE workplace_id = %s ORDER BY 1, 2, 3, 4"
+            ),
+            "members": await rows("SELECT * FROM members WHERE workplace_id = %s ORDER BY 2"),
+            "audit": await rows("SELECT * FROM audit_log WHERE workplace_id = %s ORDER BY 1"),
+            "notices": await rows("SELECT * FROM member_notices WHERE workplace_id = %s"),
+            "spent": await rows("SELECT * FROM spent_launch_tokens WHERE workplace_id = %s"),
+        }
+
+
 async def eventually(
     check: Callable[[], Awaitable[Any]], *, within: float = 15.0, what: str = "condition"
 ) -> Any:

@@ -22,31 +22,7 @@ from starter.subscriptions import SubscriptionService
 from store.db import Pool
 from tests.conftest import TERMS, Workplace
 from tests.conftest import apply_for as apply
-
-
-async def snapshot(pool: Pool, workplace_id: str) -> dict[str, Any]:
-    async with pool.connection() as conn:
-
-        async def rows(sql: str) -> list[Any]:
-            cur = await conn.execute(sql, (workplace_id,))
-            return [tuple(r.values()) for r in await cur.fetchall()]
-
-        return {
-            "subscriptions": await rows(
-                "SELECT * FROM subscriptions WHERE workplace_id = %s ORDER BY subscription_id"
-            ),
-            "usage": await rows(
-                "SELECT u.* FROM usage_permissions u JOIN subscriptions s USING (subscription_id)"
-                " WHERE s.workplace_id = %s ORDER BY 1, 2"
-            ),
-            "management": await rows(
-                "SELECT * FROM management_permissions WHERE workplace_id = %s ORDER BY 1, 2, 3, 4"
-            ),
-            "members": await rows("SELECT * FROM members WHERE workplace_id = %s ORDER BY 2"),
-            "audit": await rows("SELECT * FROM audit_log WHERE workplace_id = %s ORDER BY 1"),
-            "notices": await rows("SELECT * FROM member_notices WHERE workplace_id = %s"),
-            "spent": await rows("SELECT * FROM spent_launch_tokens WHERE workplace_id = %s"),
-        }
+from tests.conftest import workplace_state as snapshot
 
 
 @pytest.fixture

@@ -27,39 +27,10 @@ from store import audit, subscriptions
 from store.db import Pool
 from tests.conftest import Workplace
 from tests.conftest import apply_for as apply
+from tests.conftest import workplace_state as snapshot
 
 REPRESENTATIVE = "representative"  # the action is the representative admin's alone
 ANY = "any"  # any management permission on any service
-
-
-async def snapshot(pool: Pool, workplace_id: str) -> dict[str, Any]:
-    """Everything an action could change for a workplace."""
-    async with pool.connection() as conn:
-
-        async def rows(sql: str) -> list[Any]:
-            cur = await conn.execute(sql, (workplace_id,))
-            return [tuple(r.values()) for r in await cur.fetchall()]
-
-        return {
-            "subscriptions": await rows(
-                "SELECT subscription_id, state, plan_id, status_seq, scheduled_plan_change::text,"
-                " usage_permission_count FROM subscriptions WHERE workplace_id = %s"
-                " ORDER BY subscription_id"
-            ),
-            "usage": await rows(
-                "SELECT u.subscription_id, u.member_id FROM usage_permissions u JOIN subscriptions"
-                " s USING (subscription_id) WHERE s.workplace_id = %s ORDER BY 1, 2"
-            ),
-            "management": await rows(
-                "SELECT service_id, member_id, permission FROM management_permissions"
-                " WHERE workplace_id = %s ORDER BY 1, 2, 3"
-            ),
-            "members": await rows(
-                "SELECT member_id, login_id, name, role, left_at FROM members"
-                " WHERE workplace_id = %s ORDER BY 1"
-            ),
-            "audit": await rows("SELECT count(*) FROM audit_log WHERE workplace_id = %s"),
-        }
 
 
 # ── the matrix ───────────────────────────────────────────────────────────────────────────────
