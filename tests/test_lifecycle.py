@@ -13,6 +13,7 @@ from starter.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
 from tests.conftest import TERMS, Workplace, advance, advance_to, apply_for, eventually
+from workflows import search_attributes as sa
 
 
 async def apply(service: SubscriptionService, wp: Workplace, svc: str, plan: str | None = None):
@@ -66,6 +67,8 @@ async def test_full_life_apply_cancel_delete_at_day_30(
         workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep
     )
     assert cancelled["state"] == "cancelled"
+    indexed = (await service.handle(sub).describe()).typed_search_attributes
+    assert indexed.get(sa.SUBSCRIPTION_STATE) == "cancelled"  # R-LIFE-4: the UI sees it at once
     assert cancelled["data_deletion_at"] == cancelled["cancelled_at"] + timedelta(days=30)
     assert (await partner_rows(pool, sub))["accounts"] == 1
     account = await _account(pool, sub)

@@ -74,6 +74,8 @@ class SubscriptionWorkflow:
         self.data: SubscriptionData = input.data
         self.history_event_limit = input.history_event_limit
         self.machine = SubscriptionLifecycle.at(self.data.state)
+        # What the UI's search attributes say now: set at start, carried over by continue-as-new.
+        self.indexed = (self.data.state, self.data.plan_id)
         self.lock = asyncio.Lock()
         self.wake = False
 
@@ -579,12 +581,15 @@ class SubscriptionWorkflow:
         previous = self.data.state
         self.data.state = self.machine.state_name
         self.data.event_seq += 1
-        workflow.upsert_search_attributes(
-            [
-                sa.SUBSCRIPTION_STATE.value_set(self.data.state),
-                sa.PLAN_ID.value_set(self.data.plan_id),
-            ]
-        )
+        indexed = (self.data.state, self.data.plan_id)
+        if indexed != self.indexed:  # seat changes and invoices leave them as they are
+            self.indexed = indexed
+            workflow.upsert_search_attributes(
+                [
+                    sa.SUBSCRIPTION_STATE.value_set(self.data.state),
+                    sa.PLAN_ID.value_set(self.data.plan_id),
+                ]
+            )
         audit = AuditEntry(
             at=workflow.now(),
             actor=actor,
