@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(PY) -m starter.stack
+	$(PY) -m devstack.stack
 
 test: install browser
 	$(PY) -m pytest -q

@@ -23,8 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from api import console, errors, v1
 from api.idempotency import IdempotencyStore
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
-from api.models import Health
 from api.runtime import Runtime, build_runtime
+from services.models import Health
 from settings import load_settings
 
 STATIC = Path(__file__).resolve().parent / "static"

@@ -23,9 +23,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api.auth import Caller, authenticate, runtime_of
-from api.models import SEOUL
 from api.runtime import Runtime
 from api.v1 import fetch_invoices
+from domain.calendar import SEOUL
 from domain.catalog import Service
 from domain.errors import BizError
 from domain.subscription import DATA_RETENTION

@@ -11,65 +11,22 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 import settings as settings_module
 from domain.catalog import Catalog, default_catalog
-from domain.errors import BizError
+from services.access import AccessService
+from services.clock import SandboxControl
+from services.directory import DirectoryService
+from services.subscriptions import SubscriptionService
 from settings import Settings
-from starter.directory import DirectoryService
-from starter.permissions import AccessService
-from starter.subscriptions import SubscriptionService
 from starter.temporal import connect
 from store.db import Pool, migrate, open_pool
 
 log = logging.getLogger(__name__)
-
-ADVANCE_RPC_TIMEOUT = timedelta(minutes=10)
-
-
-class SandboxClock:
-    """The sandbox's business clock: the time-skipping server's time, moved on request.
-
-    `advance` lets every timer due in the span (the end included) fire, then waits for `idle` (the
-    worker has nothing in flight) so that the effects are in the read model when it answers.
-    """
-
-    def __init__(self, env: WorkflowEnvironment, idle: Callable[[], Awaitable[None]]) -> None:
-        self.env = env
-        self.idle = idle
-        self._lock = asyncio.Lock()
-
-    async def now(self) -> datetime:
-        return await self.env.get_current_time()
-
-    @property
-    def busy(self) -> bool:
-        return self._lock.locked()
-
-    async def advance(self, seconds: float) -> datetime:
-        if self._lock.locked():  # no await between the check and the acquire: no race
-            raise BizError("CLOCK_BUSY")
-        async with self._lock:
-            await self._skip(seconds)
-            await self.idle()
-            return await self.now()
-
-    async def _skip(self, seconds: float) -> None:
-        """`env.sleep`, with a deadline long enough for a month-end of many subscriptions."""
-        if not getattr(self.env, "supports_time_skipping_v1", False):
-            await self.env.sleep(seconds)
-            return
-        request = SleepRequest()
-        request.duration.FromTimedelta(timedelta(seconds=seconds))
-        await self.env.client.test_service.unlock_time_skipping_with_sleep(
-            request, timeout=ADVANCE_RPC_TIMEOUT
-        )
 
 
 @dataclass
@@ -81,7 +38,7 @@ class Runtime:
     directory: DirectoryService
     access: AccessService
     secret: str
-    sandbox: SandboxClock | None = None
+    sandbox: SandboxControl | None = None
     # The console's "pick a demo member" login: for local stacks only (make run, tests).
     demo_login: bool = False
     # Called when the app shuts down (resources the runtime opened itself).
@@ -110,7 +67,7 @@ def assemble(
     subscriptions: SubscriptionService,
     secret: str,
     launch_url: str,
-    sandbox: SandboxClock | None = None,
+    sandbox: SandboxControl | None = None,
     demo_login: bool = False,
 ) -> Runtime:
     """The directory and access services on top of a subscription service: one make-up for all."""
@@ -131,8 +88,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     """The production runtime: DATABASE_URL, the Temporal server, the secret, the catalog."""
     if settings.sandbox:
         raise RuntimeError(
-            "SANDBOX=1: the sandbox API runs inside the stack (starter.stack) with the "
-            "time-skipping server; pass it a Runtime with a SandboxClock instead"
+            "SANDBOX=1: the sandbox API runs inside the stack (devstack.stack) with the "
+            "time-skipping server; pass it a Runtime with a sandbox clock instead"
         )
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set (`make run` sets it for the dev stack)")

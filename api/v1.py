@@ -18,31 +18,34 @@ from api.errors import responses
 from api.models import (
     AdvanceIn,
     ApplyIn,
+    ManagementPermissionsIn,
+    MemberIn,
+    PlanChangeIn,
+    VerifyIn,
+    WorkplaceIn,
+)
+from api.runtime import Runtime
+from domain.catalog import Catalog, Service
+from domain.errors import BizError
+from services import billing
+from services.clock import SandboxControl
+from services.models import (
     AuditLogOut,
     ClockOut,
     HomeCard,
     InvoicesOut,
     LaunchOut,
-    ManagementPermissionsIn,
     ManagementPermissionsOut,
-    MemberIn,
     MemberLeftOut,
     MemberSyncOut,
     MenuOut,
-    PlanChangeIn,
     ServiceOut,
     ServicePermissions,
     SubscriptionOut,
     UsagePermissionsOut,
     VerifiedOut,
-    VerifyIn,
-    WorkplaceIn,
     WorkplaceOut,
 )
-from api.runtime import Runtime, SandboxClock
-from domain.catalog import Catalog, Service
-from domain.errors import BizError
-from starter import billing
 
 router = APIRouter(prefix="/v1")
 
@@ -444,14 +447,14 @@ async def verify(body: VerifyIn, rt: Rt) -> Any:
 # ── sandbox clock ────────────────────────────────────────────────────────────────────────────
 
 
-def sandbox_clock(request: Request) -> SandboxClock:
+def sandbox_clock(request: Request) -> SandboxControl:
     clock = runtime_of(request).sandbox
     if clock is None:
         raise BizError("SANDBOX_ONLY")
     return clock
 
 
-Clock = Annotated[SandboxClock, Depends(sandbox_clock)]
+Clock = Annotated[SandboxControl, Depends(sandbox_clock)]
 
 
 @router.get(

@@ -220,12 +220,12 @@ async def watch(
 
 
 async def run(args: argparse.Namespace) -> int:
+    from devstack.embedded import EmbeddedPostgres
     from domain.catalog import default_catalog
-    from starter.subscriptions import SubscriptionService
+    from services.subscriptions import SubscriptionService
     from starter.temporal import binary, build_worker, ensure_search_attributes
     from store import directory
     from store.db import migrate, open_pool
-    from store.embedded import EmbeddedPostgres
 
     tally = LogTally()
     sdk_log = logging.getLogger("temporalio")

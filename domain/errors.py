@@ -182,6 +182,30 @@ ERRORS: dict[str, ErrorSpec] = {
 }
 
 
+# Why the monthly plan-change window is closed: PLAN_CHANGE_WINDOW_CLOSED's {why} and {why_ko}.
+WINDOW_CLOSED_REASONS: dict[str, tuple[str, str]] = {
+    "APPLICATION_DAY": (
+        "No plan change on the day of application.",
+        "신청 당일에는 상품을 변경할 수 없습니다.",
+    ),
+    "MONTHLY_LIMIT": (
+        "A plan can be changed once per month.",
+        "상품은 월 1회만 변경할 수 있습니다.",
+    ),
+}
+
+
+def window_closed_details(reason: str, next_plan_change_at: str) -> dict[str, str]:
+    """The details of a PLAN_CHANGE_WINDOW_CLOSED refusal (R-PLAN-2, R-PLAN-3)."""
+    why, why_ko = WINDOW_CLOSED_REASONS[reason]
+    return {
+        "reason": reason.lower(),
+        "why": why,
+        "why_ko": why_ko,
+        "next_plan_change_at": next_plan_change_at,
+    }
+
+
 class _Blank(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"

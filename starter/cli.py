@@ -25,8 +25,8 @@ from typing import Any
 
 from domain.catalog import default_catalog
 from domain.errors import BizError
+from services.subscriptions import SubscriptionService
 from settings import auth_secret, load_settings
-from starter.subscriptions import SubscriptionService
 from starter.temporal import connect
 from store import directory
 from store.db import open_pool
@@ -116,7 +116,7 @@ async def _run(args: argparse.Namespace) -> Any:
                 confirm_course_reset=args.confirm,
             )
         if args.command == "invoices":
-            from starter.billing import invoices
+            from services.billing import invoices
 
             return await invoices(service, **common, service_id=args.service)
         raise AssertionError(args.command)

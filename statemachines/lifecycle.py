@@ -15,14 +15,26 @@ makes it wait for the change to finish (R-PLAN-7), so `cancel` is not allowed fr
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from statemachine import State, StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 
 StateName = Literal["applied", "active", "plan_changing", "cancelled", "purged"]
 STATE_NAMES: tuple[StateName, ...] = ("applied", "active", "plan_changing", "cancelled", "purged")
-LIVE_STATES: frozenset[str] = frozenset({"applied", "active", "plan_changing"})
+# The one definition of the state groups; SQL takes them as parameters (`state = ANY(%s)`).
+# Live: holds the workplace's one slot for the service (R-LIFE-1).
+LIVE_STATES: tuple[StateName, ...] = ("applied", "active", "plan_changing")
+# Usable: members with usage permission can open the service (R-PERM-8).
+USABLE_STATES: tuple[StateName, ...] = ("active", "plan_changing")
+# Ended: cancelled, with or without its data.
+ENDED_STATES: tuple[StateName, ...] = ("cancelled", "purged")
+
+
+class HasState(Protocol):
+    """A model the machine is bound to: it keeps the state value in its `state` field."""
+
+    state: StateName
 
 
 class SubscriptionLifecycle(StateMachine):
@@ -41,8 +53,14 @@ class SubscriptionLifecycle(StateMachine):
 
     @classmethod
     def at(cls, state: str) -> SubscriptionLifecycle:
-        """Rebuild the machine in a saved state (replay, continue-as-new)."""
+        """A free-standing machine in a given state (tests, what-if checks)."""
         return cls(start_value=state)
+
+    @classmethod
+    def bound_to(cls, model: HasState) -> SubscriptionLifecycle:
+        """The machine over a model's `state` field: a transition writes the field, and a model
+        restored from a saved state (replay, continue-as-new) resumes in that state."""
+        return cls(model=model, state_field="state")
 
     @property
     def state_name(self) -> StateName:
@@ -52,9 +70,23 @@ class SubscriptionLifecycle(StateMachine):
     def can(self, event: str) -> bool:
         return any(e.id == event for e in self.allowed_events)
 
+    @property
+    def is_live(self) -> bool:
+        return self.state_name in LIVE_STATES
+
+    @property
+    def is_usable(self) -> bool:
+        return self.state_name in USABLE_STATES
+
+    @property
+    def is_ended(self) -> bool:
+        return self.state_name in ENDED_STATES
+
 
 __all__ = [
+    "ENDED_STATES",
     "LIVE_STATES",
+    "USABLE_STATES",
     "STATE_NAMES",
     "StateName",
     "SubscriptionLifecycle",

@@ -25,12 +25,13 @@ from temporalio.worker import Worker
 
 from activities.subscription import SubscriptionActivities
 from api.app import create_app
-from api.quiescence import InFlight
-from api.runtime import Runtime, SandboxClock, assemble
+from api.runtime import Runtime, assemble
+from devstack.clock import SandboxClock
+from devstack.quiescence import InFlight
 from domain.catalog import default_catalog
 from domain.tokens import mint_access_token
 from partners.sandbox import SandboxPartner
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from store.db import Pool
 from workflows.subscription import SubscriptionWorkflow
 

@@ -21,15 +21,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.embedded import EmbeddedPostgres
 from domain.catalog import default_catalog
 from domain.subscription import SYSTEM_ACTOR, ActorRequest
-from starter.directory import DirectoryService
-from starter.permissions import AccessService
-from starter.subscriptions import SubscriptionService
+from services.access import AccessService
+from services.directory import DirectoryService
+from services.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store import directory, subscriptions
 from store.db import Pool, migrate, open_pool
-from store.embedded import EmbeddedPostgres
 from workflows.subscription import workflow_id
 
 

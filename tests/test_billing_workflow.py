@@ -38,8 +38,8 @@ from domain.catalog import default_catalog
 from domain.errors import BizError
 from domain.subscription import MemberEvent
 from partners.sandbox import SandboxPartner
-from starter import billing
-from starter.subscriptions import SubscriptionService
+from services import billing
+from services.subscriptions import SubscriptionService
 from store import ledger, subscriptions
 from store.db import Pool
 from tests import billing_oracle as oracle

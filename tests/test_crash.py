@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.catalog import default_catalog
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from starter.temporal import binary
 from store import audit, subscriptions
 from store.db import Pool

@@ -9,9 +9,9 @@ import pytest
 
 from domain.errors import BizError
 from domain.permissions import MANAGEMENT_PERMISSIONS, USAGE_GRANT, USAGE_VIEW
-from starter.directory import DirectoryService
-from starter.permissions import AccessService
-from starter.subscriptions import SubscriptionService
+from services.access import AccessService
+from services.directory import DirectoryService
+from services.subscriptions import SubscriptionService
 from store import audit, directory, permissions
 from store.db import Pool
 from tests.conftest import Workplace, eventually

@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 
 from domain.catalog import default_catalog
 from domain.subscription import SubscriptionData
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from store import audit, subscriptions
 from tests.conftest import Workplace, advance, eventually
 from workflows.subscription import SubscriptionWorkflow

@@ -9,7 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.calendar import day_start, seoul_date
 from domain.errors import BizError
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
 from tests.conftest import TERMS, Workplace, advance, advance_to, apply_for, eventually

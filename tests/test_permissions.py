@@ -21,8 +21,8 @@ from domain.permissions import (
     USAGE_GRANT,
     USAGE_VIEW,
 )
-from starter.permissions import AccessService
-from starter.subscriptions import SubscriptionService
+from services.access import AccessService
+from services.subscriptions import SubscriptionService
 from store import audit, subscriptions
 from store.db import Pool
 from tests.conftest import Workplace

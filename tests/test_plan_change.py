@@ -17,7 +17,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from domain.errors import BizError
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
 from tests import billing_oracle as oracle

@@ -21,9 +21,9 @@ from domain.tokens import (
     verify_access_token,
     verify_launch_token,
 )
-from starter.directory import DirectoryService
-from starter.permissions import AccessService
-from starter.subscriptions import SubscriptionService
+from services.access import AccessService
+from services.directory import DirectoryService
+from services.subscriptions import SubscriptionService
 from store.db import Pool
 from tests.conftest import TEST_SECRET as SECRET
 from tests.conftest import Workplace

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         plan_change_refusal,
         seoul_date,
     )
-    from domain.errors import BizError
+    from domain.errors import BizError, window_closed_details
     from domain.subscription import (
         SYSTEM_ACTOR,
         ActorRequest,
@@ -73,7 +73,10 @@ class SubscriptionWorkflow:
     def __init__(self, input: SubscriptionInput) -> None:
         self.data: SubscriptionData = input.data
         self.history_event_limit = input.history_event_limit
-        self.machine = SubscriptionLifecycle.at(self.data.state)
+        # The machine keeps its state in `data.state` (model binding): one place for the state.
+        self.machine = SubscriptionLifecycle.bound_to(self.data)
+        # The state the read model and audit last saw (an audit entry names the one before).
+        self.published_state = self.data.state
         # What the UI's search attributes say now: set at start, carried over by continue-as-new.
         self.indexed = (self.data.state, self.data.plan_id)
         self.lock = asyncio.Lock()
@@ -214,7 +217,8 @@ class SubscriptionWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: ActorRequest) -> None:
-        if self.data.state in ("cancelled", "purged"):
+        # From plan_changing the cancellation waits for the change to finish (R-PLAN-7).
+        if self.machine.is_ended:
             refuse("ALREADY_CANCELLED")
 
     def _stop_invoicing_after(self, last_period: str) -> None:
@@ -277,9 +281,9 @@ class SubscriptionWorkflow:
             self._require_window_open()
 
     def _require_live(self) -> None:
-        if self.data.state in ("cancelled", "purged"):
+        if self.machine.is_ended:
             refuse("ALREADY_CANCELLED")
-        if self.data.state == "applied":
+        if not self.machine.is_usable:
             refuse("NOT_ACTIVE", state=self.data.state)
 
     def _require_window_open(self) -> None:
@@ -295,23 +299,7 @@ class SubscriptionWorkflow:
             self.data.last_plan_change_period,
             scheduled.at if scheduled else None,
         )
-        texts = {
-            "APPLICATION_DAY": (
-                "No plan change on the day of application.",
-                "신청 당일에는 상품을 변경할 수 없습니다.",
-            ),
-            "MONTHLY_LIMIT": (
-                "A plan can be changed once per month.",
-                "상품은 월 1회만 변경할 수 있습니다.",
-            ),
-        }
-        refuse(
-            "PLAN_CHANGE_WINDOW_CLOSED",
-            reason=why.lower(),
-            why=texts[why][0],
-            why_ko=texts[why][1],
-            next_plan_change_at=at.isoformat(),
-        )
+        refuse("PLAN_CHANGE_WINDOW_CLOSED", **window_closed_details(why, at.isoformat()))
 
     async def _courses_in_progress(self) -> list[MemberCourses]:
         result: list[MemberCourses] = await self._act(
@@ -350,7 +338,7 @@ class SubscriptionWorkflow:
 
     async def _run_scheduled_plan_change(self, scheduled: ScheduledPlanChange) -> None:
         self.data.scheduled_plan_change = None
-        if self.data.state != "active":
+        if not self.machine.can("start_plan_change"):
             return
         # Nothing left to do (changed `now` to that plan since), or the month already had its
         # change (a `now` change handled in the same task as the timer): a change that does not
@@ -451,7 +439,7 @@ class SubscriptionWorkflow:
         await self._application_started()
         async with self.lock:
             app = self.data.application
-            if not (app.auto_grant_all_members and self.data.state in ("active", "plan_changing")):
+            if not (app.auto_grant_all_members and self.machine.is_usable):
                 return
             if event.member_id in self.data.usage_holders:
                 return
@@ -466,7 +454,7 @@ class SubscriptionWorkflow:
     async def member_left(self, event: MemberEvent) -> None:
         await self._application_started()
         async with self.lock:
-            if event.member_id not in self.data.usage_holders or self.data.state == "purged":
+            if event.member_id not in self.data.usage_holders or self.machine.purged.is_active:
                 return
             holders = [m for m in self.data.usage_holders if m != event.member_id]
             await self._set_holders(holders, workflow.now())
@@ -479,7 +467,7 @@ class SubscriptionWorkflow:
         """R-PERM-9: on ubob, a new login id resets every learning record of the member."""
         await self._application_started()
         async with self.lock:
-            if not self.data.application.auto_grant_all_members or self.data.state == "purged":
+            if not self.data.application.auto_grant_all_members or self.machine.purged.is_active:
                 return
             reset = await self._act(
                 SubscriptionActivities.reset_learning_records,
@@ -498,7 +486,7 @@ class SubscriptionWorkflow:
         revoked = [m for m in self.data.usage_holders if m not in holders]
         granted = [m for m in holders if m not in self.data.usage_holders]
         self.data.usage_holders = holders
-        if self.data.billing is not None and self.data.state != "cancelled":
+        if self.data.billing is not None and not self.machine.cancelled.is_active:
             # Revocations before grants at one instant (R-BILL-3).
             if revoked:
                 self.data.billing = self.data.billing.with_seat_event(at, -len(revoked))
@@ -578,8 +566,7 @@ class SubscriptionWorkflow:
         self, action: str, actor: str, *, outcome: str = "ok", **details: Any
     ) -> None:
         """R-LIFE-4: every change reaches the read model, the audit log and the Temporal UI."""
-        previous = self.data.state
-        self.data.state = self.machine.state_name
+        previous, self.published_state = self.published_state, self.data.state
         self.data.event_seq += 1
         indexed = (self.data.state, self.data.plan_id)
         if indexed != self.indexed:  # seat changes and invoices leave them as they are

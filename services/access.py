@@ -22,8 +22,8 @@ from domain.permissions import (
     unknown_permissions,
 )
 from domain.tokens import mint_launch_token, verify_launch_token
-from starter.directory import notice_view, storable
-from starter.subscriptions import SubscriptionService
+from services.directory import notice_view, storable
+from services.subscriptions import SubscriptionService
 from store import access, audit, directory, permissions, subscriptions
 from store.db import Pool
 

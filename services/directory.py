@@ -29,7 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.errors import BizError
 from domain.permissions import ROLES
 from domain.subscription import SYSTEM_ACTOR, MemberEvent
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from store import access, audit, directory, subscriptions
 from store.db import Pool
 from workflows.subscription import workflow_id

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -37,16 +36,11 @@ from domain.subscription import (
     SubscriptionInput,
     UsageRequest,
 )
+from services.clock import Clock, wall_clock
 from store import directory, permissions, subscriptions
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow, workflow_id
-
-Clock = Callable[[], Awaitable[datetime]]
-
-
-async def wall_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 class SubscriptionService:

@@ -3,7 +3,7 @@ two subscriptions. Idempotent: a second run changes nothing."""
 
 from __future__ import annotations
 
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from store import directory, subscriptions
 
 DEMO_WORKPLACE = "demo"

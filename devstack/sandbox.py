@@ -18,16 +18,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.quiescence import InFlight
-from api.runtime import SandboxClock, assemble, launch_base_url
+from api.runtime import assemble, launch_base_url
+from devstack.clock import SandboxClock
+from devstack.demo import seed_demo
+from devstack.embedded import EmbeddedPostgres
+from devstack.process import require_ports, say, wait_for_signal
+from devstack.quiescence import InFlight
 from domain.catalog import default_catalog
+from services.subscriptions import SubscriptionService
 from settings import Settings, auth_secret
-from starter.demo import seed_demo
-from starter.stack import announce_sandbox, require_ports, say, wait_for_signal
-from starter.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store.db import migrate, open_pool
-from store.embedded import EmbeddedPostgres
 
 
 async def run_sandbox(settings: Settings) -> None:
@@ -101,3 +102,12 @@ class _EmbeddedServer(uvicorn.Server):
 
     def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
         return contextlib.nullcontext()
+
+
+def announce_sandbox(settings: Settings, login: str) -> None:
+    base = f"http://127.0.0.1:{settings.api_port}"
+    say("sandbox ready: business time runs at wall speed and jumps when you advance it")
+    say(f"  console      {base}/console/login?wp=demo   (demo login: {login})")
+    say(f"  API docs     {base}/docs")
+    say(f"  clock        GET {base}/v1/sandbox/clock · POST {base}/v1/sandbox/clock/advance")
+    say("Ctrl-C stops everything.")

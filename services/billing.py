@@ -18,7 +18,7 @@ from domain.billing import Invoice, compute_invoice
 from domain.calendar import SEOUL, period_of
 from domain.permissions import USAGE_VIEW
 from domain.subscription import SubscriptionData
-from starter.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService
 from statemachines.lifecycle import LIVE_STATES
 from store import ledger, subscriptions
 from workflows.subscription import SubscriptionWorkflow

@@ -1,0 +1,286 @@
+"""What the services answer: typed models shared by the API (its response bodies), the console
+and the CLI.
+
+Times serialize as ISO 8601 in Asia/Seoul with their offset; money as strings of whole won.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from domain.calendar import SEOUL
+from statemachines.lifecycle import StateName
+
+Time = Annotated[
+    datetime,
+    PlainSerializer(lambda d: d.astimezone(SEOUL).isoformat(), return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Money = Annotated[
+    Decimal,
+    PlainSerializer(lambda d: str(int(d)), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^-?[0-9]+$", "examples": ["12000"]}),
+]
+State = StateName
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# ── catalog ──────────────────────────────────────────────────────────────────────────────────
+
+
+class PlanOut(Out):
+    plan_id: str
+    name: str
+    name_ko: str
+    name_en: str
+    base_fee: Money
+    seat_fee: Money
+
+
+class HowToOut(Out):
+    label: str
+    description: str
+    action: str
+
+
+class TermsOut(Out):
+    version: str
+    text: str
+
+
+class ServiceOut(Out):
+    service_id: str
+    name: str
+    name_ko: str
+    name_en: str
+    introduction: str
+    pricing_text: str
+    how_to_use: list[HowToOut]
+    notes: list[str]
+    homepage_url: str
+    inquiry_url: str
+    terms: TermsOut
+    terms_version: str
+    plans: list[PlanOut]
+    has_plan_choice: bool
+    auto_grant_all_members: bool
+    sample_prices_notice: str | None = None
+
+
+# ── business support ─────────────────────────────────────────────────────────────────────────
+
+
+class HomeCard(Out):
+    service_id: str
+    name_ko: str
+    name_en: str
+    state: Literal["not_applied", "applied", "active", "plan_changing", "cancelled", "purged"]
+    subscription_id: str | None
+    buttons: list[Literal["apply", "browse", "manage", "inquire"]]
+
+
+class ScheduledChangeOut(Out):
+    plan_id: str
+    at: Time
+    confirm_course_reset: bool = False
+    requested_by: str | None = None
+
+
+class SubscriptionOut(Out):
+    subscription_id: str
+    workplace_id: str
+    service_id: str
+    state: State
+    plan_id: str
+    applied_at: Time | None
+    activated_at: Time | None
+    cancelled_at: Time | None
+    cancel_reason: str | None
+    usage_permission_count: int
+    managers: list[str]
+    next_plan_change_at: Time | None
+    scheduled_plan_change: ScheduledChangeOut | None
+    plan_change_notice: str | None
+    data_deletion_at: Time | None
+    final_invoice_at: Time | None
+    purged_at: Time | None
+
+
+class HolderOut(Out):
+    member_id: str
+    name: str | None
+    granted_at: Time
+
+
+class UsagePermissionsOut(Out):
+    service_id: str
+    subscription_id: str
+    state: State
+    count: int
+    holders: list[HolderOut]
+
+
+class PermissionHolder(Out):
+    member_id: str
+    name: str | None
+    implicit: bool
+
+
+class PermissionListing(Out):
+    permission: str
+    holders: list[PermissionHolder]
+
+
+class ServicePermissions(Out):
+    service_id: str
+    permissions: list[PermissionListing]
+
+
+class ManagementPermissionsOut(Out):
+    services: list[ServicePermissions]
+
+
+class InvoiceLineOut(Out):
+    plan_id: str
+    from_: date = Field(
+        validation_alias=AliasChoices("from", "from_day"), serialization_alias="from"
+    )
+    to: date = Field(validation_alias=AliasChoices("to", "to_day"), serialization_alias="to")
+    days: int
+    seats: int
+    amount: Money
+
+
+class EstimateOut(Out):
+    subscription_id: str | None = None
+    period: str
+    lines: list[InvoiceLineOut]
+    subtotal: Money
+    vat: Money
+    total: Money
+
+
+class InvoiceOut(EstimateOut):
+    invoice_id: str
+    subscription_id: str | None
+    issued_at: Time
+
+
+class InvoicesOut(Out):
+    invoices: list[InvoiceOut]
+    estimate: EstimateOut | None
+
+
+class AuditEntryOut(Out):
+    audit_id: int
+    at: Time
+    service_id: str | None
+    subscription_id: str | None
+    actor: str
+    action: str
+    outcome: str
+    details: dict[str, Any]
+
+
+class AuditLogOut(Out):
+    entries: list[AuditEntryOut]
+
+
+# ── directory ────────────────────────────────────────────────────────────────────────────────
+
+
+class MemberOut(Out):
+    workplace_id: str
+    member_id: str
+    login_id: str
+    name: str
+    role: Literal["member", "admin", "representative_admin"]
+    joined_at: Time
+    left_at: Time | None
+
+
+class NoticeOut(Out):
+    notice_id: int
+    kind: str
+    service_id: str | None
+    subscription_id: str | None
+    message: str
+    message_ko: str
+    details: dict[str, Any]
+    created_at: Time
+
+
+class WorkplaceInfo(Out):
+    workplace_id: str
+    name: str
+    created_at: Time
+    updated_at: Time
+
+
+class WorkplaceOut(Out):
+    workplace: WorkplaceInfo
+    created: bool
+    representative_admin: MemberOut
+    notices: list[NoticeOut]
+
+
+class MemberSyncOut(Out):
+    member: MemberOut
+    changes: list[str]
+    notices: list[NoticeOut]
+
+
+class DroppedPermission(Out):
+    service_id: str
+    permission: str
+
+
+class MemberLeftOut(Out):
+    member: MemberOut
+    dropped_management_permissions: list[DroppedPermission]
+
+
+# ── member ───────────────────────────────────────────────────────────────────────────────────
+
+
+class MenuService(Out):
+    service_id: str
+    name: str
+    name_en: str | None = None
+
+
+class MenuOut(Out):
+    services: list[MenuService]
+    business_support_admin: bool
+    notices: list[NoticeOut]
+
+
+class LaunchOut(Out):
+    launch_url: str
+    token: str
+    expires_at: Time
+
+
+class VerifiedOut(Out):
+    member_id: str
+    workplace_id: str
+    service_id: str
+    subscription_id: str | None = None
+
+
+# ── operations ───────────────────────────────────────────────────────────────────────────────
+
+
+class ClockOut(Out):
+    now: Time
+
+
+class Health(Out):
+    status: Literal["ok"]
