@@ -86,8 +86,8 @@ class SubscriptionLifecycle(StateMachine):
 __all__ = [
     "ENDED_STATES",
     "LIVE_STATES",
-    "USABLE_STATES",
     "STATE_NAMES",
+    "USABLE_STATES",
     "StateName",
     "SubscriptionLifecycle",
     "TransitionNotAllowed",
