@@ -47,20 +47,15 @@ class SubscriptionActivities:
 
         Returns when the predecessor subscription was cancelled, for R-BILL-2.
         """
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO terms_agreements (subscription_id, workplace_id, service_id,"
-                " terms_version, agreed_by, agreed_at) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (subscription_id) DO NOTHING",
-                (
-                    app.subscription_id,
-                    app.workplace_id,
-                    app.service_id,
-                    app.terms_version,
-                    app.applicant_id,
-                    at,
-                ),
-            )
+        await subscriptions.record_terms_agreement(
+            self.pool,
+            subscription_id=app.subscription_id,
+            workplace_id=app.workplace_id,
+            service_id=app.service_id,
+            terms_version=app.terms_version,
+            agreed_by=app.applicant_id,
+            agreed_at=at,
+        )
         await permissions.grant_manager(
             self.pool, app.workplace_id, app.service_id, app.applicant_id, by=app.applicant_id
         )

@@ -21,11 +21,11 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import console, errors, v1
-from api.idempotency import IdempotencyStore
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from api.runtime import Runtime, build_runtime
 from services.models import Health
 from settings import load_settings
+from store.idempotency import IdempotencyStore
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -71,8 +71,7 @@ def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY
         return Health(status="ok")
 
     app.include_router(v1.router)
-    app.include_router(console.router)
-    app.include_router(console.sso_router)
+    console.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

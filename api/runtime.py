@@ -19,6 +19,7 @@ from temporalio.client import Client
 import settings as settings_module
 from domain.catalog import Catalog, default_catalog
 from services.access import AccessService
+from services.authz import Authz
 from services.clock import SandboxControl
 from services.directory import DirectoryService
 from services.subscriptions import SubscriptionService
@@ -43,6 +44,10 @@ class Runtime:
     demo_login: bool = False
     # Called when the app shuts down (resources the runtime opened itself).
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    @property
+    def authz(self) -> Authz:
+        return self.subscriptions.authz
 
     async def business_now(self) -> datetime:
         """Business time: the subscription service's clock (the sandbox clock in sandbox mode)."""

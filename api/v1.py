@@ -46,6 +46,7 @@ from services.models import (
     VerifiedOut,
     WorkplaceOut,
 )
+from store.idempotency import IdempotencyStore
 
 router = APIRouter(prefix="/v1")
 
@@ -62,13 +63,6 @@ IdempotencyKey = Annotated[
 Rt = Annotated[Runtime, Depends(runtime_of)]
 
 
-async def fetch_invoices(rt: Runtime, wp: str, svc: str, actor: str) -> dict[str, Any]:
-    found: dict[str, Any] = await billing.invoices(
-        rt.subscriptions, workplace_id=wp, service_id=svc, actor_id=actor
-    )
-    return found
-
-
 def dump(model: type[BaseModel], value: Any) -> Any:
     return model.model_validate(value).model_dump(mode="json", by_alias=True)
 
@@ -81,7 +75,7 @@ async def once(
     action: Callable[[], Awaitable[Any]],
 ) -> JSONResponse:
     """A POST's answer, replayed for a retry with the same Idempotency-Key (R-ERR-2)."""
-    store: idempotency.IdempotencyStore = request.app.state.idempotency
+    store: IdempotencyStore = request.app.state.idempotency
 
     async def run() -> Any:
         return dump(model, await action())
@@ -157,7 +151,7 @@ async def list_services(who: AnyCaller, rt: Rt) -> Any:
     responses=responses(403, 404),
 )
 async def get_service(service_id: PathId, who: AnyCaller, rt: Rt) -> Any:
-    return service_view(rt.subscriptions.service(service_id), rt.catalog)
+    return service_view(rt.authz.service(service_id), rt.catalog)
 
 
 # ── business support (admin) ─────────────────────────────────────────────────────────────────
@@ -219,7 +213,7 @@ async def apply(
 async def get_subscription(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
     """The live subscription, else the latest one."""
     actor = same_workplace(who, wp)
-    rt.subscriptions.service(svc)
+    rt.authz.service(svc)
     return await rt.subscriptions.status(workplace_id=wp, service_id=svc, actor_id=actor)
 
 
@@ -240,7 +234,7 @@ async def change_plan(
 ) -> Any:
     """Change the plan now, or schedule it for the next window (R-PLAN)."""
     actor = same_workplace(who, wp)
-    rt.subscriptions.service(svc)
+    rt.authz.service(svc)
     return await once(
         request,
         who,
@@ -266,7 +260,7 @@ async def change_plan(
 async def withdraw_plan_change(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
     """Withdraw a scheduled plan change."""
     actor = same_workplace(who, wp)
-    rt.subscriptions.service(svc)
+    rt.authz.service(svc)
     return await rt.subscriptions.withdraw_plan_change(
         workplace_id=wp, service_id=svc, actor_id=actor
     )
@@ -283,7 +277,7 @@ async def cancel(
 ) -> Any:
     """Cancel at once; data is deleted 30 days later, fees through today billed next month."""
     actor = same_workplace(who, wp)
-    rt.subscriptions.service(svc)
+    rt.authz.service(svc)
     return await once(
         request,
         who,
@@ -308,7 +302,7 @@ async def _set_usage(
     rt: Runtime, wp: str, svc: str, who: Caller, member_id: str, grant: bool
 ) -> Any:
     actor = same_workplace(who, wp)
-    rt.subscriptions.service(svc)
+    rt.authz.service(svc)
     await rt.subscriptions.set_usage(
         workplace_id=wp, service_id=svc, actor_id=actor, member_id=member_id, grant=grant
     )
@@ -346,8 +340,8 @@ async def revoke_usage(wp: PathId, svc: PathId, member_id: PathId, who: Member, 
 async def invoices(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
     """Issued invoices of every subscription to the service, and this month's estimate."""
     actor = same_workplace(who, wp)
-    rt.subscriptions.service(svc)
-    return await fetch_invoices(rt, wp, svc, actor)
+    rt.authz.service(svc)
+    return await billing.invoices(rt.subscriptions, workplace_id=wp, service_id=svc, actor_id=actor)
 
 
 @router.get(
@@ -397,8 +391,7 @@ async def audit_log(
 ) -> Any:
     """Dated events (이용 내역): `usage.view` on the service, or without it the representative."""
     actor = same_workplace(who, wp)
-    entries = await rt.access.audit_log(wp, actor, service, limit)
-    return {"entries": entries}
+    return AuditLogOut(entries=await rt.access.audit_log(wp, actor, service, limit))
 
 
 # ── member ───────────────────────────────────────────────────────────────────────────────────

@@ -277,12 +277,12 @@ async def run(args: argparse.Namespace) -> int:
                     service_id="cartax",
                     actor_id=f"{wp}-rep",
                     plan_id=None,
-                    terms_version=service.service("cartax").terms.version,
+                    terms_version=service.authz.service("cartax").terms.version,
                     agree_terms=True,
                     wait_seconds=60,
                 )
-                assert status["state"] == "active", status
-                return str(status["subscription_id"])
+                assert status.state == "active", status
+                return status.subscription_id
 
             sub_ids = await bounded(subscribe, workplaces, args.seed_concurrency)
             seeded = time.perf_counter() - seed_start

@@ -33,7 +33,7 @@ async def seed_demo(service: SubscriptionService) -> str:
             )
     if not await subscriptions.for_workplace(pool, DEMO_WORKPLACE):
         for service_id, plan_id in (("ubob", "ubob-standard"), ("miricanvas", None)):
-            svc = service.service(service_id)
+            svc = service.authz.service(service_id)
             await service.apply(
                 workplace_id=DEMO_WORKPLACE,
                 service_id=service_id,

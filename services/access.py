@@ -21,13 +21,30 @@ from domain.permissions import (
     is_business_admin,
     unknown_permissions,
 )
+from domain.text import storable
 from domain.tokens import mint_launch_token, verify_launch_token
-from services.directory import notice_view, storable
+from services.directory import notice_view
+from services.models import (
+    AuditEntryOut,
+    CardButton,
+    CardState,
+    HolderOut,
+    HomeCard,
+    LaunchOut,
+    ManagementPermissionsOut,
+    MenuOut,
+    MenuService,
+    PermissionHolder,
+    PermissionListing,
+    ServicePermissions,
+    UsagePermissionsOut,
+    VerifiedOut,
+)
 from services.subscriptions import SubscriptionService
+from statemachines.lifecycle import LIVE_STATES
 from store import access, audit, directory, permissions, subscriptions
 from store.db import Pool
 
-LIVE_STATES = ("applied", "active", "plan_changing")
 DEFAULT_LAUNCH_URL = "http://127.0.0.1:8000/sso/launch"
 MAX_AUDIT_LIMIT = 1000
 # Spent jtis are kept this long after their token expired; older ones cannot verify anyway.
@@ -48,43 +65,18 @@ class AccessService:
         self.subscriptions = subscriptions
         self.secret = secret
         self.launch_base_url = launch_base_url
+        self.authz = subscriptions.authz
 
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
 
-    async def _actor(self, workplace_id: str, actor_id: str) -> dict[str, Any]:
-        if not storable(workplace_id):
-            raise BizError("UNKNOWN_WORKPLACE", workplace_id="?")
-        if not storable(actor_id):
-            raise BizError("UNKNOWN_MEMBER", member_id="?")
-        return await self.subscriptions.actor(workplace_id, actor_id)
-
-    async def _require(
-        self, workplace_id: str, service_id: str, actor_id: str, permission: str
-    ) -> None:
-        await self._actor(workplace_id, actor_id)
-        await self.subscriptions.require(workplace_id, service_id, actor_id, permission)
-
-    async def _representative(self, workplace_id: str, actor_id: str) -> dict[str, Any]:
-        actor = await self._actor(workplace_id, actor_id)
-        if actor["role"] != "representative_admin":
-            raise BizError("NOT_REPRESENTATIVE_ADMIN")
-        return actor
-
-    async def _business_admin(self, workplace_id: str, actor_id: str) -> dict[str, Any]:
-        actor = await self._actor(workplace_id, actor_id)
-        held = await permissions.management_of(self.pool, workplace_id, actor_id)
-        if not is_business_admin(actor["role"], held):
-            raise BizError("FORBIDDEN", needs="any management permission")
-        return actor
-
     def _catalog_ids(self) -> list[str]:
-        return [s.service_id for s in self.subscriptions.catalog.services]
+        return [s.service_id for s in self.authz.catalog.services]
 
     # ── home cards (R-APPLY-5) ───────────────────────────────────────────────────────────────
 
-    async def home_cards(self, workplace_id: str, actor_id: str) -> list[dict[str, Any]]:
+    async def home_cards(self, workplace_id: str, actor_id: str) -> list[HomeCard]:
         """One card per catalog service: its state and the buttons that fit it."""
-        await self._business_admin(workplace_id, actor_id)
+        await self.authz.business_admin(workplace_id, actor_id)
         latest: dict[str, dict[str, Any]] = {}
         for row in await subscriptions.for_workplace(self.pool, workplace_id):
             shown = latest.get(row["service_id"])
@@ -92,10 +84,10 @@ class AccessService:
             if shown is None or shown["state"] not in LIVE_STATES:
                 latest[row["service_id"]] = row
         cards = []
-        for service in self.subscriptions.catalog.services:
+        for service in self.authz.catalog.services:
             found = latest.get(service.service_id)
-            state = found["state"] if found else "not_applied"
-            buttons = []
+            state: CardState = found["state"] if found else "not_applied"
+            buttons: list[CardButton] = []
             if state not in LIVE_STATES:
                 buttons.append("apply")
             buttons.append("browse")
@@ -103,14 +95,14 @@ class AccessService:
                 buttons.append("manage")
             buttons.append("inquire")
             cards.append(
-                {
-                    "service_id": service.service_id,
-                    "name_ko": service.name_ko,
-                    "name_en": service.name_en,
-                    "state": state,
-                    "subscription_id": found["subscription_id"] if found else None,
-                    "buttons": buttons,
-                }
+                HomeCard(
+                    service_id=service.service_id,
+                    name_ko=service.name_ko,
+                    name_en=service.name_en,
+                    state=state,
+                    subscription_id=found["subscription_id"] if found else None,
+                    buttons=buttons,
+                )
             )
         return cards
 
@@ -118,30 +110,34 @@ class AccessService:
 
     async def usage_permissions(
         self, workplace_id: str, service_id: str, actor_id: str
-    ) -> dict[str, Any]:
-        self.subscriptions.service(service_id)
-        await self._require(workplace_id, service_id, actor_id, USAGE_VIEW)
+    ) -> UsagePermissionsOut:
+        self.authz.service(service_id)
+        await self.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None:
             raise BizError("NO_SUBSCRIPTION", service_id=service_id)
         holders = await access.usage_holders_named(self.pool, workplace_id, row["subscription_id"])
-        return {
-            "service_id": service_id,
-            "subscription_id": row["subscription_id"],
-            "state": row["state"],
-            "count": len(holders),
-            "holders": [
-                {"member_id": h["member_id"], "name": h["name"], "granted_at": h["granted_at"]}
+        return UsagePermissionsOut(
+            service_id=service_id,
+            subscription_id=row["subscription_id"],
+            state=row["state"],
+            count=len(holders),
+            holders=[
+                HolderOut(member_id=h["member_id"], name=h["name"], granted_at=h["granted_at"])
                 for h in holders
             ],
-        }
+        )
 
     # ── management permissions (R-PERM-3, -4) ────────────────────────────────────────────────
 
-    async def management_permissions(self, workplace_id: str, actor_id: str) -> dict[str, Any]:
+    async def management_permissions(
+        self, workplace_id: str, actor_id: str
+    ) -> ManagementPermissionsOut:
         """Per service, per permission, the admins holding it (representative: implicitly)."""
-        await self._representative(workplace_id, actor_id)
-        return {"services": await self._listing(workplace_id, self._catalog_ids())}
+        await self.authz.representative(workplace_id, actor_id)
+        return ManagementPermissionsOut(
+            services=await self._listing(workplace_id, self._catalog_ids())
+        )
 
     async def set_management_permissions(
         self,
@@ -150,14 +146,14 @@ class AccessService:
         member_id: str,
         permissions: list[str],
         actor_id: str,
-    ) -> dict[str, Any]:
+    ) -> ServicePermissions:
         """Replace an admin's permissions on one service (`[]` removes them all).
 
         The representative admin holds every permission implicitly; setting theirs is refused
         with REPRESENTATIVE_HOLDS_ALL (their stored applicant rows stay, R-PERM-3).
         """
-        self.subscriptions.service(service_id)
-        await self._representative(workplace_id, actor_id)
+        self.authz.service(service_id)
+        await self.authz.representative(workplace_id, actor_id)
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
             raise BizError("VALIDATION_ERROR", problem="permissions must be a list of names")
         unknown = unknown_permissions(permissions)
@@ -192,66 +188,66 @@ class AccessService:
         (listing,) = await self._listing(workplace_id, [service_id])
         return listing
 
-    async def _listing(self, workplace_id: str, service_ids: list[str]) -> list[dict[str, Any]]:
-        explicit: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    async def _listing(self, workplace_id: str, service_ids: list[str]) -> list[ServicePermissions]:
+        explicit: dict[tuple[str, str], list[PermissionHolder]] = {}
         for row in await access.management_holders(self.pool, workplace_id):
             if row["role"] == "representative_admin":
                 continue  # listed once, as holding everything implicitly
             explicit.setdefault((row["service_id"], row["permission"]), []).append(
-                {"member_id": row["member_id"], "name": row["name"], "implicit": False}
+                PermissionHolder(member_id=row["member_id"], name=row["name"], implicit=False)
             )
         rep = await directory.representative(self.pool, workplace_id)
         implicit = (
-            [{"member_id": rep["member_id"], "name": rep["name"], "implicit": True}] if rep else []
+            [PermissionHolder(member_id=rep["member_id"], name=rep["name"], implicit=True)]
+            if rep
+            else []
         )
         return [
-            {
-                "service_id": service_id,
-                "permissions": [
-                    {
-                        "permission": permission,
-                        "holders": implicit + explicit.get((service_id, permission), []),
-                    }
+            ServicePermissions(
+                service_id=service_id,
+                permissions=[
+                    PermissionListing(
+                        permission=permission,
+                        holders=implicit + explicit.get((service_id, permission), []),
+                    )
                     for permission in MANAGEMENT_PERMISSIONS
                 ],
-            }
+            )
             for service_id in service_ids
         ]
 
     # ── the member's menu (R-PERM-5, -8, -9) ─────────────────────────────────────────────────
 
-    async def menu(self, workplace_id: str, member_id: str) -> dict[str, Any]:
-        member = await self._actor(workplace_id, member_id)
+    async def menu(self, workplace_id: str, member_id: str) -> MenuOut:
+        member = await self.authz.actor(workplace_id, member_id)
         usable = await access.usable_subscriptions(self.pool, workplace_id, member_id)
         services = []
         for row in usable:
-            service = self.subscriptions.catalog.service(row["service_id"])
+            service = self.authz.catalog.service(row["service_id"])
             if service is None:
                 continue
             services.append(
-                {
-                    "service_id": service.service_id,
-                    "name": service.name_ko,
-                    "name_en": service.name_en,
-                }
+                MenuService(
+                    service_id=service.service_id, name=service.name_ko, name_en=service.name_en
+                )
             )
         held = await permissions.management_of(self.pool, workplace_id, member_id)
         notices = await access.notices_for(self.pool, workplace_id, member_id)
-        return {
-            "services": services,
-            "business_support_admin": is_business_admin(member["role"], held),
-            "notices": [notice_view(n) for n in notices],
-        }
+        return MenuOut(
+            services=services,
+            business_support_admin=is_business_admin(member.role, held),
+            notices=[notice_view(n) for n in notices],
+        )
 
     # ── single sign-on (R-PERM-8, R-CANCEL-1) ────────────────────────────────────────────────
 
     async def launch(
         self, workplace_id: str, member_id: str, service_id: str, now: datetime
-    ) -> dict[str, Any]:
+    ) -> LaunchOut:
         """A single-use launch token for a member with usage permission on an active
         subscription. `now` is wall-clock time (token expiry is wall time, also in sandbox)."""
-        self.subscriptions.service(service_id)
-        await self._actor(workplace_id, member_id)
+        self.authz.service(service_id)
+        await self.authz.actor(workplace_id, member_id)
         usable = await access.usable_subscriptions(self.pool, workplace_id, member_id, service_id)
         if not usable:
             raise BizError("FORBIDDEN", needs="usage permission on an active subscription")
@@ -263,9 +259,9 @@ class AccessService:
             now=now,
         )
         launch_url = f"{self.launch_base_url}?{urlencode({'service': service_id, 'token': token})}"
-        return {"launch_url": launch_url, "token": token, "expires_at": expires_at}
+        return LaunchOut(launch_url=launch_url, token=token, expires_at=expires_at)
 
-    async def verify_launch(self, token: str, now: datetime) -> dict[str, Any]:
+    async def verify_launch(self, token: str, now: datetime) -> VerifiedOut:
         """The partner's check: signature and expiry, the jti spent once, then the member must
         still be present with usage permission on an active subscription. Any failure is
         UNAUTHENTICATED (a token works once, then 401)."""
@@ -286,28 +282,28 @@ class AccessService:
         )
         if not usable:
             raise BizError("UNAUTHENTICATED", reason="no usage permission on an active service")
-        return {
-            "member_id": claims.member_id,
-            "workplace_id": claims.workplace_id,
-            "service_id": claims.service_id,
-            "subscription_id": usable[0]["subscription_id"],
-        }
+        return VerifiedOut(
+            member_id=claims.member_id,
+            workplace_id=claims.workplace_id,
+            service_id=claims.service_id,
+            subscription_id=usable[0]["subscription_id"],
+        )
 
     # ── audit log (R-LIFE-4, R-BILL-8) ───────────────────────────────────────────────────────
 
     async def audit_log(
         self, workplace_id: str, actor_id: str, service_id: str | None, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditEntryOut]:
         """The latest `limit` entries, oldest first. With a service: `usage.view` there;
         without: the representative admin only (directory and workplace-wide entries)."""
         if service_id is None:
-            await self._representative(workplace_id, actor_id)
+            await self.authz.representative(workplace_id, actor_id)
         else:
-            self.subscriptions.service(service_id)
-            await self._require(workplace_id, service_id, actor_id, USAGE_VIEW)
+            self.authz.service(service_id)
+            await self.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise BizError("VALIDATION_ERROR", problem="limit must be an integer")
         if not 1 <= limit <= MAX_AUDIT_LIMIT:
             raise BizError("VALIDATION_ERROR", problem=f"limit must be 1..{MAX_AUDIT_LIMIT}")
         rows = await access.recent_audit(self.pool, workplace_id, service_id, limit)
-        return [dict(r) for r in rows]
+        return [AuditEntryOut.model_validate(r) for r in rows]

@@ -18,6 +18,7 @@ from domain.billing import Invoice, compute_invoice
 from domain.calendar import SEOUL, period_of
 from domain.permissions import USAGE_VIEW
 from domain.subscription import SubscriptionData
+from services.models import EstimateOut, InvoiceOut, InvoicesOut
 from services.subscriptions import SubscriptionService
 from statemachines.lifecycle import LIVE_STATES
 from store import ledger, subscriptions
@@ -26,21 +27,21 @@ from workflows.subscription import SubscriptionWorkflow
 
 async def invoices(
     service: SubscriptionService, *, workplace_id: str, service_id: str, actor_id: str
-) -> dict[str, Any]:
+) -> InvoicesOut:
     """Every issued invoice of every subscription of the workplace to the service, oldest
     period first, and the live subscription's estimate for the current month (or null)."""
-    service.service(service_id)
-    await service.require(workplace_id, service_id, actor_id, USAGE_VIEW)
+    service.authz.service(service_id)
+    await service.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
     rows = await ledger.invoices_for(service.pool, workplace_id, service_id)
-    return {
-        "invoices": [_issued(row) for row in rows],
-        "estimate": await estimate(service, workplace_id=workplace_id, service_id=service_id),
-    }
+    return InvoicesOut(
+        invoices=[InvoiceOut.model_validate(_issued(row)) for row in rows],
+        estimate=await estimate(service, workplace_id=workplace_id, service_id=service_id),
+    )
 
 
 async def estimate(
     service: SubscriptionService, *, workplace_id: str, service_id: str
-) -> dict[str, Any] | None:
+) -> EstimateOut | None:
     """R-BILL-7: the invoice this month would get if plan and seats stayed as they are.
 
     None when no subscription is live, when it has no billing state yet (not active), or when
@@ -58,7 +59,9 @@ async def estimate(
     invoice = compute_invoice(data.billing, period_of(now), data.application.fees)
     if invoice is None:
         return None
-    return {"subscription_id": data.subscription_id, **_amounts(invoice)}
+    return EstimateOut.model_validate(
+        {"subscription_id": data.subscription_id, **_amounts(invoice)}
+    )
 
 
 def _amounts(invoice: Invoice) -> dict[str, Any]:

@@ -21,6 +21,7 @@ left re-sends `member_left` before answering UNKNOWN_MEMBER.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.client import Client
@@ -29,52 +30,30 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.errors import BizError
 from domain.permissions import ROLES
 from domain.subscription import SYSTEM_ACTOR, MemberEvent
+from domain.text import storable
+from services.models import (
+    DroppedPermission,
+    MemberLeftOut,
+    MemberOut,
+    MemberSyncOut,
+    NoticeOut,
+    WorkplaceInfo,
+    WorkplaceOut,
+)
 from services.subscriptions import SubscriptionService
+from statemachines.lifecycle import LIVE_STATES
 from store import access, audit, directory, subscriptions
 from store.db import Pool
-from workflows.subscription import workflow_id
+from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger(__name__)
 
-LIVE_STATES = ("applied", "active", "plan_changing")
 LEARNING_RESET = "learning_records_reset"
 _MAX_TEXT = 200
 
 
-def member_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "workplace_id": row["workplace_id"],
-        "member_id": row["member_id"],
-        "login_id": row["login_id"],
-        "name": row["name"],
-        "role": row["role"],
-        "joined_at": row["joined_at"],
-        "left_at": row["left_at"],
-    }
-
-
-def notice_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "notice_id": row["notice_id"],
-        "kind": row["kind"],
-        "service_id": row["service_id"],
-        "subscription_id": row["subscription_id"],
-        "message": row["message"],
-        "message_ko": row["message_ko"],
-        "details": row["details"],
-        "created_at": row["created_at"],
-    }
-
-
-def storable(value: str) -> bool:
-    """Text PostgreSQL can hold and a person would type: UTF-8, no control characters."""
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates
-        return False
-    return True
+def notice_view(row: dict[str, Any]) -> NoticeOut:
+    return NoticeOut.model_validate(row)
 
 
 def _text(field: str, value: object) -> str:
@@ -97,7 +76,7 @@ class DirectoryService:
 
     async def put_workplace(
         self, workplace_id: str, name: str, representative: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> WorkplaceOut:
         """Create or rename a workplace and make `representative` its representative admin."""
         _text("workplace_id", workplace_id)
         _text("name", name)
@@ -124,24 +103,19 @@ class DirectoryService:
         )
         row = await directory.workplace(self.pool, workplace_id)
         assert row is not None
-        return {
-            "workplace": {
-                "workplace_id": row["workplace_id"],
-                "name": row["name"],
-                "created_at": row["created_at"],
-                "updated_at": row["updated_at"],
-            },
-            "created": created,
-            "representative_admin": synced["member"],
-            "notices": synced["notices"],
-        }
+        return WorkplaceOut(
+            workplace=WorkplaceInfo.model_validate(row),
+            created=created,
+            representative_admin=synced.member,
+            notices=synced.notices,
+        )
 
     # ── members ──────────────────────────────────────────────────────────────────────────────
 
     async def put_member(
         self, workplace_id: str, member_id: str, *, login_id: str, name: str, role: str
-    ) -> dict[str, Any]:
-        """Create or update a member. Answer: {"member", "changes", "notices"}."""
+    ) -> MemberSyncOut:
+        """Create or update a member, with what changed and the notices it caused."""
         _text("workplace_id", workplace_id)
         _text("member_id", member_id)
         _text("login_id", login_id)
@@ -213,13 +187,17 @@ class DirectoryService:
         event = MemberEvent(member_id=member_id, login_id=login_id)
         for sub in live:
             if joined or self._auto_grant(sub["service_id"]):
-                await self._signal(sub["subscription_id"], "member_joined", event)
-        notices: list[dict[str, Any]] = []
+                await self._signal(
+                    sub["subscription_id"], SubscriptionWorkflow.member_joined, event
+                )
+        notices: list[NoticeOut] = []
         if login_changed:
             notices = await self._reset_learning_records(workplace_id, member_id, event)
-        return {"member": member_view(after), "changes": changes, "notices": notices}
+        return MemberSyncOut(
+            member=MemberOut.model_validate(after), changes=changes, notices=notices
+        )
 
-    async def remove_member(self, workplace_id: str, member_id: str) -> dict[str, Any]:
+    async def remove_member(self, workplace_id: str, member_id: str) -> MemberLeftOut:
         """A member leaves: every usage and management permission goes (R-PERM-7)."""
         _text("workplace_id", workplace_id)
         _text("member_id", member_id)
@@ -232,7 +210,7 @@ class DirectoryService:
         live = await subscriptions.live_for_workplace(self.pool, workplace_id)
         if not result["left_now"]:
             for sub in live:  # heal a signal lost after an earlier departure
-                await self._signal(sub["subscription_id"], "member_left", event)
+                await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_left, event)
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         member = result["member"]
         await self._audit(workplace_id, "member_left", member_id=member_id, role=member["role"])
@@ -241,36 +219,38 @@ class DirectoryService:
                 workplace_id, member_id, result["dropped_permissions"], "member_left"
             )
         for sub in live:
-            await self._signal(sub["subscription_id"], "member_left", event)
-        return {
-            "member": member_view(member),
-            "dropped_management_permissions": [
-                {"service_id": r["service_id"], "permission": r["permission"]}
+            await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_left, event)
+        return MemberLeftOut(
+            member=MemberOut.model_validate(member),
+            dropped_management_permissions=[
+                DroppedPermission(service_id=r["service_id"], permission=r["permission"])
                 for r in result["dropped_permissions"]
             ],
-        }
+        )
 
     # ── helpers ──────────────────────────────────────────────────────────────────────────────
 
     def _auto_grant(self, service_id: str) -> bool:
-        found = self.subscriptions.catalog.service(service_id)
+        found = self.subscriptions.authz.catalog.service(service_id)
         return bool(found and found.auto_grant_all_members)
 
     async def _reset_learning_records(
         self, workplace_id: str, member_id: str, event: MemberEvent
-    ) -> list[dict[str, Any]]:
+    ) -> list[NoticeOut]:
         """R-PERM-9: every auto-grant (ubob) subscription still holding data resets the member's
         learning records; one notice per service."""
         rows = await subscriptions.for_workplace(self.pool, workplace_id)
         targets = [r for r in rows if self._auto_grant(r["service_id"]) and r["state"] != "purged"]
         by_service: dict[str, list[dict[str, Any]]] = {}
         for row in targets:
-            if await self._signal(row["subscription_id"], "login_id_changed", event):
+            if await self._signal(
+                row["subscription_id"], SubscriptionWorkflow.login_id_changed, event
+            ):
                 by_service.setdefault(row["service_id"], []).append(row)
-        notices: list[dict[str, Any]] = []
+        notices: list[NoticeOut] = []
         now = await self.subscriptions.clock()
         for service_id, subs in sorted(by_service.items()):
-            service = self.subscriptions.service(service_id)
+            service = self.subscriptions.authz.service(service_id)
             live = [s for s in subs if s["state"] in LIVE_STATES]
             main = (live or subs)[-1]
             row = await access.add_notice(
@@ -297,15 +277,24 @@ class DirectoryService:
             notices.append(notice_view(row))
         return notices
 
-    async def _signal(self, subscription_id: str, signal: str, event: MemberEvent) -> bool:
+    async def _signal(
+        self,
+        subscription_id: str,
+        signal: Callable[[SubscriptionWorkflow, MemberEvent], Awaitable[None]],
+        event: MemberEvent,
+    ) -> bool:
         """Send a member event; False when the workflow has already completed."""
-        handle = self.client.get_workflow_handle(workflow_id(subscription_id))
+        handle = self.subscriptions.handle(subscription_id)
         try:
             await handle.signal(signal, event)
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-            log.info("subscription %s has no running workflow; %s skipped", subscription_id, signal)
+            log.info(
+                "subscription %s has no running workflow; %s skipped",
+                subscription_id,
+                signal.__name__,
+            )
             return False
         return True
 

@@ -77,13 +77,17 @@ class ServiceOut(Out):
 # ── business support ─────────────────────────────────────────────────────────────────────────
 
 
+CardState = Literal["not_applied"] | StateName
+CardButton = Literal["apply", "browse", "manage", "inquire"]
+
+
 class HomeCard(Out):
     service_id: str
     name_ko: str
     name_en: str
-    state: Literal["not_applied", "applied", "active", "plan_changing", "cancelled", "purged"]
+    state: CardState
     subscription_id: str | None
-    buttons: list[Literal["apply", "browse", "manage", "inquire"]]
+    buttons: list[CardButton]
 
 
 class ScheduledChangeOut(Out):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from domain.billing import PlanFees
 from domain.calendar import plan_change_available_at
@@ -26,21 +27,26 @@ from domain.permissions import (
     SUBSCRIPTION_CANCEL,
     USAGE_GRANT,
     USAGE_VIEW,
-    holds,
 )
 from domain.subscription import (
     ActorRequest,
     Application,
     PlanChangeRequest,
+    StatusSnapshot,
     SubscriptionData,
     SubscriptionInput,
     UsageRequest,
 )
+from services.authz import Authz
 from services.clock import Clock, wall_clock
+from services.models import SubscriptionOut
+from statemachines.lifecycle import ENDED_STATES
 from store import directory, permissions, subscriptions
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow, workflow_id
+
+Request = TypeVar("Request", ActorRequest, PlanChangeRequest, UsageRequest)
 
 
 class SubscriptionService:
@@ -60,31 +66,7 @@ class SubscriptionService:
         self.task_queue = task_queue
         self.clock = clock
         self.history_event_limit = history_event_limit
-
-    # ── checks that need PostgreSQL ──────────────────────────────────────────────────────────
-
-    def service(self, service_id: str) -> Service:
-        found = self.catalog.service(service_id)
-        if found is None:
-            raise BizError("UNKNOWN_SERVICE", service_id=service_id)
-        return found
-
-    async def actor(self, workplace_id: str, member_id: str) -> dict[str, Any]:
-        if await directory.workplace(self.pool, workplace_id) is None:
-            raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
-        found = await directory.member(self.pool, workplace_id, member_id)
-        if found is None:
-            raise BizError("UNKNOWN_MEMBER", member_id=member_id)
-        return found
-
-    async def require(
-        self, workplace_id: str, service_id: str, member_id: str, permission: str
-    ) -> None:
-        """The one permission check (R-PERM-3): role from the directory, grants from PostgreSQL."""
-        member = await self.actor(workplace_id, member_id)
-        held = await permissions.management_of(self.pool, workplace_id, member_id)
-        if not holds(member["role"], held.get(service_id, set()), permission):
-            raise BizError("FORBIDDEN", needs=permission)
+        self.authz = Authz(pool, catalog)
 
     # ── application (R-APPLY, R-LIFE-1) ──────────────────────────────────────────────────────
 
@@ -98,11 +80,9 @@ class SubscriptionService:
         terms_version: str | None,
         agree_terms: bool,
         wait_seconds: float = 5.0,
-    ) -> dict[str, Any]:
-        service = self.service(service_id)
-        actor = await self.actor(workplace_id, actor_id)
-        if actor["role"] != "representative_admin":
-            raise BizError("NOT_REPRESENTATIVE_ADMIN")
+    ) -> SubscriptionOut:
+        service = self.authz.service(service_id)
+        await self.authz.representative(workplace_id, actor_id)
         if not agree_terms:
             raise BizError("TERMS_NOT_AGREED")
         if terms_version != service.terms.version:
@@ -122,18 +102,7 @@ class SubscriptionService:
         except BizError:
             await self._resume_orphaned_reservation(workplace_id, service_id)
             raise
-        application = Application(
-            subscription_id=subscription_id,
-            workplace_id=workplace_id,
-            service_id=service_id,
-            plan_id=plan,
-            applicant_id=actor_id,
-            terms_version=service.terms.version,
-            fees={
-                p.plan_id: PlanFees(base_fee=p.base_fee, seat_fee=p.seat_fee) for p in service.plans
-            },
-            auto_grant_all_members=service.auto_grant_all_members,
-        )
+        application = _application(service, subscription_id, workplace_id, plan, actor_id)
         try:
             await self._start(application)
         except BaseException:
@@ -174,24 +143,19 @@ class SubscriptionService:
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 return
-        service = self.service(service_id)
+        service = self.authz.service(service_id)
         await self._start(
-            Application(
-                subscription_id=row["subscription_id"],
-                workplace_id=workplace_id,
-                service_id=service_id,
-                plan_id=row["plan_id"],
-                applicant_id=row["applicant_id"],
+            _application(
+                service,
+                row["subscription_id"],
+                workplace_id,
+                row["plan_id"],
+                row["applicant_id"],
                 terms_version=row["terms_version"],
-                fees={
-                    p.plan_id: PlanFees(base_fee=p.base_fee, seat_fee=p.seat_fee)
-                    for p in service.plans
-                },
-                auto_grant_all_members=service.auto_grant_all_members,
             )
         )
 
-    async def _settled(self, subscription_id: str, wait_seconds: float) -> dict[str, Any]:
+    async def _settled(self, subscription_id: str, wait_seconds: float) -> SubscriptionOut:
         """Give provisioning a moment so the answer usually says `active` (or why not)."""
         deadline = asyncio.get_running_loop().time() + wait_seconds
         while True:
@@ -203,17 +167,24 @@ class SubscriptionService:
 
     # ── actions on a live subscription ───────────────────────────────────────────────────────
 
-    def handle(self, subscription_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(workflow_id(subscription_id))
+    def handle(self, subscription_id: str) -> WorkflowHandle[SubscriptionWorkflow, StatusSnapshot]:
+        return self.client.get_workflow_handle_for(
+            SubscriptionWorkflow.run, workflow_id(subscription_id)
+        )
 
     async def _live(self, workplace_id: str, service_id: str) -> dict[str, Any]:
-        self.service(service_id)
+        self.authz.service(service_id)
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None:
             raise BizError("NO_SUBSCRIPTION", service_id=service_id)
         return row
 
-    async def _update(self, row: dict[str, Any], update: str, request: Any) -> dict[str, Any]:
+    async def _update(
+        self,
+        row: dict[str, Any],
+        update: UpdateMethodMultiParam[[SubscriptionWorkflow, Request], StatusSnapshot],
+        request: Request,
+    ) -> SubscriptionOut:
         handle = self.handle(row["subscription_id"])
         try:
             await handle.execute_update(update, request)
@@ -227,12 +198,12 @@ class SubscriptionService:
         assert fresh is not None
         return await self.view(fresh)
 
-    async def cancel(self, *, workplace_id: str, service_id: str, actor_id: str) -> dict[str, Any]:
-        await self.require(workplace_id, service_id, actor_id, SUBSCRIPTION_CANCEL)
+    async def cancel(self, *, workplace_id: str, service_id: str, actor_id: str) -> SubscriptionOut:
+        await self.authz.require(workplace_id, service_id, actor_id, SUBSCRIPTION_CANCEL)
         row = await self._live(workplace_id, service_id)
-        if row["state"] in ("cancelled", "purged"):
+        if row["state"] in ENDED_STATES:
             raise BizError("ALREADY_CANCELLED")
-        return await self._update(row, "cancel", ActorRequest(actor=actor_id))
+        return await self._update(row, SubscriptionWorkflow.cancel, ActorRequest(actor=actor_id))
 
     async def change_plan(
         self,
@@ -243,9 +214,9 @@ class SubscriptionService:
         plan_id: str,
         when: Literal["now", "next_window"] = "now",
         confirm_course_reset: bool = False,
-    ) -> dict[str, Any]:
-        await self.require(workplace_id, service_id, actor_id, PLAN_CHANGE)
-        service = self.service(service_id)
+    ) -> SubscriptionOut:
+        await self.authz.require(workplace_id, service_id, actor_id, PLAN_CHANGE)
+        service = self.authz.service(service_id)
         if not service.has_plan_choice:
             raise BizError("PLAN_CHANGE_NOT_SUPPORTED", service_id=service_id)
         if service.plan(plan_id) is None:
@@ -257,34 +228,37 @@ class SubscriptionService:
             confirm_course_reset=confirm_course_reset,  # type: ignore[arg-type]
             actor=actor_id,
         )
-        return await self._update(row, "change_plan", request)
+        return await self._update(row, SubscriptionWorkflow.change_plan, request)
 
     async def withdraw_plan_change(
         self, *, workplace_id: str, service_id: str, actor_id: str
-    ) -> dict[str, Any]:
-        await self.require(workplace_id, service_id, actor_id, PLAN_CHANGE)
+    ) -> SubscriptionOut:
+        await self.authz.require(workplace_id, service_id, actor_id, PLAN_CHANGE)
         row = await self._live(workplace_id, service_id)
-        return await self._update(row, "withdraw_plan_change", ActorRequest(actor=actor_id))
+        return await self._update(
+            row, SubscriptionWorkflow.withdraw_plan_change, ActorRequest(actor=actor_id)
+        )
 
     async def set_usage(
         self, *, workplace_id: str, service_id: str, actor_id: str, member_id: str, grant: bool
-    ) -> dict[str, Any]:
-        await self.require(workplace_id, service_id, actor_id, USAGE_GRANT)
+    ) -> SubscriptionOut:
+        await self.authz.require(workplace_id, service_id, actor_id, USAGE_GRANT)
         if grant and await directory.member(self.pool, workplace_id, member_id) is None:
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         row = await self._live(workplace_id, service_id)
         request = UsageRequest(member_id=member_id, actor=actor_id)
-        return await self._update(row, "grant_usage" if grant else "revoke_usage", request)
+        update = SubscriptionWorkflow.grant_usage if grant else SubscriptionWorkflow.revoke_usage
+        return await self._update(row, update, request)
 
     # ── reading ──────────────────────────────────────────────────────────────────────────────
 
-    async def status(self, *, workplace_id: str, service_id: str, actor_id: str) -> dict[str, Any]:
-        await self.require(workplace_id, service_id, actor_id, USAGE_VIEW)
+    async def status(self, *, workplace_id: str, service_id: str, actor_id: str) -> SubscriptionOut:
+        await self.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
         return await self.view(await self._live(workplace_id, service_id))
 
-    async def view(self, row: dict[str, Any]) -> dict[str, Any]:
+    async def view(self, row: dict[str, Any]) -> SubscriptionOut:
         """The API's subscription status (API.md: GET …/subscription)."""
-        service = self.service(row["service_id"])
+        service = self.authz.service(row["service_id"])
         last_change = row["last_plan_change"] or {}
         next_change = None
         if service.has_plan_choice and row["state"] == "active" and row["applied_at"]:
@@ -295,32 +269,52 @@ class SubscriptionService:
                 last_change.get("period"),
                 datetime.fromisoformat(scheduled["at"]) if scheduled else None,
             )
-        return {
-            "subscription_id": row["subscription_id"],
-            "workplace_id": row["workplace_id"],
-            "service_id": row["service_id"],
-            "state": row["state"],
-            "plan_id": row["plan_id"],
-            "applied_at": row["applied_at"],
-            "activated_at": row["activated_at"],
-            "cancelled_at": row["cancelled_at"],
-            "cancel_reason": row["cancel_reason"],
-            "usage_permission_count": row["usage_permission_count"],
-            "managers": await permissions.managers(
-                self.pool, row["workplace_id"], row["service_id"]
-            ),
-            "next_plan_change_at": next_change,
-            "scheduled_plan_change": row["scheduled_plan_change"],
-            "plan_change_notice": last_change.get("notice"),
-            "data_deletion_at": row["data_deletion_at"],
-            "final_invoice_at": row["final_invoice_at"],
-            "purged_at": row["purged_at"],
-        }
+        return SubscriptionOut(
+            subscription_id=row["subscription_id"],
+            workplace_id=row["workplace_id"],
+            service_id=row["service_id"],
+            state=row["state"],
+            plan_id=row["plan_id"],
+            applied_at=row["applied_at"],
+            activated_at=row["activated_at"],
+            cancelled_at=row["cancelled_at"],
+            cancel_reason=row["cancel_reason"],
+            usage_permission_count=row["usage_permission_count"],
+            managers=await permissions.managers(self.pool, row["workplace_id"], row["service_id"]),
+            next_plan_change_at=next_change,
+            scheduled_plan_change=row["scheduled_plan_change"],
+            plan_change_notice=last_change.get("notice"),
+            data_deletion_at=row["data_deletion_at"],
+            final_invoice_at=row["final_invoice_at"],
+            purged_at=row["purged_at"],
+        )
 
-    async def list_for(self, workplace_id: str) -> list[dict[str, Any]]:
+    async def list_for(self, workplace_id: str) -> list[SubscriptionOut]:
         return [
             await self.view(r) for r in await subscriptions.for_workplace(self.pool, workplace_id)
         ]
+
+
+def _application(
+    service: Service,
+    subscription_id: str,
+    workplace_id: str,
+    plan_id: str,
+    applicant_id: str,
+    *,
+    terms_version: str | None = None,
+) -> Application:
+    """What the workflow starts with: the plans' fees as they are now (fixed for its life)."""
+    return Application(
+        subscription_id=subscription_id,
+        workplace_id=workplace_id,
+        service_id=service.service_id,
+        plan_id=plan_id,
+        applicant_id=applicant_id,
+        terms_version=terms_version or service.terms.version,
+        fees={p.plan_id: PlanFees(base_fee=p.base_fee, seat_fee=p.seat_fee) for p in service.plans},
+        auto_grant_all_members=service.auto_grant_all_members,
+    )
 
 
 def _refusal(cause: BaseException | None) -> BizError:

@@ -20,8 +20,9 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from domain.catalog import default_catalog
 from domain.errors import BizError
@@ -47,14 +48,8 @@ def _connection() -> tuple[str, str]:
 
 
 def _json(value: Any) -> str:
-    def default(o: Any) -> str:
-        if isinstance(o, datetime):
-            return o.isoformat()
-        if isinstance(o, Decimal):
-            return str(o)
-        raise TypeError(type(o))
-
-    return json.dumps(value, ensure_ascii=False, indent=2, default=default)
+    """Service models as JSON: times in Seoul time with their offset, money as whole won."""
+    return json.dumps(to_jsonable_python(value, by_alias=True), ensure_ascii=False, indent=2)
 
 
 async def _with_service(action: Callable[[SubscriptionService], Awaitable[Any]]) -> Any:
@@ -70,14 +65,7 @@ async def _with_service(action: Callable[[SubscriptionService], Awaitable[Any]])
 
 
 async def _representative(service: SubscriptionService, workplace_id: str) -> str:
-    async with service.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT member_id FROM members WHERE workplace_id = %s"
-                " AND role = 'representative_admin' AND left_at IS NULL",
-                (workplace_id,),
-            )
-        ).fetchone()
+    row = await directory.representative(service.pool, workplace_id)
     if row is None:
         if await directory.workplace(service.pool, workplace_id) is None:
             raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
@@ -95,7 +83,7 @@ async def _run(args: argparse.Namespace) -> Any:
         if args.command == "list":
             return await service.list_for(args.workplace)
         if args.command == "apply":
-            svc = service.service(args.service)
+            svc = service.authz.service(args.service)
             return await service.apply(
                 **common,
                 service_id=args.service,

@@ -13,10 +13,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from domain.errors import BizError
+from statemachines.lifecycle import USABLE_STATES
 from store.db import Pool
-
-ACTIVE_STATES = ("active", "plan_changing")
-
 
 # ── management permissions (R-PERM-3, -4, -7) ────────────────────────────────────────────────
 
@@ -137,7 +135,7 @@ async def usable_subscriptions(
 ) -> list[dict[str, Any]]:
     """Active subscriptions of the workplace on which the present member holds usage permission."""
     clauses = ""
-    params: list[Any] = [workplace_id, member_id, list(ACTIVE_STATES)]
+    params: list[Any] = [workplace_id, member_id, list(USABLE_STATES)]
     if service_id is not None:
         clauses = " AND s.service_id = %s"
         params.append(service_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -9,9 +10,10 @@ from psycopg.types.json import Jsonb
 
 from domain.errors import BizError
 from domain.subscription import Publication
+from statemachines.lifecycle import LIVE_STATES
 from store.db import Pool
 
-_LIVE = "('applied', 'active', 'plan_changing')"
+_LIVE = list(LIVE_STATES)  # passed as a parameter: `state = ANY(%s)`
 
 
 async def reserve(
@@ -101,9 +103,9 @@ async def current(pool: Pool, workplace_id: str, service_id: str) -> dict[str, A
     async with pool.connection() as conn:
         row: dict[str, Any] | None = await (
             await conn.execute(
-                f"SELECT * FROM subscriptions WHERE workplace_id = %s AND service_id = %s"
-                f" ORDER BY (state IN {_LIVE}) DESC, requested_at DESC LIMIT 1",
-                (workplace_id, service_id),
+                "SELECT * FROM subscriptions WHERE workplace_id = %s AND service_id = %s"
+                " ORDER BY (state = ANY(%s)) DESC, requested_at DESC LIMIT 1",
+                (workplace_id, service_id, _LIVE),
             )
         ).fetchone()
         return row
@@ -135,11 +137,31 @@ async def live_for_workplace(pool: Pool, workplace_id: str) -> list[dict[str, An
     async with pool.connection() as conn:
         rows: list[dict[str, Any]] = await (
             await conn.execute(
-                f"SELECT * FROM subscriptions WHERE workplace_id = %s AND state IN {_LIVE}",
-                (workplace_id,),
+                "SELECT * FROM subscriptions WHERE workplace_id = %s AND state = ANY(%s)",
+                (workplace_id, _LIVE),
             )
         ).fetchall()
         return rows
+
+
+async def record_terms_agreement(
+    pool: Pool,
+    *,
+    subscription_id: str,
+    workplace_id: str,
+    service_id: str,
+    terms_version: str,
+    agreed_by: str,
+    agreed_at: datetime,
+) -> None:
+    """R-APPLY-2: who agreed to which terms, once per subscription."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO terms_agreements (subscription_id, workplace_id, service_id,"
+            " terms_version, agreed_by, agreed_at) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (subscription_id) DO NOTHING",
+            (subscription_id, workplace_id, service_id, terms_version, agreed_by, agreed_at),
+        )
 
 
 async def predecessor_cancelled_at(pool: Pool, subscription_id: str) -> Any:

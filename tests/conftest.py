@@ -26,6 +26,7 @@ from domain.catalog import default_catalog
 from domain.subscription import SYSTEM_ACTOR, ActorRequest
 from services.access import AccessService
 from services.directory import DirectoryService
+from services.models import SubscriptionOut
 from services.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store import directory, subscriptions
@@ -105,7 +106,7 @@ async def apply_for(
     plan: str | None = None,
     *,
     expect_active: bool = True,
-) -> dict[str, Any]:
+) -> SubscriptionOut:
     """The representative admin applies, agreeing to the current terms."""
     status = await service.apply(
         workplace_id=wp.id,
@@ -116,7 +117,7 @@ async def apply_for(
         agree_terms=True,
     )
     if expect_active:
-        assert status["state"] == "active"
+        assert status.state == "active"
     return status
 
 

@@ -22,10 +22,8 @@ from api.app import create_app
 from api.runtime import Runtime
 from domain.calendar import first_instant_of_next_month, period_of
 from store.db import Pool
-from tests.api_support import TERMS, bearer, system_token, token
+from tests.api.conftest import TERMS, bearer, system_token, token
 from tests.conftest import Workplace
-
-pytest_plugins = ["tests.api_support"]
 
 OFFSET_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+09:00$")
 

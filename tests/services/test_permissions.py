@@ -22,6 +22,7 @@ from domain.permissions import (
     USAGE_VIEW,
 )
 from services.access import AccessService
+from services.models import ManagementPermissionsOut, ServicePermissions
 from services.subscriptions import SubscriptionService
 from store import audit, subscriptions
 from store.db import Pool
@@ -52,46 +53,46 @@ class Action:
 
 async def _status(w: World, actor: str) -> None:
     status = await w.service.status(workplace_id=w.wp.id, service_id="miricanvas", actor_id=actor)
-    assert status["state"] == "active"
+    assert status.state == "active"
 
 
 async def _usage_list(w: World, actor: str) -> None:
     listing = await w.access.usage_permissions(w.wp.id, "miricanvas", actor)
-    assert listing["count"] == 1 and listing["holders"][0]["member_id"] == w.wp.members[1]
+    assert listing.count == 1 and listing.holders[0].member_id == w.wp.members[1]
 
 
 async def _invoices(w: World, actor: str) -> None:
-    await w.service.require(w.wp.id, "miricanvas", actor, USAGE_VIEW)
+    await w.service.authz.require(w.wp.id, "miricanvas", actor, USAGE_VIEW)
 
 
 async def _audit_service(w: World, actor: str) -> None:
     entries = await w.access.audit_log(w.wp.id, actor, "miricanvas", 50)
-    assert {e["action"] for e in entries} >= {"applied", "activated"}
-    assert all(e["service_id"] == "miricanvas" for e in entries)
+    assert {e.action for e in entries} >= {"applied", "activated"}
+    assert all(e.service_id == "miricanvas" for e in entries)
 
 
 async def _grant_and_revoke(w: World, actor: str) -> None:
     args = {"workplace_id": w.wp.id, "service_id": "miricanvas", "actor_id": actor}
     granted = await w.service.set_usage(**args, member_id=w.wp.members[0], grant=True)
-    assert granted["usage_permission_count"] == 2
+    assert granted.usage_permission_count == 2
     revoked = await w.service.set_usage(**args, member_id=w.wp.members[0], grant=False)
-    assert revoked["usage_permission_count"] == 1
+    assert revoked.usage_permission_count == 1
 
 
 async def _revoke_held(w: World, actor: str) -> None:
     """Revoking a seat somebody holds, then giving it back."""
     args = {"workplace_id": w.wp.id, "service_id": "miricanvas", "actor_id": actor}
     revoked = await w.service.set_usage(**args, member_id=w.wp.members[1], grant=False)
-    assert revoked["usage_permission_count"] == 0
+    assert revoked.usage_permission_count == 0
     await w.service.set_usage(**args, member_id=w.wp.members[1], grant=True)
 
 
 async def _plan_change(w: World, actor: str) -> None:
     args = {"workplace_id": w.wp.id, "service_id": "ubob", "actor_id": actor}
     scheduled = await w.service.change_plan(**args, plan_id="ubob-standard", when="next_window")
-    assert scheduled["scheduled_plan_change"]["plan_id"] == "ubob-standard"
+    assert scheduled.scheduled_plan_change.plan_id == "ubob-standard"
     withdrawn = await w.service.withdraw_plan_change(**args)
-    assert withdrawn["scheduled_plan_change"] is None
+    assert withdrawn.scheduled_plan_change is None
 
 
 async def _withdraw_plan_change(w: World, actor: str) -> None:
@@ -107,33 +108,33 @@ async def _withdraw_plan_change(w: World, actor: str) -> None:
 
 async def _cancel(w: World, actor: str) -> None:
     cancelled = await w.service.cancel(workplace_id=w.wp.id, service_id="cartax", actor_id=actor)
-    assert cancelled["state"] == "cancelled"
+    assert cancelled.state == "cancelled"
     await apply(w.service, w.wp, "cartax")  # R-LIFE-3: for the next one to try
 
 
 async def _management_list(w: World, actor: str) -> None:
     listing = await w.access.management_permissions(w.wp.id, actor)
-    assert [s["service_id"] for s in listing["services"]][:1] == ["cartax"]
+    assert [s.service_id for s in listing.services][:1] == ["cartax"]
 
 
 async def _management_set(w: World, actor: str) -> None:
     m = w.wp.admin
     held = await w.access.management_permissions(w.wp.id, w.wp.rep)
     before = sorted(
-        p["permission"]
-        for s in held["services"]
-        if s["service_id"] == "juju"
-        for p in s["permissions"]
-        if any(h["member_id"] == m for h in p["holders"])
+        p.permission
+        for s in held.services
+        if s.service_id == "juju"
+        for p in s.permissions
+        if any(h.member_id == m for h in p.holders)
     )
     listing = await w.access.set_management_permissions(w.wp.id, "juju", m, [USAGE_VIEW], actor)
-    assert listing["service_id"] == "juju"
+    assert listing.service_id == "juju"
     await w.access.set_management_permissions(w.wp.id, "juju", m, before, actor)
 
 
 async def _audit_all(w: World, actor: str) -> None:
     entries = await w.access.audit_log(w.wp.id, actor, None, 500)
-    assert {e["action"] for e in entries} >= {"applied", "management_permissions_changed"}
+    assert {e.action for e in entries} >= {"applied", "management_permissions_changed"}
 
 
 async def _home_cards(w: World, actor: str) -> None:
@@ -241,7 +242,7 @@ async def test_plain_member_may_do_nothing_even_with_a_stale_row(world: World, p
     for action in ACTIONS:
         await _assert_refused(w, pool, action, member)
     menu = await w.access.menu(w.wp.id, member)
-    assert menu["business_support_admin"] is False
+    assert menu.business_support_admin is False
 
 
 async def test_permissions_are_per_service(world: World, pool: Pool) -> None:
@@ -271,11 +272,13 @@ async def test_permissions_are_per_service(world: World, pool: Pool) -> None:
 # ── management permission screen (R-PERM-3, -4) ──────────────────────────────────────────────
 
 
-def _holders(listing: dict[str, Any], service_id: str, permission: str) -> list[dict[str, Any]]:
-    services = listing["services"] if "services" in listing else [listing]
-    (svc,) = [s for s in services if s["service_id"] == service_id]
-    (perm,) = [p for p in svc["permissions"] if p["permission"] == permission]
-    return perm["holders"]
+def _holders(
+    listing: ManagementPermissionsOut | ServicePermissions, service_id: str, permission: str
+) -> list[dict[str, Any]]:
+    services = listing.services if isinstance(listing, ManagementPermissionsOut) else [listing]
+    (svc,) = [s for s in services if s.service_id == service_id]
+    (perm,) = [p for p in svc.permissions if p.permission == permission]
+    return [h.model_dump() for h in perm.holders]
 
 
 async def test_management_listing_replace_and_remove(
@@ -285,7 +288,7 @@ async def test_management_listing_replace_and_remove(
     wp = workplace
     await apply(service, wp, "juju")
     listing = await access.management_permissions(wp.id, wp.rep)
-    assert [s["service_id"] for s in listing["services"]] == [
+    assert [s.service_id for s in listing.services] == [
         "cartax",
         "wishket",
         "miricanvas",
@@ -294,15 +297,17 @@ async def test_management_listing_replace_and_remove(
         "ubob",
         "tudy",
     ]
-    for s in listing["services"]:
-        assert [p["permission"] for p in s["permissions"]] == list(MANAGEMENT_PERMISSIONS)
-        for p in s["permissions"]:
-            assert p["holders"] == [{"member_id": wp.rep, "name": "대표", "implicit": True}]
+    for s in listing.services:
+        assert [p.permission for p in s.permissions] == list(MANAGEMENT_PERMISSIONS)
+        for p in s.permissions:
+            assert [h.model_dump() for h in p.holders] == [
+                {"member_id": wp.rep, "name": "대표", "implicit": True}
+            ]
 
     one = await access.set_management_permissions(
         wp.id, "juju", wp.admin, [USAGE_VIEW, PLAN_CHANGE, USAGE_VIEW], wp.rep
     )
-    assert one["service_id"] == "juju"
+    assert one.service_id == "juju"
     assert _holders(one, "juju", USAGE_VIEW)[1] == {
         "member_id": wp.admin,
         "name": "관리자",
@@ -323,7 +328,7 @@ async def test_management_listing_replace_and_remove(
     assert len(await audit.entries(pool, wp.id, "juju")) == count
     # [] removes
     empty = await access.set_management_permissions(wp.id, "juju", wp.admin, [], wp.rep)
-    assert all(len(p["holders"]) == 1 for p in empty["permissions"])
+    assert all(len(p.holders) == 1 for p in empty.permissions)
     changes = [
         e
         for e in await audit.entries(pool, wp.id, "juju")
@@ -336,7 +341,7 @@ async def test_management_listing_replace_and_remove(
     ]
     # the applicant's manager role is unaffected and shows in the status (R-APPLY-4)
     status = await service.status(workplace_id=wp.id, service_id="juju", actor_id=wp.rep)
-    assert status["managers"] == [wp.rep]
+    assert status.managers == [wp.rep]
 
 
 @pytest.mark.parametrize(
@@ -432,16 +437,16 @@ async def test_usage_grant_bad_input(
 
     first = await service.set_usage(**args, member_id=wp.members[0], grant=True)
     second = await service.set_usage(**args, member_id=wp.members[0], grant=True)
-    assert first["usage_permission_count"] == second["usage_permission_count"] == 1
+    assert first.usage_permission_count == second.usage_permission_count == 1
     grants = [
         e for e in await audit.entries(pool, wp.id, "wishket") if e["action"] == "usage_granted"
     ]
     assert len(grants) == 1
     listing = await access.usage_permissions(wp.id, "wishket", wp.rep)
-    assert listing["count"] == 1
-    assert listing["holders"][0]["member_id"] == wp.members[0]
-    assert listing["holders"][0]["name"] == wp.members[0]
-    assert listing["holders"][0]["granted_at"] is not None
+    assert listing.count == 1
+    assert listing.holders[0].member_id == wp.members[0]
+    assert listing.holders[0].name == wp.members[0]
+    assert listing.holders[0].granted_at is not None
 
 
 # ── home cards and the member menu (R-APPLY-5, R-PERM-5, -8) ─────────────────────────────────
@@ -454,20 +459,20 @@ async def test_home_cards_follow_the_subscription_state(
     await apply(service, wp, "loai")
     await apply(service, wp, "tudy")
     await service.cancel(workplace_id=wp.id, service_id="tudy", actor_id=wp.rep)
-    cards = {c["service_id"]: c for c in await access.home_cards(wp.id, wp.rep)}
+    cards = {c.service_id: c for c in await access.home_cards(wp.id, wp.rep)}
     assert list(cards) == ["cartax", "wishket", "miricanvas", "loai", "juju", "ubob", "tudy"]
-    assert cards["cartax"]["state"] == "not_applied"
-    assert cards["cartax"]["buttons"] == ["apply", "browse", "inquire"]
-    assert cards["cartax"]["name_ko"] == "카택스"
-    assert cards["loai"]["state"] == "active"
-    assert cards["loai"]["buttons"] == ["browse", "manage", "inquire"]
-    assert cards["tudy"]["state"] == "cancelled"
-    assert cards["tudy"]["buttons"] == ["apply", "browse", "manage", "inquire"]
+    assert cards["cartax"].state == "not_applied"
+    assert cards["cartax"].buttons == ["apply", "browse", "inquire"]
+    assert cards["cartax"].name_ko == "카택스"
+    assert cards["loai"].state == "active"
+    assert cards["loai"].buttons == ["browse", "manage", "inquire"]
+    assert cards["tudy"].state == "cancelled"
+    assert cards["tudy"].buttons == ["apply", "browse", "manage", "inquire"]
     # after a new application the live one is shown
     again = await apply(service, wp, "tudy")
-    cards = {c["service_id"]: c for c in await access.home_cards(wp.id, wp.rep)}
-    assert cards["tudy"]["state"] == "active"
-    assert cards["tudy"]["subscription_id"] == again["subscription_id"]
+    cards = {c.service_id: c for c in await access.home_cards(wp.id, wp.rep)}
+    assert cards["tudy"].state == "active"
+    assert cards["tudy"].subscription_id == again.subscription_id
 
 
 async def test_menu_services_and_admin_menu(
@@ -486,23 +491,23 @@ async def test_menu_services_and_admin_menu(
         grant=True,
     )
     m0 = await access.menu(wp.id, wp.members[0])
-    assert [s["service_id"] for s in m0["services"]] == ["miricanvas", "ubob"]
-    assert m0["services"][0]["name"] == "미리캔버스"
-    assert m0["business_support_admin"] is False and m0["notices"] == []
+    assert [s.service_id for s in m0.services] == ["miricanvas", "ubob"]
+    assert m0.services[0].name == "미리캔버스"
+    assert m0.business_support_admin is False and m0.notices == []
     m1 = await access.menu(wp.id, wp.members[1])
-    assert [s["service_id"] for s in m1["services"]] == ["ubob"]
-    assert (await access.menu(wp.id, wp.rep))["business_support_admin"] is True
-    assert (await access.menu(wp.id, wp.admin))["business_support_admin"] is False
+    assert [s.service_id for s in m1.services] == ["ubob"]
+    assert (await access.menu(wp.id, wp.rep)).business_support_admin is True
+    assert (await access.menu(wp.id, wp.admin)).business_support_admin is False
     with pytest.raises(BizError) as forbidden:
         await access.home_cards(wp.id, wp.admin)
     assert forbidden.value.code == "FORBIDDEN"
     await access.set_management_permissions(wp.id, "loai", wp.admin, [USAGE_VIEW], wp.rep)
-    assert (await access.menu(wp.id, wp.admin))["business_support_admin"] is True
+    assert (await access.menu(wp.id, wp.admin)).business_support_admin is True
     assert len(await access.home_cards(wp.id, wp.admin)) == 7
     # cancellation takes the service off the menu at once (R-CANCEL-1)
     await service.cancel(workplace_id=wp.id, service_id="miricanvas", actor_id=wp.rep)
     m0 = await access.menu(wp.id, wp.members[0])
-    assert [s["service_id"] for s in m0["services"]] == ["ubob"]
+    assert [s.service_id for s in m0.services] == ["ubob"]
 
 
 async def test_audit_log_limits_and_order(
@@ -511,9 +516,9 @@ async def test_audit_log_limits_and_order(
     wp = workplace
     await apply(service, wp, "loai")
     entries = await access.audit_log(wp.id, wp.rep, "loai", 100)
-    assert [e["action"] for e in entries] == ["applied", "activated"]
+    assert [e.action for e in entries] == ["applied", "activated"]
     latest = await access.audit_log(wp.id, wp.rep, "loai", 1)
-    assert [e["action"] for e in latest] == ["activated"]
+    assert [e.action for e in latest] == ["activated"]
     for bad in (0, 1001, -3):
         with pytest.raises(BizError) as refused:
             await access.audit_log(wp.id, wp.rep, "loai", bad)
@@ -522,4 +527,4 @@ async def test_audit_log_limits_and_order(
         await access.audit_log(wp.id, wp.rep, "netflix", 10)
     assert unknown.value.code == "UNKNOWN_SERVICE"
     rows = await subscriptions.for_workplace(pool, wp.id)
-    assert all(e["subscription_id"] == rows[0]["subscription_id"] for e in entries)
+    assert all(e.subscription_id == rows[0]["subscription_id"] for e in entries)

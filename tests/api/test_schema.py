@@ -27,10 +27,8 @@ from schemathesis.checks import (
 
 from api.app import create_app
 from api.runtime import Runtime
-from tests.api_support import LiveServer, bearer, system_token, token
+from tests.api.conftest import LiveServer, bearer, system_token, token
 from tests.conftest import Workplace
-
-pytest_plugins = ["tests.api_support"]
 
 EXAMPLES = {"positive": 6, "negative": 4}
 CHECKS = [

@@ -9,6 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.calendar import day_start, seoul_date
 from domain.errors import BizError
+from services.models import SubscriptionOut
 from services.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
@@ -42,9 +43,9 @@ async def test_full_life_apply_cancel_delete_at_day_30(
 ) -> None:
     """R-APPLY-2/4, R-LIFE-2, R-CANCEL-1/2: applied → active → cancelled → purged at day 30."""
     status = await apply(service, workplace, "miricanvas")
-    assert status["state"] == "active"
-    sub = status["subscription_id"]
-    assert status["managers"] == [workplace.rep]  # R-APPLY-4
+    assert status.state == "active"
+    sub = status.subscription_id
+    assert status.managers == [workplace.rep]  # R-APPLY-4
     async with pool.connection() as conn:
         terms = await (
             await conn.execute("SELECT * FROM terms_agreements WHERE subscription_id = %s", (sub,))
@@ -66,10 +67,10 @@ async def test_full_life_apply_cancel_delete_at_day_30(
     cancelled = await service.cancel(
         workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep
     )
-    assert cancelled["state"] == "cancelled"
+    assert cancelled.state == "cancelled"
     indexed = (await service.handle(sub).describe()).typed_search_attributes
     assert indexed.get(sa.SUBSCRIPTION_STATE) == "cancelled"  # R-LIFE-4: the UI sees it at once
-    assert cancelled["data_deletion_at"] == cancelled["cancelled_at"] + timedelta(days=30)
+    assert cancelled.data_deletion_at == cancelled.cancelled_at + timedelta(days=30)
     assert (await partner_rows(pool, sub))["accounts"] == 1
     account = await _account(pool, sub)
     assert account["status"] == "suspended"  # R-CANCEL-1: at once
@@ -119,9 +120,9 @@ async def test_partner_refusal_cancels_without_charge(
             (workplace.id,),
         )
     status = await apply(service, workplace, "cartax")
-    assert status["state"] == "cancelled"
-    assert status["cancel_reason"] == "사업자 정보 확인 불가"
-    assert status["final_invoice_at"] is None and status["data_deletion_at"] is None
+    assert status.state == "cancelled"
+    assert status.cancel_reason == "사업자 정보 확인 불가"
+    assert status.final_invoice_at is None and status.data_deletion_at is None
     assert await ledger.invoices_for(pool, workplace.id, "cartax") == []
     # the slot is free again (R-LIFE-3)
     async with pool.connection() as conn:
@@ -129,7 +130,7 @@ async def test_partner_refusal_cancels_without_charge(
             "DELETE FROM partner_sandbox.scripted_faults WHERE workplace_id = %s", (workplace.id,)
         )
     again = await apply(service, workplace, "cartax")
-    assert again["state"] == "active" and again["subscription_id"] != status["subscription_id"]
+    assert again.state == "active" and again.subscription_id != status.subscription_id
 
 
 async def test_transient_partner_faults_are_retried(
@@ -153,7 +154,7 @@ async def test_transient_partner_faults_are_retried(
         agree_terms=True,
         wait_seconds=20,
     )
-    assert status["state"] == "active"
+    assert status.state == "active"
 
 
 async def test_two_concurrent_applications_exactly_one_wins(
@@ -170,7 +171,7 @@ async def test_two_concurrent_applications_exactly_one_wins(
         return_exceptions=True,
     )
     errors = [r for r in results if isinstance(r, BizError)]
-    wins = [r for r in results if isinstance(r, dict)]
+    wins = [r for r in results if isinstance(r, SubscriptionOut)]
     assert len(wins) == 1 and len(errors) == 1
     assert errors[0].code == "ALREADY_SUBSCRIBED"
     rows = await subscriptions.for_workplace(pool, workplace.id)
@@ -184,18 +185,18 @@ async def test_reapplication_after_cancel_is_a_new_subscription(
 ) -> None:
     """R-LIFE-3: new id, new permissions; the old one keeps its own deletion and invoice."""
     first = await apply(service, workplace, "ubob", "ubob-basic")
-    assert first["usage_permission_count"] == 5  # R-PERM-6: everyone, admins included
+    assert first.usage_permission_count == 5  # R-PERM-6: everyone, admins included
     await service.cancel(workplace_id=workplace.id, service_id="ubob", actor_id=workplace.rep)
     second = await apply(service, workplace, "ubob", "ubob-premium")
-    assert second["subscription_id"] != first["subscription_id"]
-    assert second["plan_id"] == "ubob-premium" and second["state"] == "active"
-    assert second["usage_permission_count"] == 5
-    old = await subscriptions.by_id(pool, first["subscription_id"])
+    assert second.subscription_id != first.subscription_id
+    assert second.plan_id == "ubob-premium" and second.state == "active"
+    assert second.usage_permission_count == 5
+    old = await subscriptions.by_id(pool, first.subscription_id)
     assert old["state"] == "cancelled"
     current = await service.status(
         workplace_id=workplace.id, service_id="ubob", actor_id=workplace.rep
     )
-    assert current["subscription_id"] == second["subscription_id"]
+    assert current.subscription_id == second.subscription_id
 
 
 @pytest.mark.parametrize(
@@ -268,10 +269,10 @@ async def test_no_final_invoice_promised_when_no_day_was_billable(
     done = await service.cancel(
         workplace_id=workplace.id, service_id="cartax", actor_id=workplace.rep
     )
-    assert done["final_invoice_at"] is not None
+    assert done.final_invoice_at is not None
     await apply(service, workplace, "cartax")
     again = await service.cancel(
         workplace_id=workplace.id, service_id="cartax", actor_id=workplace.rep
     )
-    assert again["subscription_id"] != first["subscription_id"]
-    assert again["final_invoice_at"] is None
+    assert again.subscription_id != first.subscription_id
+    assert again.final_invoice_at is None

@@ -18,10 +18,8 @@ from api.limits import DEFAULT_BODY_LIMIT
 from api.runtime import Runtime
 from domain.tokens import mint_launch_token
 from store.db import Pool
-from tests.api_support import TERMS, bearer, system_token, token
+from tests.api.conftest import TERMS, bearer, system_token, token
 from tests.conftest import Workplace
-
-pytest_plugins = ["tests.api_support"]
 
 
 def error(answer: httpx.Response, status: int, code: str) -> dict:

@@ -50,7 +50,7 @@ async def test_continue_as_new_keeps_state(
         terms_version=TERMS,
         agree_terms=True,
     )
-    handle = small.handle(status["subscription_id"])
+    handle = small.handle(status.subscription_id)
     first_run = (await handle.describe()).run_id
     for _ in range(4):
         for member in workplace.members:
@@ -86,7 +86,7 @@ async def test_continue_as_new_keeps_state(
         member_id=workplace.members[0],
         grant=True,
     )
-    row = await subscriptions.by_id(service.pool, status["subscription_id"])
+    row = await subscriptions.by_id(service.pool, status.subscription_id)
     assert row["usage_permission_count"] == 3 and row["status_seq"] == seq + 1
     keys = [e["event_key"] for e in await audit.entries(service.pool, workplace.id, "miricanvas")]
     assert len(keys) == len(set(keys))  # every audit entry once, across runs
@@ -147,7 +147,7 @@ async def test_record_history(
     await advance(env, timedelta(days=35))
     await service.cancel(workplace_id=workplace.id, service_id="ubob", actor_id=workplace.rep)
     await advance(env, timedelta(days=40))
-    handle = service.handle(status["subscription_id"])
+    handle = service.handle(status.subscription_id)
     await eventually(lambda: _closed(handle), what="completion")
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)

@@ -39,6 +39,7 @@ from domain.errors import BizError
 from domain.subscription import MemberEvent
 from partners.sandbox import SandboxPartner
 from services import billing
+from services.models import SubscriptionOut
 from services.subscriptions import SubscriptionService
 from store import ledger, subscriptions
 from store.db import Pool
@@ -221,9 +222,9 @@ class Run:
         assert result.code == code, result
         return result
 
-    def _accepted(self, result: Any) -> dict[str, Any]:
-        assert isinstance(result, dict), f"expected success, got {result!r}"
-        assert result["usage_permission_count"] == len(self.holders)
+    def _accepted(self, result: Any) -> SubscriptionOut:
+        assert isinstance(result, SubscriptionOut), f"expected success, got {result!r}"
+        assert result.usage_permission_count == len(self.holders)
         return result
 
     async def _apply(self, act: Act) -> None:
@@ -235,13 +236,13 @@ class Run:
             terms_version=TERMS[self.service_id],
             agree_terms=True,
         )
-        assert status["state"] == "active", status
-        applied_at, activated_at = status["applied_at"], status["activated_at"]
+        assert status.state == "active", status
+        applied_at, activated_at = status.applied_at, status.activated_at
         assert before <= applied_at <= activated_at
         assert oracle.seoul_day(applied_at) == oracle.seoul_day(activated_at)
         predecessor = self.subs[-1].cancelled_at if self.subs else None
-        self.subs.append(oracle.Observed(applied_at, status["plan_id"], predecessor))
-        self.sub_ids.append(status["subscription_id"])
+        self.subs.append(oracle.Observed(applied_at, status.plan_id, predecessor))
+        self.sub_ids.append(status.subscription_id)
         self.live, self.scheduled, self.last_change_month = True, None, None
         self.holders = set(self.people) if self.service_id == UBOB else set()
         if self.holders:
@@ -294,7 +295,7 @@ class Run:
             return
         self.sub.plans.append((at, plan_id))
         self.last_change_month = oracle.month_of(oracle.seoul_day(at))
-        assert self._accepted(result)["plan_id"] == plan_id
+        assert self._accepted(result).plan_id == plan_id
 
     async def _change_next(self, act: Act) -> None:
         plan_id = str(act.arg)
@@ -305,9 +306,9 @@ class Run:
             self._refused(result, "SAME_PLAN")
             return
         self.scheduled = Scheduled(plan_id, oracle.first_of_next_month(at))  # R-PLAN-8
-        shown = self._accepted(result)["scheduled_plan_change"]
-        assert shown["plan_id"] == plan_id
-        assert datetime.fromisoformat(str(shown["at"])) == self.scheduled.at
+        shown = self._accepted(result).scheduled_plan_change
+        assert shown.plan_id == plan_id
+        assert shown.at == self.scheduled.at
 
     async def _withdraw(self, act: Act) -> None:
         _, result = await self._timed(self.service.withdraw_plan_change(**self._common()))
@@ -315,7 +316,7 @@ class Run:
             self._refused(result, "NO_SCHEDULED_PLAN_CHANGE")
             return
         self.scheduled = None
-        assert self._accepted(result)["scheduled_plan_change"] is None
+        assert self._accepted(result).scheduled_plan_change is None
 
     async def _signal(self, name: str, member: str) -> datetime:
         """A directory signal has no answer: its time lies between sending and its effect."""
@@ -346,8 +347,8 @@ class Run:
 
     async def _cancel(self, act: Act) -> None:
         status = await self.service.cancel(**self._common())
-        assert status["state"] == "cancelled"
-        self.sub.cancelled_at = status["cancelled_at"]
+        assert status.state == "cancelled"
+        self.sub.cancelled_at = status.cancelled_at
         self.live, self.scheduled = False, None  # R-PLAN-8: cancellation drops the schedule
 
     # ── month-ends ───────────────────────────────────────────────────────────────────────────
@@ -760,12 +761,15 @@ async def test_r_bill_6_exactly_one_invoice_across_worker_restarts(
 
 
 async def invoices_of(run: Run, actor: str | None = None) -> dict[str, Any]:
-    return await billing.invoices(
+    """The answer as the API sends it (JSON: money as strings, times in Seoul time)."""
+    found = await billing.invoices(
         run.service,
         workplace_id=run.wp.id,
         service_id=run.service_id,
         actor_id=actor or run.wp.rep,
     )
+    answer: dict[str, Any] = found.model_dump(mode="json", by_alias=True)
+    return answer
 
 
 def api_invoice(run: Run, row: dict[str, Any], sub_index: int) -> dict[str, Any]:

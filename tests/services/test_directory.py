@@ -42,16 +42,16 @@ async def test_put_workplace_creates_renames_and_transfers(
     wp = f"wp-{uuid.uuid4().hex[:10]}"
     rep = {"member_id": f"{wp}-a", "login_id": "a@x", "name": "가"}
     made = await dirs.put_workplace(wp, "회사", rep)
-    assert made["created"] is True
-    assert made["workplace"]["name"] == "회사"
-    assert made["representative_admin"]["role"] == "representative_admin"
+    assert made.created is True
+    assert made.workplace.name == "회사"
+    assert made.representative_admin.role == "representative_admin"
     again = await dirs.put_workplace(wp, "회사", rep)  # idempotent
-    assert again["created"] is False
-    assert again["representative_admin"] == made["representative_admin"]
+    assert again.created is False
+    assert again.representative_admin == made.representative_admin
     renamed = await dirs.put_workplace(
         wp, "새 회사", {"member_id": f"{wp}-b", "login_id": "b@x", "name": "나"}
     )
-    assert renamed["workplace"]["name"] == "새 회사"
+    assert renamed.workplace.name == "새 회사"
     roles = {m["member_id"]: m["role"] for m in await member_rows(pool, wp)}
     assert roles == {f"{wp}-a": "admin", f"{wp}-b": "representative_admin"}
     assert await actions(pool, wp) == [
@@ -84,15 +84,15 @@ async def test_ubob_grants_everyone_on_application_and_joiners_at_once(
 ) -> None:
     """R-PERM-6, R-PERM-1: admins and the representative admin included; joiners at once."""
     wp = workplace
-    ubob = (await apply(service, wp, "ubob", "ubob-basic"))["subscription_id"]
-    canvas = (await apply(service, wp, "miricanvas"))["subscription_id"]
+    ubob = (await apply(service, wp, "ubob", "ubob-basic")).subscription_id
+    canvas = (await apply(service, wp, "miricanvas")).subscription_id
     assert await holders(pool, ubob) == sorted([wp.rep, wp.admin, *wp.members])
     assert await holders(pool, canvas) == []
 
     joiner = f"{wp.id}-new"
     answer = await dirs.put_member(wp.id, joiner, login_id="new@x", name="신입", role="member")
-    assert answer["member"]["role"] == "member" and answer["changes"] == ["joined"]
-    assert answer["notices"] == []
+    assert answer.member.role == "member" and answer.changes == ["joined"]
+    assert answer.notices == []
     await eventually(lambda: _holds(pool, ubob, joiner), within=30, what="ubob grant to the joiner")
     new_admin = f"{wp.id}-admin2"
     await dirs.put_member(wp.id, new_admin, login_id="a2@x", name="관리자2", role="admin")
@@ -109,7 +109,7 @@ async def test_ubob_grants_everyone_on_application_and_joiners_at_once(
     # a repeated PUT of a present member changes nothing and grants nothing twice
     await dirs.put_member(wp.id, joiner, login_id="new@x", name="신입", role="member")
     status = await service.status(workplace_id=wp.id, service_id="ubob", actor_id=wp.rep)
-    assert status["usage_permission_count"] == 7
+    assert status.usage_permission_count == 7
     assert "member_joined" in await actions(pool, wp.id)
 
 
@@ -130,8 +130,8 @@ async def test_leaver_loses_every_usage_and_management_permission(
 ) -> None:
     """R-PERM-7: usage (ubob and granted) and management permissions go; audited."""
     wp = workplace
-    ubob = (await apply(service, wp, "ubob", "ubob-basic"))["subscription_id"]
-    canvas = (await apply(service, wp, "miricanvas"))["subscription_id"]
+    ubob = (await apply(service, wp, "ubob", "ubob-basic")).subscription_id
+    canvas = (await apply(service, wp, "miricanvas")).subscription_id
     for member_id in (wp.admin, wp.members[0]):
         await service.set_usage(
             workplace_id=wp.id,
@@ -146,8 +146,8 @@ async def test_leaver_loses_every_usage_and_management_permission(
     await access.set_management_permissions(wp.id, "ubob", wp.admin, [USAGE_VIEW], wp.rep)
 
     left = await dirs.remove_member(wp.id, wp.admin)
-    assert left["member"]["left_at"] is not None
-    assert left["dropped_management_permissions"] == [
+    assert left.member.left_at is not None
+    assert [d.model_dump() for d in left.dropped_management_permissions] == [
         {"service_id": "miricanvas", "permission": USAGE_GRANT},
         {"service_id": "miricanvas", "permission": USAGE_VIEW},
         {"service_id": "ubob", "permission": USAGE_VIEW},
@@ -178,9 +178,9 @@ async def test_leaver_loses_every_usage_and_management_permission(
     }
     listing = await access.management_permissions(wp.id, wp.rep)
     assert all(
-        [h["member_id"] for h in p["holders"]] == [wp.rep]
-        for s in listing["services"]
-        for p in s["permissions"]
+        [h.member_id for h in p.holders] == [wp.rep]
+        for s in listing.services
+        for p in s.permissions
     )
     # the one who left is unknown from now on
     for call in (
@@ -193,7 +193,7 @@ async def test_leaver_loses_every_usage_and_management_permission(
         assert gone.value.code == "UNKNOWN_MEMBER"
     # coming back is joining again: ubob grants again, nothing else carries over
     back = await dirs.put_member(wp.id, wp.admin, login_id=f"{wp.admin}@x", name="관", role="admin")
-    assert back["changes"] == ["joined"]
+    assert back.changes == ["joined"]
     await eventually(
         lambda: _holds(pool, ubob, wp.admin), within=30, what="ubob usage after rejoining"
     )
@@ -253,12 +253,12 @@ async def test_representative_transfer_keeps_the_applicants_manager_role(
     answer = await dirs.put_member(
         wp.id, wp.admin, login_id=f"{wp.admin}@x", name="관리자", role="representative_admin"
     )
-    assert answer["changes"] == ["role_changed", "representative_changed"]
+    assert answer.changes == ["role_changed", "representative_changed"]
     roles = {m["member_id"]: m["role"] for m in await member_rows(pool, wp.id)}
     assert roles[wp.admin] == "representative_admin" and roles[wp.rep] == "admin"
     # the old representative still manages juju (explicit rows), but nothing else
     status = await service.status(workplace_id=wp.id, service_id="juju", actor_id=wp.rep)
-    assert status["managers"] == [wp.rep]
+    assert status.managers == [wp.rep]
     with pytest.raises(BizError) as other:
         await service.status(workplace_id=wp.id, service_id="ubob", actor_id=wp.rep)
     assert other.value.code == "FORBIDDEN"
@@ -266,9 +266,9 @@ async def test_representative_transfer_keeps_the_applicants_manager_role(
         await access.management_permissions(wp.id, wp.rep)
     assert not_rep.value.code == "NOT_REPRESENTATIVE_ADMIN"
     listing = await access.management_permissions(wp.id, wp.admin)
-    juju = next(s for s in listing["services"] if s["service_id"] == "juju")
-    for p in juju["permissions"]:
-        assert p["holders"] == [
+    juju = next(s for s in listing.services if s.service_id == "juju")
+    for p in juju.permissions:
+        assert [h.model_dump() for h in p.holders] == [
             {"member_id": wp.admin, "name": "관리자", "implicit": True},
             {"member_id": wp.rep, "name": "대표", "implicit": False},
         ]
@@ -276,9 +276,9 @@ async def test_representative_transfer_keeps_the_applicants_manager_role(
     demoted = await dirs.put_member(
         wp.id, wp.rep, login_id=f"{wp.rep}@example.com", name="대표", role="member"
     )
-    assert demoted["changes"] == ["role_changed", "management_permissions_dropped"]
+    assert demoted.changes == ["role_changed", "management_permissions_dropped"]
     assert await permissions.management_of(pool, wp.id, wp.rep) == {}
-    assert (await access.menu(wp.id, wp.rep))["business_support_admin"] is False
+    assert (await access.menu(wp.id, wp.rep)).business_support_admin is False
     log = await actions(pool, wp.id)
     assert "representative_changed" in log and "management_permissions_dropped" in log
 
@@ -296,13 +296,13 @@ async def test_demoting_an_admin_to_member_drops_management_permissions(
     await access.set_management_permissions(
         wp.id, "wishket", wp.admin, list(MANAGEMENT_PERMISSIONS), wp.rep
     )
-    assert (await access.menu(wp.id, wp.admin))["business_support_admin"] is True
+    assert (await access.menu(wp.id, wp.admin)).business_support_admin is True
     answer = await dirs.put_member(
         wp.id, wp.admin, login_id=f"{wp.admin}@x", name="관", role="member"
     )
-    assert "management_permissions_dropped" in answer["changes"]
+    assert "management_permissions_dropped" in answer.changes
     assert await permissions.management_of(pool, wp.id, wp.admin) == {}
-    assert (await access.menu(wp.id, wp.admin))["business_support_admin"] is False
+    assert (await access.menu(wp.id, wp.admin)).business_support_admin is False
     with pytest.raises(BizError) as refused:
         await service.status(workplace_id=wp.id, service_id="wishket", actor_id=wp.admin)
     assert refused.value.code == "FORBIDDEN"
@@ -334,7 +334,7 @@ async def test_login_change_resets_learning_records_with_a_notice(
     """R-PERM-9: records reset (courses in progress included), answer lists it, menu notice,
     audited; other members untouched."""
     wp = workplace
-    ubob = (await apply(service, wp, "ubob", "ubob-basic"))["subscription_id"]
+    ubob = (await apply(service, wp, "ubob", "ubob-basic")).subscription_id
     await apply(service, wp, "miricanvas")
     m0, m1 = wp.members[0], wp.members[1]
     async with pool.connection() as conn:
@@ -350,12 +350,12 @@ async def test_login_change_resets_learning_records_with_a_notice(
                 (ubob, member_id, course, status),
             )
     answer = await dirs.put_member(wp.id, m0, login_id="renamed@x", name=m0, role="member")
-    assert answer["changes"] == ["login_id_changed"]
-    assert answer["member"]["login_id"] == "renamed@x"
-    (notice,) = answer["notices"]
-    assert notice["kind"] == "learning_records_reset"
-    assert notice["service_id"] == "ubob" and notice["subscription_id"] == ubob
-    assert "유밥" in notice["message_ko"] and notice["message"]
+    assert answer.changes == ["login_id_changed"]
+    assert answer.member.login_id == "renamed@x"
+    (notice,) = answer.notices
+    assert notice.kind == "learning_records_reset"
+    assert notice.service_id == "ubob" and notice.subscription_id == ubob
+    assert "유밥" in notice.message_ko and notice.message
     await eventually(lambda: _no_records(pool, ubob, m0), within=30, what="learning records reset")
     assert await _learning(pool, ubob) == {m1: 1}
     entry = await eventually(
@@ -368,12 +368,12 @@ async def test_login_change_resets_learning_records_with_a_notice(
     assert entry["details"]["login_id"] == "renamed@x"
     assert entry["subscription_id"] == ubob
     menu = await access.menu(wp.id, m0)
-    assert [n["notice_id"] for n in menu["notices"]] == [notice["notice_id"]]
-    assert (await access.menu(wp.id, m1))["notices"] == []
+    assert [n.notice_id for n in menu.notices] == [notice.notice_id]
+    assert (await access.menu(wp.id, m1)).notices == []
     assert "login_id_changed" in await actions(pool, wp.id)
     # the same login id again resets nothing more
     again = await dirs.put_member(wp.id, m0, login_id="renamed@x", name=m0, role="member")
-    assert again["notices"] == [] and again["changes"] == []
+    assert again.notices == [] and again.changes == []
 
 
 async def _no_records(pool: Pool, subscription_id: str, member_id: str) -> bool:
@@ -395,7 +395,7 @@ async def test_login_change_without_ubob_has_no_notice(
     answer = await dirs.put_member(
         wp.id, wp.members[2], login_id="other@x", name=wp.members[2], role="member"
     )
-    assert answer["changes"] == ["login_id_changed"] and answer["notices"] == []
+    assert answer.changes == ["login_id_changed"] and answer.notices == []
     row = await directory.member(pool, wp.id, wp.members[2])
     assert row["login_id"] == "other@x"
 

@@ -23,6 +23,7 @@ from domain.tokens import (
 )
 from services.access import AccessService
 from services.directory import DirectoryService
+from services.models import VerifiedOut
 from services.subscriptions import SubscriptionService
 from store.db import Pool
 from tests.conftest import TEST_SECRET as SECRET
@@ -127,22 +128,20 @@ async def test_launch_once_then_replay_is_refused(
     wp = workplace
     await apply(service, wp, "ubob", "ubob-basic")
     launched = await access.launch(wp.id, wp.members[0], "ubob", wall())
-    assert launched["expires_at"] > wall()
-    url = urlsplit(launched["launch_url"])
+    assert launched.expires_at > wall()
+    url = urlsplit(launched.launch_url)
     assert url.netloc == "sso.test"
-    assert parse_qs(url.query) == {"service": ["ubob"], "token": [launched["token"]]}
-    verified = await access.verify_launch(launched["token"], wall())
-    assert verified["member_id"] == wp.members[0]
-    assert verified["workplace_id"] == wp.id and verified["service_id"] == "ubob"
-    replay = await arefused(access.verify_launch(launched["token"], wall()))
+    assert parse_qs(url.query) == {"service": ["ubob"], "token": [launched.token]}
+    verified = await access.verify_launch(launched.token, wall())
+    assert verified.member_id == wp.members[0]
+    assert verified.workplace_id == wp.id and verified.service_id == "ubob"
+    replay = await arefused(access.verify_launch(launched.token, wall()))
     assert replay.code == "UNAUTHENTICATED"
     # a launch token is not a bearer token, nor a bearer token a launch token
     bearer = mint_access_token(SECRET, member_id=wp.members[0], workplace_id=wp.id, now=wall())
     assert (await arefused(access.verify_launch(bearer, wall()))).code == "UNAUTHENTICATED"
     fresh = await access.launch(wp.id, wp.members[0], "ubob", wall())
-    assert refused(verify_access_token, SECRET, fresh["token"], now=wall()).code == (
-        "UNAUTHENTICATED"
-    )
+    assert refused(verify_access_token, SECRET, fresh.token, now=wall()).code == ("UNAUTHENTICATED")
 
 
 async def test_concurrent_replays_let_exactly_one_through(
@@ -151,10 +150,10 @@ async def test_concurrent_replays_let_exactly_one_through(
     await apply(service, workplace, "ubob", "ubob-basic")
     launched = await access.launch(workplace.id, workplace.rep, "ubob", wall())
     results = await asyncio.gather(
-        *(access.verify_launch(launched["token"], wall()) for _ in range(8)),
+        *(access.verify_launch(launched.token, wall()) for _ in range(8)),
         return_exceptions=True,
     )
-    assert sum(isinstance(r, dict) for r in results) == 1
+    assert sum(isinstance(r, VerifiedOut) for r in results) == 1
     assert all(r.code == "UNAUTHENTICATED" for r in results if isinstance(r, BizError))
 
 
@@ -164,16 +163,14 @@ async def test_expired_and_forged_launch_tokens_are_refused(
     wp = workplace
     await apply(service, wp, "ubob", "ubob-basic")
     stale = await access.launch(wp.id, wp.members[0], "ubob", wall() - timedelta(minutes=5))
-    assert (await arefused(access.verify_launch(stale["token"], wall()))).code == (
-        "UNAUTHENTICATED"
-    )
+    assert (await arefused(access.verify_launch(stale.token, wall()))).code == ("UNAUTHENTICATED")
     forged, _, _ = mint_launch_token(
         OTHER_SECRET, member_id=wp.members[0], workplace_id=wp.id, service_id="ubob", now=wall()
     )
     assert (await arefused(access.verify_launch(forged, wall()))).code == "UNAUTHENTICATED"
     # a refused (expired) token did not spend anything a valid one needs
     good = await access.launch(wp.id, wp.members[0], "ubob", wall())
-    assert (await access.verify_launch(good["token"], wall()))["member_id"] == wp.members[0]
+    assert (await access.verify_launch(good.token, wall())).member_id == wp.members[0]
 
 
 async def test_without_usage_permission_no_launch(
@@ -201,7 +198,7 @@ async def test_without_usage_permission_no_launch(
         grant=True,
     )
     launched = await access.launch(wp.id, wp.members[0], "miricanvas", wall())
-    assert (await access.verify_launch(launched["token"], wall()))["service_id"] == "miricanvas"
+    assert (await access.verify_launch(launched.token, wall())).service_id == "miricanvas"
     # revoked again: refused at once
     pending = await access.launch(wp.id, wp.members[0], "miricanvas", wall())
     await service.set_usage(
@@ -211,9 +208,7 @@ async def test_without_usage_permission_no_launch(
         member_id=wp.members[0],
         grant=False,
     )
-    assert (await arefused(access.verify_launch(pending["token"], wall()))).code == (
-        "UNAUTHENTICATED"
-    )
+    assert (await arefused(access.verify_launch(pending.token, wall()))).code == ("UNAUTHENTICATED")
     assert (await arefused(access.launch(wp.id, wp.members[0], "miricanvas", wall()))).code == (
         "FORBIDDEN"
     )
@@ -227,13 +222,11 @@ async def test_cancellation_refuses_launch_at_once(
     await apply(service, wp, "ubob", "ubob-basic")
     before = await access.launch(wp.id, wp.members[1], "ubob", wall())
     await service.cancel(workplace_id=wp.id, service_id="ubob", actor_id=wp.rep)
-    assert (await arefused(access.verify_launch(before["token"], wall()))).code == (
-        "UNAUTHENTICATED"
-    )
+    assert (await arefused(access.verify_launch(before.token, wall()))).code == ("UNAUTHENTICATED")
     assert (await arefused(access.launch(wp.id, wp.members[1], "ubob", wall()))).code == (
         "FORBIDDEN"
     )
-    assert (await access.menu(wp.id, wp.members[1]))["services"] == []
+    assert (await access.menu(wp.id, wp.members[1])).services == []
 
 
 async def test_member_who_left_cannot_launch(
@@ -247,9 +240,7 @@ async def test_member_who_left_cannot_launch(
     await apply(service, wp, "ubob", "ubob-basic")
     before = await access.launch(wp.id, wp.members[2], "ubob", wall())
     await dirs.remove_member(wp.id, wp.members[2])
-    assert (await arefused(access.verify_launch(before["token"], wall()))).code == (
-        "UNAUTHENTICATED"
-    )
+    assert (await arefused(access.verify_launch(before.token, wall()))).code == ("UNAUTHENTICATED")
     gone = await arefused(access.launch(wp.id, wp.members[2], "ubob", wall()))
     assert gone.code == "UNKNOWN_MEMBER"
 
@@ -270,5 +261,5 @@ async def test_other_workplace_tokens_are_refused(
     assert denied.code == "UNKNOWN_MEMBER" and denied.status == 404
     # the audience binds the token to its service: a ubob token never opens another service
     launched = await access.launch(a.id, a.members[0], "ubob", wall())
-    claims = verify_launch_token(SECRET, launched["token"], now=wall())
+    claims = verify_launch_token(SECRET, launched.token, now=wall())
     assert claims.service_id == "ubob" and claims.workplace_id == a.id

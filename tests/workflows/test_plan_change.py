@@ -17,6 +17,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from domain.errors import BizError
+from services.models import SubscriptionOut
 from services.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
@@ -65,7 +66,7 @@ def mid_month(day: date) -> bool:
 
 async def apply(
     service: SubscriptionService, wp: Workplace, svc: str = SVC, plan: str | None = BASIC
-) -> dict[str, Any]:
+) -> SubscriptionOut:
     status = await service.apply(
         workplace_id=wp.id,
         service_id=svc,
@@ -74,7 +75,7 @@ async def apply(
         terms_version=TERMS,
         agree_terms=True,
     )
-    assert status["state"] == "active", status
+    assert status.state == "active", status
     return status
 
 
@@ -87,7 +88,7 @@ async def change(
     confirm: bool = False,
     svc: str = SVC,
     actor: str | None = None,
-) -> dict[str, Any]:
+) -> SubscriptionOut:
     return await service.change_plan(
         workplace_id=wp.id,
         service_id=svc,
@@ -105,7 +106,7 @@ async def refused(call: Any) -> BizError:
     return caught.value
 
 
-async def status(service: SubscriptionService, wp: Workplace, svc: str = SVC) -> dict[str, Any]:
+async def status(service: SubscriptionService, wp: Workplace, svc: str = SVC) -> SubscriptionOut:
     return await service.status(workplace_id=wp.id, service_id=svc, actor_id=wp.rep)
 
 
@@ -186,9 +187,9 @@ async def test_r_plan_3_4_refused_on_the_application_day_allowed_from_the_next_m
     the next day's 00:00 Seoul, and so does the status; the next day it is allowed."""
     await advance_to(env, await upcoming(env, 23 * 3600 + 10 * 60, mid_month))
     applied = await apply(service, workplace)
-    sub_id = applied["subscription_id"]
-    next_midnight = oracle.seoul_midnight(oracle.seoul_day(applied["applied_at"]) + timedelta(1))
-    assert applied["next_plan_change_at"] == next_midnight
+    sub_id = applied.subscription_id
+    next_midnight = oracle.seoul_midnight(oracle.seoul_day(applied.applied_at) + timedelta(1))
+    assert applied.next_plan_change_at == next_midnight
     before = await snapshot(pool, workplace, sub_id)
 
     refusal = await refused(change(service, workplace, PREMIUM))
@@ -203,10 +204,10 @@ async def test_r_plan_3_4_refused_on_the_application_day_allowed_from_the_next_m
     await advance_to(env, next_midnight)
     now = await env.get_current_time()
     shown = await status(service, workplace)
-    assert next_midnight <= shown["next_plan_change_at"] <= await env.get_current_time()
-    assert shown["next_plan_change_at"] >= now
+    assert next_midnight <= shown.next_plan_change_at <= await env.get_current_time()
+    assert shown.next_plan_change_at >= now
     changed = await change(service, workplace, PREMIUM)
-    assert changed["plan_id"] == PREMIUM and changed["state"] == "active"
+    assert changed.plan_id == PREMIUM and changed.state == "active"
     assert (await actions(pool, workplace))[-2:] == ["plan_change_started", "plan_changed"]
 
 
@@ -216,11 +217,11 @@ async def test_r_plan_2_4_second_change_in_a_month_refused_until_the_1st(
     """R-PLAN-2: one change per Seoul calendar month; R-PLAN-4: the refusal (and the status)
     names 00:00 Seoul on the next 1st; on the 1st the next change is allowed."""
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
-    assert (await change(service, workplace, STANDARD))["plan_id"] == STANDARD
+    assert (await change(service, workplace, STANDARD)).plan_id == STANDARD
     first = oracle.first_of_next_month(await env.get_current_time())
-    assert (await status(service, workplace))["next_plan_change_at"] == first
+    assert (await status(service, workplace)).next_plan_change_at == first
     await advance_to(env, await env.get_current_time() + timedelta(days=5))
 
     before = await snapshot(pool, workplace, sub_id)
@@ -231,10 +232,8 @@ async def test_r_plan_2_4_second_change_in_a_month_refused_until_the_1st(
     assert await snapshot(pool, workplace, sub_id) == before
 
     await at_month_start(env, pool, sub_id)
-    assert (await status(service, workplace))["next_plan_change_at"] <= (
-        await env.get_current_time()
-    )
-    assert (await change(service, workplace, PREMIUM))["plan_id"] == PREMIUM
+    assert (await status(service, workplace)).next_plan_change_at <= (await env.get_current_time())
+    assert (await change(service, workplace, PREMIUM)).plan_id == PREMIUM
     assert (await actions(pool, workplace)).count("plan_changed") == 2
 
 
@@ -250,7 +249,7 @@ async def test_r_plan_4_8_a_scheduled_change_takes_the_next_month_too(
     first = oracle.first_of_next_month(await env.get_current_time())
     scheduled = await change(service, workplace, PREMIUM, when="next_window")
     following = oracle.first_of_next_month(first)
-    assert scheduled["next_plan_change_at"] == following
+    assert scheduled.next_plan_change_at == following
     refusal = await refused(change(service, workplace, BASIC))
     assert refusal.code == "PLAN_CHANGE_WINDOW_CLOSED"
     assert datetime.fromisoformat(refusal.details["next_plan_change_at"]) == following
@@ -261,7 +260,7 @@ async def test_r_plan_1_single_plan_services_have_no_window_in_their_status(
 ) -> None:
     """R-PLAN-1: a single-plan service never offers a plan change."""
     shown = await apply(service, workplace, "tudy")
-    assert shown["next_plan_change_at"] is None
+    assert shown.next_plan_change_at is None
 
 
 # ── R-PLAN-8: the next window ────────────────────────────────────────────────────────────────
@@ -274,19 +273,19 @@ async def test_r_plan_8_scheduled_change_fires_at_midnight_on_the_1st_and_counts
     is that month's change (a `now` change that month is refused); R-PLAN-9: the month before
     is billed at the old plan. Scheduling is allowed on the application day itself."""
     await advance_to(env, await upcoming(env, 14 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     first = oracle.first_of_next_month(await env.get_current_time())
     scheduled = await change(service, workplace, PREMIUM, when="next_window")
-    assert scheduled["plan_id"] == BASIC
-    assert scheduled["scheduled_plan_change"]["plan_id"] == PREMIUM
-    assert datetime.fromisoformat(scheduled["scheduled_plan_change"]["at"]) == first
+    assert scheduled.plan_id == BASIC
+    assert scheduled.scheduled_plan_change.plan_id == PREMIUM
+    assert scheduled.scheduled_plan_change.at == first
     assert (await actions(pool, workplace))[-1] == "plan_change_scheduled"
 
     await advance_to(env, first - timedelta(seconds=1))
-    assert (await status(service, workplace))["plan_id"] == BASIC  # not a second early
+    assert (await status(service, workplace)).plan_id == BASIC  # not a second early
     await at_month_start(env, pool, sub_id)
     shown = await status(service, workplace)
-    assert shown["plan_id"] == PREMIUM and shown["scheduled_plan_change"] is None
+    assert shown.plan_id == PREMIUM and shown.scheduled_plan_change is None
     entries = await audit.entries(pool, workplace.id, SVC, limit=1000)
     fired = next(e for e in entries if e["action"] == "plan_changed")
     assert oracle.seoul_day(fired["at"]) == oracle.seoul_day(first)
@@ -297,7 +296,7 @@ async def test_r_plan_8_scheduled_change_fires_at_midnight_on_the_1st_and_counts
     assert {line["plan_id"] for line in invoice["lines"]} == {BASIC}
 
     following = oracle.first_of_next_month(first)
-    assert shown["next_plan_change_at"] == following
+    assert shown.next_plan_change_at == following
     refusal = await refused(change(service, workplace, STANDARD))
     assert refusal.code == "PLAN_CHANGE_WINDOW_CLOSED"
     assert datetime.fromisoformat(refusal.details["next_plan_change_at"]) == following
@@ -308,15 +307,15 @@ async def test_r_plan_8_a_second_schedule_replaces_the_first(
 ) -> None:
     """R-PLAN-8: scheduling again replaces the scheduled change; only the last one fires."""
     await advance_to(env, await upcoming(env, 9 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     await change(service, workplace, STANDARD, when="next_window")
     await advance_to(env, await env.get_current_time() + timedelta(days=2))
     again = await change(service, workplace, PREMIUM, when="next_window")
-    assert again["scheduled_plan_change"]["plan_id"] == PREMIUM
+    assert again.scheduled_plan_change.plan_id == PREMIUM
     row = await subscriptions.by_id(pool, sub_id)
     assert row is not None and row["scheduled_plan_change"]["plan_id"] == PREMIUM
     await at_month_start(env, pool, sub_id)
-    assert (await status(service, workplace))["plan_id"] == PREMIUM
+    assert (await status(service, workplace)).plan_id == PREMIUM
     assert (await actions(pool, workplace)).count("plan_changed") == 1
 
 
@@ -326,7 +325,7 @@ async def test_r_plan_8_withdraw_until_it_fires_and_nothing_to_withdraw(
     """R-PLAN-8: a scheduled change can be withdrawn; withdrawing when nothing is scheduled is
     refused with NO_SCHEDULED_PLAN_CHANGE and changes nothing."""
     await advance_to(env, await upcoming(env, 11 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     withdraw = {"workplace_id": workplace.id, "service_id": SVC, "actor_id": workplace.rep}
     before = await snapshot(pool, workplace, sub_id)
     nothing = await refused(service.withdraw_plan_change(**withdraw))
@@ -335,16 +334,16 @@ async def test_r_plan_8_withdraw_until_it_fires_and_nothing_to_withdraw(
 
     await change(service, workplace, STANDARD, when="next_window")
     withdrawn = await service.withdraw_plan_change(**withdraw)
-    assert withdrawn["scheduled_plan_change"] is None
+    assert withdrawn.scheduled_plan_change is None
     assert (await actions(pool, workplace))[-1] == "plan_change_withdrawn"
     again = await refused(service.withdraw_plan_change(**withdraw))
     assert again.code == "NO_SCHEDULED_PLAN_CHANGE"
 
     await at_month_start(env, pool, sub_id)
-    assert (await status(service, workplace))["plan_id"] == BASIC
+    assert (await status(service, workplace)).plan_id == BASIC
     assert "plan_changed" not in await actions(pool, workplace)
     # The withdrawn change never counted: a change now, on the 1st, is allowed.
-    assert (await change(service, workplace, PREMIUM))["plan_id"] == PREMIUM
+    assert (await change(service, workplace, PREMIUM)).plan_id == PREMIUM
 
 
 async def test_r_plan_8_cancellation_drops_the_scheduled_change(
@@ -353,13 +352,13 @@ async def test_r_plan_8_cancellation_drops_the_scheduled_change(
     """R-PLAN-8: cancelling drops a scheduled change; it never fires, the final invoice is
     billed at the plan in effect at cancellation."""
     await advance_to(env, await upcoming(env, 11 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     await change(service, workplace, PREMIUM, when="next_window")
     cancelled = await service.cancel(
         workplace_id=workplace.id, service_id=SVC, actor_id=workplace.rep
     )
-    assert cancelled["state"] == "cancelled" and cancelled["scheduled_plan_change"] is None
-    assert cancelled["next_plan_change_at"] is None
+    assert cancelled.state == "cancelled" and cancelled.scheduled_plan_change is None
+    assert cancelled.next_plan_change_at is None
     entry = (await audit.entries(pool, workplace.id, SVC, limit=1000))[-1]
     assert entry["action"] == "cancelled"
     assert entry["details"]["dropped_plan_change"] == PREMIUM
@@ -378,19 +377,19 @@ async def test_r_plan_8_scheduled_change_to_the_plan_already_in_effect_is_droppe
     the schedule has nothing left to do on the 1st. It is dropped (audited, shown) and does
     not use up that month: another change is allowed then."""
     await advance_to(env, await upcoming(env, 11 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     await change(service, workplace, PREMIUM, when="next_window")
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
-    assert (await change(service, workplace, PREMIUM))["plan_id"] == PREMIUM
+    assert (await change(service, workplace, PREMIUM)).plan_id == PREMIUM
     await at_month_start(env, pool, sub_id)
     shown = await status(service, workplace)
-    assert shown["plan_id"] == PREMIUM and shown["scheduled_plan_change"] is None
+    assert shown.plan_id == PREMIUM and shown.scheduled_plan_change is None
     assert (await actions(pool, workplace)).count("plan_changed") == 1
     dropped = (await audit.entries(pool, workplace.id, SVC, limit=1000))[-2]
     assert dropped["action"] == "plan_change_dropped" and dropped["outcome"] == "dropped"
-    assert PREMIUM in shown["plan_change_notice"]
-    assert shown["next_plan_change_at"] <= await env.get_current_time()
-    assert (await change(service, workplace, STANDARD))["plan_id"] == STANDARD
+    assert PREMIUM in shown.plan_change_notice
+    assert shown.next_plan_change_at <= await env.get_current_time()
+    assert (await change(service, workplace, STANDARD)).plan_id == STANDARD
 
 
 # ── R-PLAN-5, -6, -10: courses in progress ───────────────────────────────────────────────────
@@ -402,7 +401,7 @@ async def test_r_plan_5_10_courses_in_progress_refuse_an_unconfirmed_change(
     """R-PLAN-5, R-PLAN-10: COURSES_IN_PROGRESS with member and course counts and the list per
     member; the plan, the courses, the read model and the audit log stay as they were."""
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     a, b = workplace.members[0], workplace.members[2]
     await add_courses(pool, sub_id, {a: ["java-201", "sql-101"], b: ["excel-301"]})
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
@@ -422,7 +421,7 @@ async def test_r_plan_5_10_courses_in_progress_refuse_an_unconfirmed_change(
     assert await snapshot(pool, workplace, sub_id) == before
     # A refused change does not use up the month (R-PLAN-8): the confirmed one goes through.
     confirmed = await change(service, workplace, PREMIUM, confirm=True)
-    assert confirmed["plan_id"] == PREMIUM
+    assert confirmed.plan_id == PREMIUM
 
 
 async def test_r_plan_6_a_confirmed_change_stops_every_course_in_progress(
@@ -432,12 +431,12 @@ async def test_r_plan_6_a_confirmed_change_stops_every_course_in_progress(
     progress 0, so it starts again from the beginning) and changes the plan; finished courses
     are untouched."""
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     a, b = workplace.members[1], workplace.rep
     await add_courses(pool, sub_id, {a: ["go-101"], b: ["k8s-201", "py-301"]})
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
     changed = await change(service, workplace, STANDARD, confirm=True)
-    assert changed["plan_id"] == STANDARD
+    assert changed.plan_id == STANDARD
     assert await courses(pool, sub_id) == sorted(
         [
             (a, "done-101", "completed", 100),
@@ -457,7 +456,7 @@ async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dro
     when scheduling, the change is dropped, audited (`plan_change_dropped`) and shown in the
     status (`plan_change_notice`); the courses keep going and the month is not used up."""
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     await change(service, workplace, PREMIUM, when="next_window")
     member = workplace.members[0]
     await add_courses(pool, sub_id, {member: ["ml-401"]})
@@ -465,8 +464,8 @@ async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dro
 
     await at_month_start(env, pool, sub_id)
     shown = await status(service, workplace)
-    assert shown["plan_id"] == BASIC and shown["scheduled_plan_change"] is None
-    assert PREMIUM in shown["plan_change_notice"]
+    assert shown.plan_id == BASIC and shown.scheduled_plan_change is None
+    assert PREMIUM in shown.plan_change_notice
     dropped = [
         e
         for e in await audit.entries(pool, workplace.id, SVC, limit=1000)
@@ -478,7 +477,7 @@ async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dro
     assert dropped[0]["details"]["member_count"] == 1
     assert dropped[0]["details"]["members"] == [{"member_id": member, "courses": ["ml-401"]}]
     assert await courses(pool, sub_id) == kept
-    assert shown["next_plan_change_at"] <= await env.get_current_time()
+    assert shown.next_plan_change_at <= await env.get_current_time()
 
 
 async def test_r_plan_5_8_confirmation_given_when_scheduling_carries_to_the_1st(
@@ -487,11 +486,11 @@ async def test_r_plan_5_8_confirmation_given_when_scheduling_carries_to_the_1st(
     """R-PLAN-5, R-PLAN-8: confirmed when scheduled, the change fires with courses in progress
     and stops them."""
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
-    sub_id = (await apply(service, workplace))["subscription_id"]
+    sub_id = (await apply(service, workplace)).subscription_id
     await change(service, workplace, STANDARD, when="next_window", confirm=True)
     await add_courses(pool, sub_id, {workplace.members[1]: ["ux-101"]})
     await at_month_start(env, pool, sub_id)
-    assert (await status(service, workplace))["plan_id"] == STANDARD
+    assert (await status(service, workplace)).plan_id == STANDARD
     assert ("ux-101", "stopped", 0) in [c[1:] for c in await courses(pool, sub_id)]
 
 
@@ -522,7 +521,7 @@ async def test_r_plan_1_err_1_bad_plan_changes_are_refused_and_change_nothing(
     """R-PLAN-1, R-ERR-1, R-PERM-3: each refusal has its code and leaves everything as it was."""
     svc = "cartax" if case == "single_plan_service" else SVC
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
-    sub_id = (await apply(service, workplace, svc))["subscription_id"]
+    sub_id = (await apply(service, workplace, svc)).subscription_id
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
     if case.startswith("cancelled"):
         await service.cancel(workplace_id=workplace.id, service_id=svc, actor_id=workplace.rep)
@@ -559,12 +558,12 @@ async def test_r_plan_7_two_changes_at_once_one_wins_the_other_is_refused(
         change(service, workplace, STANDARD),
         return_exceptions=True,
     )
-    wins = [r for r in results if isinstance(r, dict)]
+    wins = [r for r in results if isinstance(r, SubscriptionOut)]
     losses = [r for r in results if isinstance(r, BizError)]
     assert len(wins) == 1 and len(losses) == 2, results
     assert {loss.code for loss in losses} <= {"PLAN_CHANGE_WINDOW_CLOSED", "SAME_PLAN"}
     shown = await status(service, workplace)
-    assert shown["plan_id"] == wins[0]["plan_id"] and shown["state"] == "active"
+    assert shown.plan_id == wins[0].plan_id and shown.state == "active"
     plan_actions = [a for a in await actions(pool, workplace) if a.startswith("plan_change")]
     assert plan_actions == ["plan_change_started", "plan_changed"]
 
@@ -577,19 +576,19 @@ async def test_r_plan_7_cancel_during_a_change_waits_for_it(
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
     await apply(service, workplace)
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
-    outcomes: list[Any] = await asyncio.gather(
+    outcomes = await asyncio.gather(
         change(service, workplace, PREMIUM),
         service.cancel(workplace_id=workplace.id, service_id=SVC, actor_id=workplace.rep),
         return_exceptions=True,
     )
     changed, cancelled = outcomes
-    assert isinstance(cancelled, dict) and cancelled["state"] == "cancelled"
+    assert isinstance(cancelled, SubscriptionOut) and cancelled.state == "cancelled"
     trail = await audit.entries(pool, workplace.id, SVC, limit=1000)
     names = [e["action"] for e in trail]
-    if isinstance(changed, dict):
+    if isinstance(changed, SubscriptionOut):
         assert names[-3:] == ["plan_change_started", "plan_changed", "cancelled"]
         assert trail[-3]["details"]["state"] == "plan_changing"
-        assert cancelled["plan_id"] == PREMIUM
+        assert cancelled.plan_id == PREMIUM
     else:
         assert isinstance(changed, BizError) and changed.code == "ALREADY_CANCELLED"
         assert names[-1] == "cancelled" and "plan_change_started" not in names

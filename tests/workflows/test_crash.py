@@ -44,7 +44,7 @@ async def _spawn_worker(env: WorkflowEnvironment, queue: str, database_url: str)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.worker_process",
+        "tests.workflows.worker_process",
         target,
         queue,
         database_url,
@@ -80,12 +80,12 @@ async def test_sigkill_mid_provisioning_completes_once(
         agree_terms=True,
         wait_seconds=0.3,
     )
-    assert status["state"] == "applied"  # still provisioning
+    assert status.state == "applied"  # still provisioning
     first.kill()
     await first.wait()
     second = await _spawn_worker(dev_env, queue, database_url)
     try:
-        sub = status["subscription_id"]
+        sub = status.subscription_id
         row = await eventually(lambda: _active(pool, sub), within=60, what="activation")
         assert row["state"] == "active"
         async with pool.connection() as conn:

@@ -34,8 +34,8 @@ async def pair(
     b = await Workplace(pool).create()
     await apply(service, a, "ubob", "ubob-basic")
     subs = {
-        "ubob": (await apply(service, b, "ubob", "ubob-basic"))["subscription_id"],
-        "miricanvas": (await apply(service, b, "miricanvas"))["subscription_id"],
+        "ubob": (await apply(service, b, "ubob", "ubob-basic")).subscription_id,
+        "miricanvas": (await apply(service, b, "miricanvas")).subscription_id,
     }
     await service.set_usage(
         workplace_id=b.id,
@@ -62,7 +62,7 @@ def _calls(
         args: dict[str, Any] = {"workplace_id": b.id, "service_id": svc, "actor_id": actor}
         return {
             f"status {svc}": lambda: service.status(**args),
-            f"require {svc}": lambda: service.require(b.id, svc, actor, USAGE_VIEW),
+            f"require {svc}": lambda: service.authz.require(b.id, svc, actor, USAGE_VIEW),
             f"grant {svc}": lambda: service.set_usage(**args, member_id=target, grant=True),
             f"revoke {svc}": lambda: service.set_usage(**args, member_id=target, grant=False),
             f"cancel {svc}": lambda: service.cancel(**args),
@@ -201,5 +201,5 @@ async def test_listings_hold_only_the_own_workplace(
     for fact in (b.id, *subs.values(), *b.members, b.admin, b.rep):
         assert fact not in text
     usage = await access.usage_permissions(a.id, "ubob", a.rep)
-    assert usage["count"] == 5
-    assert {h["member_id"] for h in usage["holders"]} == {a.rep, a.admin, *a.members}
+    assert usage.count == 5
+    assert {h.member_id for h in usage.holders} == {a.rep, a.admin, *a.members}

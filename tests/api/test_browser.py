@@ -19,13 +19,11 @@ from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from api.runtime import Runtime
-from tests.api_support import LiveServer, bearer, system_token
+from tests.api.conftest import LiveServer, bearer, system_token
 from tests.conftest import Workplace
 
-pytest_plugins = ["tests.api_support"]
-
 CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 DOCS = ROOT / "docs"
 ARGS = [
