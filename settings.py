@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from domain.tokens import WeakSecretError, check_secret
+
 REPO_ROOT = Path(__file__).resolve().parent
 TASK_QUEUE_DEFAULT = "bizsupport"
 
@@ -48,23 +50,35 @@ def load_settings() -> Settings:
     )
 
 
+class InsecureSetting(SystemExit):
+    """A setting the process refuses to start with; the message says what to do instead."""
+
+
+def _strong(secret: str, where: str) -> str:
+    try:
+        return check_secret(secret)
+    except WeakSecretError as err:
+        raise InsecureSetting(f"refusing to start: {err} (read from {where})") from None
+
+
 def auth_secret(settings: Settings) -> str:
     """The token-signing secret: `BIZSUPPORT_AUTH_SECRET`, else one made once under DATA_DIR.
 
-    Never a fixed default: a secret in the source would let anyone mint admin tokens.
+    Never a fixed default: a secret in the source would let anyone mint admin tokens. Shorter than
+    32 bytes, from either place, stops the process (`InsecureSetting`) with a message saying so.
     """
     from_env = os.environ.get("BIZSUPPORT_AUTH_SECRET")
     if from_env:
-        return from_env
+        return _strong(from_env, "BIZSUPPORT_AUTH_SECRET")
     path = settings.secret_file
     if path.exists():
-        return path.read_text().strip()
+        return _strong(path.read_text().strip(), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first: use theirs
-        return path.read_text().strip()
+        return _strong(path.read_text().strip(), str(path))
     with os.fdopen(fd, "w") as handle:
         handle.write(secret)
     return secret

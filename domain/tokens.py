@@ -2,9 +2,11 @@
 
 Both are HS256 JWTs signed with the same secret, and neither can stand in for the other:
 
-- a bearer (access) token carries `sub` (member id), `wp` (workplace id) and `exp`; a system token
-  carries `"role": "system"` and may omit `sub`/`wp`. The member's role is never read from a token
-  (only `"role": "system"` is), it always comes from the directory.
+- a bearer (access) token carries `"typ": "access"`, `"aud": "bizsupport"`, `sub` (member id),
+  `wp` (workplace id), `iat` and `exp`, and lives at most `MAX_ACCESS_TTL_SECONDS`; a system token
+  carries `"role": "system"` and may omit `sub`/`wp`. A token without its own `typ`/`aud` (one
+  minted for another purpose with the same secret) is refused. The member's role is never read
+  from a token (only `"role": "system"` is), it always comes from the directory.
 - a launch token carries `"typ": "launch"`, `aud` = the service id, `sub`, `wp`, a `jti` (spent in
   PostgreSQL on first verification, see `store.access.spend_launch_token`) and a short `exp`.
 
@@ -25,10 +27,17 @@ from pydantic import BaseModel, ConfigDict
 from domain.errors import BizError
 
 ALGORITHM = "HS256"
+ACCESS_TYPE = "access"
+ACCESS_AUDIENCE = "bizsupport"
 LAUNCH_TYPE = "launch"
 SYSTEM_ROLE = "system"
 DEFAULT_ACCESS_TTL_SECONDS = 3600
 DEFAULT_LAUNCH_TTL_SECONDS = 60
+# A bearer token lives at most this long (exp - iat); a longer-lived one is refused even when its
+# signature is good, so a leaked token is not a key for days.
+MAX_ACCESS_TTL_SECONDS = 12 * 3600
+# HS256 with a short secret can be brute-forced offline from any one token.
+MIN_SECRET_BYTES = 32
 
 _DECODE_OPTIONS: Any = {
     "verify_signature": True,
@@ -57,6 +66,21 @@ class LaunchClaims(BaseModel):
     service_id: str
     jti: str
     expires_at: datetime
+
+
+class WeakSecretError(ValueError):
+    """The token-signing secret is too short to sign with."""
+
+
+def check_secret(secret: str) -> str:
+    """`secret` if it is at least `MIN_SECRET_BYTES` bytes long, else `WeakSecretError`."""
+    if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise WeakSecretError(
+            f"the auth secret (BIZSUPPORT_AUTH_SECRET) must be at least {MIN_SECRET_BYTES} bytes "
+            f"long, it is {len(secret.encode('utf-8'))}; make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+    return secret
 
 
 def _timestamp(at: datetime) -> int:
@@ -107,12 +131,19 @@ def mint_access_token(
     ttl_seconds: int = DEFAULT_ACCESS_TTL_SECONDS,
     now: datetime,
 ) -> str:
-    """A bearer token as the suite's identity provider would mint it (and the CLI does)."""
+    """A bearer token as the suite's identity provider would mint it (and the CLI does).
+
+    `ttl_seconds` is at most `MAX_ACCESS_TTL_SECONDS`: a longer one would be refused anyway.
+    """
+    if not 0 < ttl_seconds <= MAX_ACCESS_TTL_SECONDS:
+        raise ValueError(f"ttl_seconds must be in (0, {MAX_ACCESS_TTL_SECONDS}]")
     if role not in (None, SYSTEM_ROLE):
         raise ValueError("the only role a token may carry is 'system'")
     if role is None and (not member_id or not workplace_id):
         raise ValueError("a member token needs member_id and workplace_id")
     claims: dict[str, Any] = {
+        "typ": ACCESS_TYPE,
+        "aud": ACCESS_AUDIENCE,
         "iat": _timestamp(now),
         "exp": _timestamp(now + timedelta(seconds=ttl_seconds)),
     }
@@ -126,10 +157,20 @@ def mint_access_token(
 
 
 def verify_access_token(secret: str, token: str, *, now: datetime) -> AccessClaims:
-    """A bearer token's claims; launch tokens, forged, expired or incomplete ones are refused."""
+    """A bearer token's claims; launch tokens, tokens of any other type or audience, forged,
+    expired, too long-lived or incomplete ones are refused."""
     claims = _decode(secret, token, now)
-    if claims.get("typ") == LAUNCH_TYPE:
-        raise BizError("UNAUTHENTICATED", reason="a launch token is not a bearer token")
+    if claims.get("typ") != ACCESS_TYPE:
+        raise BizError("UNAUTHENTICATED", reason="not a bearer token")
+    if claims.get("aud") != ACCESS_AUDIENCE:
+        raise BizError("UNAUTHENTICATED", reason="token for another audience")
+    iat = claims.get("iat")
+    if isinstance(iat, bool) or not isinstance(iat, (int, float)):
+        raise BizError("UNAUTHENTICATED", reason="token without issue time")
+    if claims["exp"] - iat > MAX_ACCESS_TTL_SECONDS or (
+        claims["exp"] - _timestamp(now) > MAX_ACCESS_TTL_SECONDS
+    ):
+        raise BizError("UNAUTHENTICATED", reason="token lives too long")
     member_id = _text(claims, "sub")
     workplace_id = _text(claims, "wp")
     system = claims.get("role") == SYSTEM_ROLE
