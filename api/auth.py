@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.runtime import Runtime
 from domain.errors import BizError
-from domain.tokens import verify_access_token
+from domain.tokens import refusal_reason, verify_access_token
 from store import directory
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def authenticate(runtime: Runtime, token: str | None) -> Caller:
     except BizError as err:
         if err.code != "UNAUTHENTICATED":
             raise
-        raise unauthorized(str(err.details.get("reason", "invalid token"))) from None
+        raise unauthorized(refusal_reason(err)) from None
     if claims.system:
         return Caller(member_id=None, workplace_id=None, role="system")
     assert claims.workplace_id is not None and claims.member_id is not None

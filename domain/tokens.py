@@ -83,6 +83,20 @@ def check_secret(secret: str) -> str:
     return secret
 
 
+def _refused(reason: str) -> BizError:
+    """UNAUTHENTICATED with no details: which check failed is not the caller's business (it is
+    attached as a note, for the server's log)."""
+    err = BizError("UNAUTHENTICATED")
+    err.add_note(reason)
+    return err
+
+
+def refusal_reason(err: BaseException) -> str:
+    """Why a token was refused, for logging only."""
+    notes = getattr(err, "__notes__", None) or ()
+    return "; ".join(str(note) for note in notes) or str(err)
+
+
 def _timestamp(at: datetime) -> int:
     if at.tzinfo is None:
         raise ValueError("token times must be timezone-aware")
@@ -92,21 +106,21 @@ def _timestamp(at: datetime) -> int:
 def _decode(secret: str, token: str, now: datetime) -> dict[str, Any]:
     """Signature (HS256 only) and expiry against `now`; anything wrong → UNAUTHENTICATED."""
     if not isinstance(token, str) or not token:
-        raise BizError("UNAUTHENTICATED", reason="missing token")
+        raise _refused("missing token")
     try:
         claims: dict[str, Any] = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options=_DECODE_OPTIONS
         )
     except jwt.PyJWTError as err:
-        raise BizError("UNAUTHENTICATED", reason="invalid token") from err
+        raise _refused("invalid token") from err
     exp = claims.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):
-        raise BizError("UNAUTHENTICATED", reason="token without expiry")
+        raise _refused("token without expiry")
     if _timestamp(now) >= exp:
-        raise BizError("UNAUTHENTICATED", reason="expired token")
+        raise _refused("expired token")
     nbf = claims.get("nbf")
     if isinstance(nbf, (int, float)) and not isinstance(nbf, bool) and _timestamp(now) < nbf:
-        raise BizError("UNAUTHENTICATED", reason="token not yet valid")
+        raise _refused("token not yet valid")
     return claims
 
 
@@ -115,7 +129,7 @@ def _text(claims: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise BizError("UNAUTHENTICATED", reason=f"malformed claim {key}")
+        raise _refused(f"malformed claim {key}")
     return value
 
 
@@ -161,21 +175,21 @@ def verify_access_token(secret: str, token: str, *, now: datetime) -> AccessClai
     expired, too long-lived or incomplete ones are refused."""
     claims = _decode(secret, token, now)
     if claims.get("typ") != ACCESS_TYPE:
-        raise BizError("UNAUTHENTICATED", reason="not a bearer token")
+        raise _refused("not a bearer token")
     if claims.get("aud") != ACCESS_AUDIENCE:
-        raise BizError("UNAUTHENTICATED", reason="token for another audience")
+        raise _refused("token for another audience")
     iat = claims.get("iat")
     if isinstance(iat, bool) or not isinstance(iat, (int, float)):
-        raise BizError("UNAUTHENTICATED", reason="token without issue time")
+        raise _refused("token without issue time")
     if claims["exp"] - iat > MAX_ACCESS_TTL_SECONDS or (
         claims["exp"] - _timestamp(now) > MAX_ACCESS_TTL_SECONDS
     ):
-        raise BizError("UNAUTHENTICATED", reason="token lives too long")
+        raise _refused("token lives too long")
     member_id = _text(claims, "sub")
     workplace_id = _text(claims, "wp")
     system = claims.get("role") == SYSTEM_ROLE
     if not system and (member_id is None or workplace_id is None):
-        raise BizError("UNAUTHENTICATED", reason="token without member or workplace")
+        raise _refused("token without member or workplace")
     return AccessClaims(member_id=member_id, workplace_id=workplace_id, system=system)
 
 
@@ -210,13 +224,13 @@ def verify_launch_token(secret: str, token: str, *, now: datetime) -> LaunchClai
     """Signature and expiry only; spending the jti is the caller's job (it needs PostgreSQL)."""
     claims = _decode(secret, token, now)
     if claims.get("typ") != LAUNCH_TYPE:
-        raise BizError("UNAUTHENTICATED", reason="a bearer token is not a launch token")
+        raise _refused("a bearer token is not a launch token")
     member_id = _text(claims, "sub")
     workplace_id = _text(claims, "wp")
     service_id = _text(claims, "aud")
     jti = _text(claims, "jti")
     if member_id is None or workplace_id is None or service_id is None or jti is None:
-        raise BizError("UNAUTHENTICATED", reason="incomplete launch token")
+        raise _refused("incomplete launch token")
     return LaunchClaims(
         member_id=member_id,
         workplace_id=workplace_id,

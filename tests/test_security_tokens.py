@@ -22,6 +22,7 @@ from domain.tokens import (
     check_secret,
     mint_access_token,
     mint_launch_token,
+    refusal_reason,
     verify_access_token,
 )
 from tests.api_support import bearer, token
@@ -178,3 +179,35 @@ async def test_every_401_body_is_the_same(
         assert body["error"]["details"] == {}, (name, body)
         bodies[name] = answer.text
     assert len(set(bodies.values())) == 1, bodies
+
+
+def test_refusals_carry_no_reason_but_log_one() -> None:
+    at = now()
+    with pytest.raises(BizError) as caught:
+        verify_access_token(SECRET, jwt.encode({"sub": "m1", "wp": "wp1"}, SECRET), now=at)
+    assert caught.value.details == {}
+    assert refusal_reason(caught.value) == "token without expiry"
+
+
+async def test_sso_verify_401s_do_not_say_which_check_failed(
+    api: httpx.AsyncClient, api_runtime: Runtime, workplace: Workplace
+) -> None:
+    at = datetime.now(UTC)
+    secret = api_runtime.secret
+    expired, _, _ = mint_launch_token(
+        secret,
+        member_id=workplace.rep,
+        workplace_id=workplace.id,
+        service_id="ubob",
+        now=at - timedelta(hours=1),
+    )
+    forged, _, _ = mint_launch_token(
+        "x" * 40, member_id=workplace.rep, workplace_id=workplace.id, service_id="ubob", now=at
+    )
+    bodies = set()
+    for raw in (expired, forged, token(api_runtime, workplace.id, workplace.rep), "a.b.c"):
+        answer = await api.post("/v1/sso/verify", json={"token": raw})
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["details"] == {}, answer.text
+        bodies.add(answer.text)
+    assert len(bodies) == 1, bodies
