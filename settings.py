@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -131,6 +132,10 @@ def open_private_log(path: Path) -> BinaryIO:
     the stack's processes may hold connection strings."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    if os.fstat(fd).st_mode & 0o077:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # not a link to another file
+        os.close(fd)
+        raise OSError(f"{path} is not a plain file; refusing to log into it")
+    if info.st_mode & 0o077:
         os.fchmod(fd, 0o600)
     return os.fdopen(fd, "ab")

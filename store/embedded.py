@@ -25,6 +25,7 @@ the temporary folder and is gone (a finished test run) is removed at the next st
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import os
@@ -117,6 +118,7 @@ def service_account() -> pwd.struct_passwd:
 
 def _own_dir(path: Path, mode: int) -> Path:
     """`path` as a directory of ours (root's), not writable by anyone else; made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         path.mkdir(mode=mode)
         os.chmod(path, mode)  # mkdir's mode is cut by the umask
@@ -245,7 +247,7 @@ class EmbeddedPostgres:
             # a cluster made before passwords (trust), or whose password file was lost: set the
             # new password in single-user mode, which listens on nothing, so no open window
             self._set_password(bin_dir, data, as_account)
-        (data / "pg_hba.conf").write_text(PG_HBA)  # keeps its owner; read by the server
+        _rewrite_inside(data / "pg_hba.conf", PG_HBA)
         stale = data / "postmaster.pid"
         if stale.exists() and not _pid_alive(stale):
             stale.unlink()
@@ -295,10 +297,10 @@ class EmbeddedPostgres:
             # a cluster made in place (before this layout): moved, not copied, and kept
             say(f"moving the cluster {self.pgdata} to {data}")
             shutil.move(self.pgdata, data)
-            for folder, _dirs, files in os.walk(data):
-                os.chown(folder, account.pw_uid, account.pw_gid)
-                for name in files:
-                    os.chown(Path(folder) / name, account.pw_uid, account.pw_gid)
+            for folder, dirs, files in os.walk(data):  # never through a symlink it holds
+                os.lchown(folder, account.pw_uid, account.pw_gid)
+                for name in files + dirs:
+                    os.lchown(Path(folder) / name, account.pw_uid, account.pw_gid)
             os.chmod(data, 0o700)
         else:
             if self.pgdata.is_dir() and not any(self.pgdata.iterdir()):
@@ -364,7 +366,7 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
-                log = (self.pgdata / "server.log").read_text(errors="replace")[-2000:]
+                log = _read_inside(self.pgdata.resolve() / "server.log")[-2000:]
                 raise RuntimeError(f"embedded PostgreSQL exited at start; log tail:\n{log}")
             try:
                 with psycopg.connect(self._url_for("postgres"), connect_timeout=2):
@@ -402,6 +404,39 @@ class EmbeddedPostgres:
             self.pgdata.unlink()
         shutil.rmtree(self.pgdata, ignore_errors=True)
         self.password_file.unlink(missing_ok=True)
+
+
+# The cluster's folder belongs to the service account, which could plant a symlink or a hard link
+# there to make root write or read another file: root touches files in it only through these.
+
+
+def _open_inside(path: Path, flags: int) -> int:
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # a symlink
+            raise RuntimeError(f"{path} is not a plain file; refusing to touch it") from err
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise RuntimeError(f"{path} is not a plain file; refusing to touch it")
+    return fd
+
+
+def _rewrite_inside(path: Path, text: str) -> None:
+    fd = _open_inside(path, os.O_WRONLY)  # truncated only once it is known to be ours
+    os.ftruncate(fd, 0)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _read_inside(path: Path) -> str:
+    try:
+        with os.fdopen(_open_inside(path, os.O_RDONLY), "r", errors="replace") as handle:
+            return handle.read()
+    except (OSError, RuntimeError) as err:
+        return f"({path}: {err})"
 
 
 def _run(argv: list[str], as_account: dict[str, Any], stdin: str | None = None) -> None:

@@ -188,6 +188,37 @@ def test_as_root_clusters_of_finished_test_runs_are_collected(private_parent: Pa
         server.destroy()
 
 
+def test_files_in_the_cluster_are_never_followed_elsewhere(private_parent: Path) -> None:
+    """The service account owns the cluster's folder: a symlink or hard link it plants there
+    must not make us write (or chmod) another file."""
+    victim = private_parent / "victim"
+    victim.write_text("untouched\n")
+    victim.chmod(0o644)
+    server = EmbeddedPostgres(private_parent / "pgdata")
+    server.start()
+    server.stop()
+    data = server.pgdata.resolve()
+    try:
+        (data / "pg_hba.conf").unlink()
+        (data / "pg_hba.conf").symlink_to(victim)
+        with pytest.raises(RuntimeError, match="not a plain file"):
+            server.start()
+        (data / "pg_hba.conf").unlink()
+        os.link(victim, data / "pg_hba.conf")
+        with pytest.raises(RuntimeError, match="not a plain file"):
+            server.start()
+        (data / "pg_hba.conf").unlink()
+        (data / "pg_hba.conf").write_text("")
+        (data / "server.log").unlink()
+        (data / "server.log").symlink_to(victim)
+        with pytest.raises(OSError):
+            server.start()
+        assert victim.read_text() == "untouched\n"
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    finally:
+        server.destroy()
+
+
 def test_private_files(tmp_path: Path) -> None:
     old_umask = os.umask(0)  # the mode must not depend on the caller's umask
     try:
