@@ -3,15 +3,36 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: install run test browser lint bench clean
+# Exact versions with their sha256 hashes, so every install gets the same files (`make lock`
+# refreshes them from pyproject.toml): requirements.lock for the image, requirements-dev.lock
+# (the same versions plus the dev tools) for `make install`. Both include the build backend, so
+# installing the project itself downloads nothing unpinned (--no-build-isolation).
+LOCK     := requirements.lock
+DEV_LOCK := requirements-dev.lock
+
+.PHONY: install run test browser lint bench clean lock
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# pip-tools in a venv of its own, resolving against PyPI alone (no local indexes or wheel
+# folders from pip's configuration), for this Python (3.11, Linux x86_64).
+LOCK_VENV := $(VENV)/lock-tools
+PIP_COMPILE = env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+	CUSTOM_COMPILE_COMMAND="make lock" \
+	$(LOCK_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --all-build-deps \
+	--index-url https://pypi.org/simple --no-emit-index-url
+
+lock:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q 'pip-tools==7.6.2'
+	$(PIP_COMPILE) --upgrade -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --upgrade --extra dev -c $(LOCK) -o $(DEV_LOCK) pyproject.toml
 
 run: install
 	$(PY) -m devstack.stack

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from domain.tokens import WeakSecretError, check_secret
 
 REPO_ROOT = Path(__file__).resolve().parent
 TASK_QUEUE_DEFAULT = "bizsupport"
@@ -48,23 +52,90 @@ def load_settings() -> Settings:
     )
 
 
+class InsecureSetting(SystemExit):
+    """A setting the process refuses to start with; the message says what to do instead."""
+
+
+def _strong(secret: str, where: str) -> str:
+    try:
+        return check_secret(secret)
+    except WeakSecretError as err:
+        raise InsecureSetting(f"refusing to start: {err} (read from {where})") from None
+
+
 def auth_secret(settings: Settings) -> str:
     """The token-signing secret: `BIZSUPPORT_AUTH_SECRET`, else one made once under DATA_DIR.
 
-    Never a fixed default: a secret in the source would let anyone mint admin tokens.
+    Never a fixed default: a secret in the source would let anyone mint admin tokens. Shorter than
+    32 bytes, from either place, stops the process (`InsecureSetting`) with a message saying so.
     """
     from_env = os.environ.get("BIZSUPPORT_AUTH_SECRET")
     if from_env:
-        return from_env
+        return _strong(from_env, "BIZSUPPORT_AUTH_SECRET")
     path = settings.secret_file
     if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+        return _strong(path.read_text().strip(), str(path))
     secret = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret)
+    if not create_private(path, secret):  # another process made it first: use theirs
+        return _strong(path.read_text().strip(), str(path))
     return secret
+
+
+# ── private files ────────────────────────────────────────────────────────────────────────────
+
+
+def create_private(path: Path, text: str) -> bool:
+    """Create `path` holding `text`, mode 0600 from the first byte, only if it does not exist:
+    True if this call made it, False if it already existed (then it is left as it was). The file
+    appears whole (written aside, then hard-linked into place), so a racing reader never sees it
+    empty."""
+    tmp = _private_tmp(path, text)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def _private_tmp(path: Path, text: str) -> Path:
+    """A new 0600 file beside `path` holding `text`, flushed to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically with `text`, mode 0600 (readers see the old or the new file,
+    never a half-written or briefly world-readable one). For stack.json and other files that
+    carry a database URL with its password."""
+    tmp = _private_tmp(path, text)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_private_log(path: Path) -> BinaryIO:
+    """`path` opened for appending, mode 0600 (an older, looser log is narrowed to 0600): logs of
+    the stack's processes may hold connection strings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # not a link to another file
+        os.close(fd)
+        raise OSError(f"{path} is not a plain file; refusing to log into it")
+    if info.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")

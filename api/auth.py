@@ -6,11 +6,13 @@
 - a member token on another workplace's path → 404 NOT_FOUND, whether that workplace exists or
   not, so nothing is revealed.
 
-Token expiry is wall-clock time, also in sandbox mode.
+Token expiry is wall-clock time, also in sandbox mode. Every 401 from here has the same body
+(no `reason`): which check failed is logged, never told to the caller.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -20,10 +22,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.runtime import Runtime
 from domain.errors import BizError
-from domain.tokens import verify_access_token
+from domain.tokens import refusal_reason, verify_access_token
 from store import directory
 
-_bearer = HTTPBearer(auto_error=False, description="HS256 JWT: `sub`, `wp`, `exp`.")
+log = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description='HS256 JWT: `typ` = "access", `aud` = "bizsupport", `sub`, `wp`, `iat`, `exp`.',
+)
+
+
+def unauthorized(reason: str) -> BizError:
+    """The one 401 every failed check answers with; `reason` goes to the log only."""
+    log.info("401: %s", reason)
+    return BizError("UNAUTHENTICATED")
 
 
 @dataclass(frozen=True)
@@ -52,14 +65,19 @@ def runtime_of(request: Request) -> Runtime:
 async def authenticate(runtime: Runtime, token: str | None) -> Caller:
     """The caller behind a bearer token (also used by the console's cookie)."""
     if not token:
-        raise BizError("UNAUTHENTICATED", reason="missing token")
-    claims = verify_access_token(runtime.secret, token, now=datetime.now(UTC))
+        raise unauthorized("missing token")
+    try:
+        claims = verify_access_token(runtime.secret, token, now=datetime.now(UTC))
+    except BizError as err:
+        if err.code != "UNAUTHENTICATED":
+            raise
+        raise unauthorized(refusal_reason(err)) from None
     if claims.system:
         return Caller(member_id=None, workplace_id=None, role="system")
     assert claims.workplace_id is not None and claims.member_id is not None
     member = await directory.member(runtime.pool, claims.workplace_id, claims.member_id)
     if member is None:
-        raise BizError("UNAUTHENTICATED", reason="unknown member")
+        raise unauthorized("unknown member")
     return Caller(member_id=claims.member_id, workplace_id=claims.workplace_id, role=member["role"])
 
 
@@ -69,7 +87,7 @@ async def caller(
 ) -> Caller:
     """Any valid caller: a present member or the system."""
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise BizError("UNAUTHENTICATED", reason="missing bearer token")
+        raise unauthorized("missing bearer token")
     return await authenticate(runtime_of(request), credentials.credentials)
 
 

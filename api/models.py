@@ -1,7 +1,9 @@
 """Request bodies of the HTTP API (API.md), so /openapi.json documents them.
 
-Requests forbid unknown fields (a typo is a 400, not silently ignored). The response bodies are
-the service layer's own models (`services.models`).
+Requests forbid unknown fields (a typo is a 400, not silently ignored) and are strict: where the
+contract says boolean, integer, number or string, any other JSON type is a 400 naming the field
+(`"agree_terms": "yes"` is not consent, `"seconds": "60"` is not a number). The response bodies
+are the service layer's own models (`services.models`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ Id = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict=True: no coercion between JSON types. A request field that must parse from a JSON
+    # string (a datetime, a date, an Enum) needs `Field(strict=False)` of its own.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ── requests ─────────────────────────────────────────────────────────────────────────────────

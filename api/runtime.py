@@ -76,6 +76,7 @@ def assemble(
     demo_login: bool = False,
 ) -> Runtime:
     """The directory and access services on top of a subscription service: one make-up for all."""
+    check_secret(secret)  # a weak secret stops start-up, however it was passed in
     return Runtime(
         pool=pool,
         client=client,

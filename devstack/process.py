@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from settings import REPO_ROOT
+from settings import REPO_ROOT, open_private_log
 
 
 def say(message: str) -> None:
@@ -56,7 +56,7 @@ class Children:
         return proc
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{name}.log", "ab")
+        log = open_private_log(self.logs / f"{name}.log")
         return subprocess.Popen(
             argv,
             env=env,

@@ -26,7 +26,7 @@ from devstack.process import require_ports, say, wait_for_signal
 from devstack.quiescence import InFlight
 from domain.catalog import default_catalog
 from services.subscriptions import SubscriptionService
-from settings import Settings, auth_secret
+from settings import Settings, auth_secret, write_private
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store.db import migrate, open_pool
 
@@ -38,7 +38,7 @@ async def run_sandbox(settings: Settings) -> None:
     root.mkdir(parents=True)
     postgres = EmbeddedPostgres(root / "postgres")
     database_url = postgres.start()
-    say(f"sandbox PostgreSQL on {database_url} (emptied at each start)")
+    say(f"sandbox PostgreSQL on {postgres.display_url} (emptied at each start)")
     env: WorkflowEnvironment | None = None
     try:
         migrate(database_url)
@@ -49,8 +49,9 @@ async def run_sandbox(settings: Settings) -> None:
         await ensure_search_attributes(env.client)
         target = env.client.service_client.config.target_host
         say(f"time-skipping Temporal server on {target} (no Web UI in sandbox mode)")
-        (settings.data_dir / "stack.json").write_text(
-            json.dumps({"database_url": database_url, "temporal_address": target})
+        write_private(
+            settings.data_dir / "stack.json",
+            json.dumps({"database_url": database_url, "temporal_address": target}),
         )
         pool = await open_pool(database_url, max_size=20)
         in_flight = InFlight()

@@ -22,7 +22,7 @@ from devstack.embedded import EmbeddedPostgres
 from devstack.process import Children, require_ports, say, wait_for_port, wait_for_signal
 from domain.catalog import CatalogError, default_catalog
 from services.subscriptions import SubscriptionService
-from settings import Settings, load_settings
+from settings import Settings, load_settings, write_private
 from starter.temporal import binary, connect, ensure_search_attributes
 from store.db import migrate, open_pool
 from workflows import search_attributes as sa
@@ -46,7 +46,7 @@ async def run_stack(settings: Settings) -> None:
         else:
             postgres = EmbeddedPostgres(data / "postgres")
             database_url = postgres.start()
-            say(f"embedded PostgreSQL on {database_url}")
+            say(f"embedded PostgreSQL on {postgres.display_url}")
         migrate(database_url)
 
         temporal = children.start(
@@ -86,13 +86,14 @@ async def run_stack(settings: Settings) -> None:
             # a local stack: the console offers "pick a demo member" next to pasting a token
             "BIZSUPPORT_DEMO_LOGIN": "1",
         }
-        (data / "stack.json").write_text(
+        write_private(
+            data / "stack.json",
             json.dumps(
                 {
                     "database_url": database_url,
                     "temporal_address": settings.temporal_address,
                 }
-            )
+            ),
         )
         children.start("worker", [sys.executable, "worker.py"], env, restart=True)
         api = children.start(

@@ -10,6 +10,7 @@ actor is looked up in that workplace only, so an actor of another workplace is U
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -45,6 +46,7 @@ from statemachines.lifecycle import LIVE_STATES
 from store import access, audit, directory, permissions, subscriptions
 from store.db import Pool
 
+log = logging.getLogger(__name__)
 DEFAULT_LAUNCH_URL = "http://127.0.0.1:8000/sso/launch"
 MAX_AUDIT_LIMIT = 1000
 # Spent jtis are kept this long after their token expired; older ones cannot verify anyway.
@@ -275,13 +277,17 @@ class AccessService:
             expires_at=claims.expires_at,
         )
         if not spent:
-            raise BizError("UNAUTHENTICATED", reason="launch token already used")
+            log.info("launch token %s refused: already used", claims.jti)
+            raise BizError("UNAUTHENTICATED")
         await access.forget_expired_launch_tokens(self.pool, now - SPENT_JTI_RETENTION)
         usable = await access.usable_subscriptions(
             self.pool, claims.workplace_id, claims.member_id, claims.service_id
         )
         if not usable:
-            raise BizError("UNAUTHENTICATED", reason="no usage permission on an active service")
+            log.info(
+                "launch token %s refused: no usage permission on an active service", claims.jti
+            )
+            raise BizError("UNAUTHENTICATED")
         return VerifiedOut(
             member_id=claims.member_id,
             workplace_id=claims.workplace_id,

@@ -198,8 +198,11 @@ async def test_missing_malformed_expired_and_forged_tokens_are_401(
     error(await api.get(url, headers=bearer(expired)), 401, "UNAUTHENTICATED")
 
     claims = {
+        "typ": "access",
+        "aud": "bizsupport",
         "sub": workplace.rep,
         "wp": workplace.id,
+        "iat": datetime.now(UTC),
         "exp": datetime.now(UTC) + timedelta(hours=1),
     }
     forged = jwt.encode(claims, "not-the-secret-0123456789abcdef0123", algorithm="HS256")

@@ -220,6 +220,55 @@ def test_ports_are_published(services: dict[str, dict[str, Any]]) -> None:
     assert ("8000", "8000") in _published_ports(services["api"])
 
 
+def _defaults(text: str) -> str:
+    """`text` as Compose reads it with none of its variables set: `${VAR:-default}` → default."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?-([^}]*)\}", r"\1", text)
+
+
+def _published_on(port: str | dict[str, Any]) -> str:
+    """The host address a published port binds to, with defaults applied ("" = every one)."""
+    if isinstance(port, dict):
+        return _defaults(str(port.get("host_ip", "")))
+    resolved = _defaults(str(port)).split("/", 1)[0]
+    parts = resolved.rsplit(":", 2)
+    return parts[0].strip("[]") if len(parts) == 3 else ""
+
+
+def test_ports_are_published_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    """Neither the API nor the Temporal UI has a login in front of it: by default nothing is
+    reachable from other machines."""
+    published = [(name, port) for name, svc in services.items() for port in svc.get("ports", [])]
+    assert published
+    for name, port in published:
+        assert _published_on(port) == "127.0.0.1", f"{name} publishes {port!r} beyond loopback"
+    assert _published_on("${BIZSUPPORT_PUBLISH_IP:-127.0.0.1}:8000:8000") == "127.0.0.1"
+    assert _published_on("8000:8000") == ""
+    assert _published_on("0.0.0.0:8000:8000") == "0.0.0.0"
+
+
+def test_temporal_ui_is_read_only_unless_asked(services: dict[str, dict[str, Any]]) -> None:
+    env = services["temporal-ui"].get("environment", {})
+    assert isinstance(env, dict)
+    value = str(env.get("TEMPORAL_DISABLE_WRITE_ACTIONS", ""))
+    assert _defaults(value).lower() == "true", "the UI must default to read-only"
+    assert str(env.get("TEMPORAL_AUTH_CLIENT_SECRET", "")) == "", "no OIDC secret in the file"
+
+
+def test_readme_says_how_to_put_auth_in_front() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    production = readme.split("## Production topology", 1)[1].split("\n## ", 1)[0]
+    for needle in (
+        "127.0.0.1",
+        "reverse proxy",
+        "TEMPORAL_DISABLE_WRITE_ACTIONS",
+        "TEMPORAL_AUTH_ENABLED",
+        "TEMPORAL_AUTH_PROVIDER_URL",
+        "TEMPORAL_AUTH_CALLBACK_URL",
+        "BIZSUPPORT_PUBLISH_IP",
+    ):
+        assert needle in production, f"README's production section does not mention {needle}"
+
+
 def test_databases_have_healthchecks_and_named_volumes(
     services: dict[str, dict[str, Any]],
 ) -> None:

@@ -91,7 +91,15 @@ def test_a_role_claim_other_than_system_is_ignored() -> None:
     """R-TOKEN: the role always comes from the directory, never from the token."""
     now = wall()
     token = jwt.encode(
-        {"sub": "m1", "wp": "wp1", "role": "representative_admin", "exp": now.timestamp() + 60},
+        {
+            "typ": "access",
+            "aud": "bizsupport",
+            "sub": "m1",
+            "wp": "wp1",
+            "role": "representative_admin",
+            "iat": int(now.timestamp()),
+            "exp": now.timestamp() + 60,
+        },
         SECRET,
     )
     claims = verify_access_token(SECRET, token, now=now)
