@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 import settings as settings_module
 from domain.catalog import Catalog, default_catalog
+from domain.tokens import check_secret
 from services.access import AccessService
 from services.authz import Authz
 from services.clock import SandboxControl
