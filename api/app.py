@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import console, errors, v1
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
+from api.ratelimit import RateLimit
 from api.runtime import Runtime, build_runtime
 from services.models import Health
 from settings import load_settings
@@ -60,6 +61,7 @@ def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY
         lifespan=lifespan,
     )
     app.state.body_limit = body_limit
+    app.state.rate_limit = RateLimit()
     if runtime is not None:  # usable before the lifespan runs (ASGI transports without it)
         app.state.runtime = runtime
         app.state.idempotency = IdempotencyStore(runtime.pool)

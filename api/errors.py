@@ -56,7 +56,11 @@ def error_response(code: str, **details: Any) -> JSONResponse:
 
 
 def biz_response(err: BizError) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(err.body()), status_code=err.status)
+    response = JSONResponse(jsonable_encoder(err.body()), status_code=err.status)
+    retry_after = err.details.get("retry_after")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 _DESCRIPTIONS = {
@@ -67,6 +71,7 @@ _DESCRIPTIONS = {
     409: "State conflict.",
     413: "Request body larger than the limit (PAYLOAD_TOO_LARGE).",
     422: "Rule refused (e.g. PLAN_CHANGE_WINDOW_CLOSED, COURSES_IN_PROGRESS).",
+    429: "Too many attempts from this client (RATE_LIMITED); see Retry-After.",
     502: "The partner failed; nothing changed.",
     503: "A backing service (database, Temporal) is unavailable; try again.",
 }

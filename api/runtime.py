@@ -41,8 +41,9 @@ class Runtime:
     access: AccessService
     secret: str
     sandbox: SandboxControl | None = None
-    # The console's "pick a demo member" login: for local stacks only (make run, tests).
-    demo_login: bool = False
+    # The console's password-less "pick a demo member" login, limited to this workplace's people
+    # and to loopback (api/console/login.py); None: closed. Only make run's embedded stack opens it.
+    demo_workplace: str | None = None
     # Called when the app shuts down (resources the runtime opened itself).
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
@@ -74,7 +75,7 @@ def assemble(
     secret: str,
     launch_url: str,
     sandbox: SandboxControl | None = None,
-    demo_login: bool = False,
+    demo_workplace: str | None = None,
 ) -> Runtime:
     """The directory and access services on top of a subscription service: one make-up for all."""
     check_secret(secret)  # a weak secret stops start-up, however it was passed in
@@ -87,7 +88,7 @@ def assemble(
         access=AccessService(pool, subscriptions, secret, launch_base_url=launch_url),
         secret=secret,
         sandbox=sandbox,
-        demo_login=demo_login,
+        demo_workplace=demo_workplace,
     )
 
 
@@ -117,7 +118,11 @@ async def build_runtime(settings: Settings) -> Runtime:
         subscriptions=subscriptions,
         secret=secret,
         launch_url=launch_base_url(settings),
-        demo_login=_flag("BIZSUPPORT_DEMO_LOGIN"),
+        demo_workplace=(
+            os.environ.get("BIZSUPPORT_DEMO_WORKPLACE", "demo")
+            if _flag("BIZSUPPORT_DEMO_LOGIN")
+            else None
+        ),
     )
     runtime.closers.append(pool.close)
     return runtime

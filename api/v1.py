@@ -24,6 +24,7 @@ from api.models import (
     VerifyIn,
     WorkplaceIn,
 )
+from api.ratelimit import rate_limit_of
 from api.runtime import Runtime
 from domain.catalog import Catalog, Service
 from domain.errors import BizError
@@ -429,11 +430,12 @@ async def launch(
     "/sso/verify",
     response_model=VerifiedOut,
     tags=["member"],
-    responses=responses(),
+    responses=responses(429),
     openapi_extra={"security": []},
 )
-async def verify(body: VerifyIn, rt: Rt) -> Any:
+async def verify(request: Request, body: VerifyIn, rt: Rt) -> Any:
     """The partner's side (no bearer): a launch token works once, then 401."""
+    rate_limit_of(request).check(request)
     return await rt.access.verify_launch(body.token, datetime.now(UTC))
 
 

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.runtime import assemble, launch_base_url
 from devstack.clock import SandboxClock
-from devstack.demo import seed_demo
+from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
 from devstack.process import require_ports, say, wait_for_signal
 from devstack.quiescence import InFlight
@@ -70,7 +70,7 @@ async def run_sandbox(settings: Settings) -> None:
             secret=auth_secret(settings),
             launch_url=launch_base_url(settings),
             sandbox=SandboxClock(env, in_flight.idle),
-            demo_login=True,
+            demo_workplace=DEMO_WORKPLACE,
         )
         server = _EmbeddedServer(
             uvicorn.Config(
@@ -108,7 +108,7 @@ class _EmbeddedServer(uvicorn.Server):
 def announce_sandbox(settings: Settings, login: str) -> None:
     base = f"http://127.0.0.1:{settings.api_port}"
     say("sandbox ready: business time runs at wall speed and jumps when you advance it")
-    say(f"  console      {base}/console/login?wp=demo   (demo login: {login})")
+    say(f"  console      {base}/console/login   (demo login: {login})")
     say(f"  API docs     {base}/docs")
     say(f"  clock        GET {base}/v1/sandbox/clock · POST {base}/v1/sandbox/clock/advance")
     say("Ctrl-C stops everything.")

@@ -17,7 +17,7 @@ import os
 import sys
 from contextlib import AsyncExitStack
 
-from devstack.demo import seed_demo
+from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
 from devstack.process import Children, require_ports, say, wait_for_port, wait_for_signal
 from domain.catalog import CatalogError, default_catalog
@@ -83,9 +83,13 @@ async def run_stack(settings: Settings) -> None:
             "DATABASE_URL": database_url,
             "TEMPORAL_ADDRESS": settings.temporal_address,
             "DATA_DIR": str(data),
-            # a local stack: the console offers "pick a demo member" next to pasting a token
-            "BIZSUPPORT_DEMO_LOGIN": "1",
         }
+        if postgres is not None and "BIZSUPPORT_DEMO_LOGIN" not in os.environ:
+            # The newcomer's embedded stack on loopback: the console offers "pick a demo
+            # member" of the demo workplace. With DATABASE_URL it stays off unless asked for.
+            env["BIZSUPPORT_DEMO_LOGIN"] = "1"
+            env["BIZSUPPORT_DEMO_WORKPLACE"] = DEMO_WORKPLACE
+            say("console demo login is ON (demo workplace only, loopback only, no password)")
         write_private(
             data / "stack.json",
             json.dumps(
@@ -134,7 +138,7 @@ async def run_stack(settings: Settings) -> None:
 def announce(settings: Settings, login: str) -> None:
     base = f"http://127.0.0.1:{settings.api_port}"
     say("ready:")
-    say(f"  console      {base}/console/login?wp=demo   (demo login: {login})")
+    say(f"  console      {base}/console/login   (demo login: {login})")
     say(f"  API docs     {base}/docs")
     say(f"  Temporal UI  http://127.0.0.1:{UI_PORT}   (filter: ServiceId='ubob')")
     say("  CLI          .venv/bin/python -m starter.cli list --workplace demo")

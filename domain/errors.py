@@ -160,6 +160,11 @@ ERRORS: dict[str, ErrorSpec] = {
     "CLOCK_BUSY": ErrorSpec(
         409, "Another clock advance is running.", "다른 시간 이동이 진행 중입니다."
     ),
+    "RATE_LIMITED": ErrorSpec(
+        429,
+        "Too many attempts from this client; try again in {retry_after} seconds.",
+        "시도가 너무 많습니다. {retry_after}초 후에 다시 시도해 주십시오.",
+    ),
     "SERVICE_UNAVAILABLE": ErrorSpec(
         503,
         "A backing service is unavailable; try again.",

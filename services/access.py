@@ -260,7 +260,8 @@ class AccessService:
             service_id=service_id,
             now=now,
         )
-        launch_url = f"{self.launch_base_url}?{urlencode({'service': service_id, 'token': token})}"
+        # The token is not in the URL (logs, history, Referer): the client POSTs it there.
+        launch_url = f"{self.launch_base_url}?{urlencode({'service': service_id})}"
         return LaunchOut(launch_url=launch_url, token=token, expires_at=expires_at)
 
     async def verify_launch(self, token: str, now: datetime) -> VerifiedOut:

@@ -267,7 +267,9 @@ class MenuOut(Out):
 
 
 class LaunchOut(Out):
-    launch_url: str
+    launch_url: str = Field(
+        description="Where to POST the token (form field `token`); the token is never in a URL."
+    )
     token: str
     expires_at: Time
 

@@ -168,6 +168,14 @@ async def workplace(pool: Pool, env: WorkflowEnvironment) -> AsyncIterator[Workp
     await cancel_live_subscriptions(env.client, pool, created.id)
 
 
+@pytest_asyncio.fixture
+async def other_workplace(pool: Pool, env: WorkflowEnvironment) -> AsyncIterator[Workplace]:
+    """A second tenant, for isolation checks."""
+    created = await Workplace(pool).create()
+    yield created
+    await cancel_live_subscriptions(env.client, pool, created.id)
+
+
 async def cancel_live_subscriptions(client: Client, pool: Pool, workplace_id: str) -> None:
     """Cancel what a test left live. The session shares one clock that only moves forward, and
     every live subscription costs an invoice at each month-end that any later test skips through;

@@ -23,6 +23,8 @@ from api.console.session import (
     read_form,
     redirect,
     refusal_flash,
+    same_site_path,
+    templates,
 )
 from domain.errors import BizError
 
@@ -51,7 +53,7 @@ async def apply(request: Request, s: ServiceSession) -> Response:
             }
         return ok(f"{s.service.name_ko} 서비스를 신청했습니다.")
 
-    return await act(request, _back(s), action)
+    return await act(request, s, _back(s), action)
 
 
 @router.post("/services/{svc}/plan-change")
@@ -78,7 +80,7 @@ async def change_plan(request: Request, s: ServiceSession) -> Response:
         return ok("신청 상품을 변경했습니다.")
 
     # a refusal for courses in progress reopens the popup to confirm this change (R-PLAN-5)
-    return await act(request, _back(s), action, lambda: {"pending": pending})
+    return await act(request, s, _back(s), action, lambda: {"pending": pending})
 
 
 @router.post("/services/{svc}/plan-change/withdraw")
@@ -89,7 +91,7 @@ async def withdraw_plan_change(request: Request, s: ServiceSession) -> Response:
         )
         return ok("예약된 상품 변경을 취소했습니다.")
 
-    return await act(request, _back(s), action)
+    return await act(request, s, _back(s), action)
 
 
 @router.post("/services/{svc}/cancel")
@@ -104,7 +106,7 @@ async def cancel(request: Request, s: ServiceSession) -> Response:
             "현재까지의 사용 요금은 다음 달에 청구됩니다."
         )
 
-    return await act(request, _back(s), action)
+    return await act(request, s, _back(s), action)
 
 
 @router.post("/services/{svc}/usage/{member_id}")
@@ -120,7 +122,7 @@ async def set_usage(request: Request, s: ServiceSession, member_id: str) -> Resp
         )
         return ok("사용 권한을 부여했습니다." if grant else "사용 권한을 회수했습니다.")
 
-    return await act(request, _back(s), action)
+    return await act(request, s, _back(s), action)
 
 
 @router.post("/permissions/{svc}/{member_id}")
@@ -132,46 +134,44 @@ async def set_permissions(request: Request, s: ServiceSession, member_id: str) -
         )
         return ok("관리 권한을 저장했습니다.")
 
-    return await act(request, "/console/permissions", action)
+    return await act(request, s, "/console/permissions", action)
 
 
 @router.post("/me/launch/{svc}")
 async def launch(request: Request, s: ServiceSession) -> Response:
+    """Open the partner service: the launch token travels in an auto-submitted POST form, never
+    in a URL (URLs reach access logs and browser history)."""
     try:
-        await read_form(request)
+        await read_form(request, s.csrf)
         opened = await s.rt.access.launch(
             s.workplace_id, s.member_id, s.service.service_id, datetime.now(UTC)
         )
     except BizError as err:
         return redirect("/console/me", refusal_flash(err))
-    return redirect(_local(opened.launch_url))
+    return templates.TemplateResponse(
+        request,
+        "launch.html",
+        {"launch_url": _local(opened.launch_url), "token": opened.token, "service": s.service},
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 def _local(url: str) -> str:
     """The launch URL as a path on this host when it points at our own landing page."""
     parts = urlsplit(url)
     if parts.path == "/sso/launch":
-        return f"{parts.path}?{parts.query}"
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
     return url
 
 
 @router.post("/sandbox/advance")
 async def sandbox_advance(request: Request, s: Session) -> Response:
-    referer = urlsplit(request.headers.get("referer") or "/console")
-    back = referer.path + (f"?{referer.query}" if referer.query else "")
+    """The sandbox clock is shared by every tenant: like the API, only a system token moves it
+    (POST /v1/sandbox/clock/advance). The console refuses, and says how."""
 
     async def action(form: Form) -> Flash:
         if s.rt.sandbox is None:
             raise BizError("SANDBOX_ONLY")
-        if s.who.role != "representative_admin":
-            raise BizError("NOT_REPRESENTATIVE_ADMIN")
-        try:
-            days = int(one(form, "days", "1"))
-        except ValueError:
-            raise BizError("VALIDATION_ERROR", problem="days must be a whole number") from None
-        if not 1 <= days <= 400:
-            raise BizError("VALIDATION_ERROR", problem="days must be 1..400")
-        now = await s.rt.sandbox.advance(days * 86_400)
-        return ok(f"샌드박스 시계를 {days}일 앞으로 옮겼습니다. 현재: {fmt_time(now)}")
+        raise BizError("FORBIDDEN", needs="a system token")
 
-    return await act(request, back or "/console", action)
+    return await act(request, s, same_site_path(request.headers.get("referer")), action)

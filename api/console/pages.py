@@ -23,9 +23,9 @@ async def home(request: Request, s: Session) -> Response:
     async def render() -> Response:
         cards = await s.rt.access.home_cards(s.workplace_id, s.member_id)
         services = {svc.service_id: svc for svc in s.rt.catalog.services}
-        return await page(request, "home.html", s.who, cards=cards, services=services)
+        return await page(request, "home.html", s, cards=cards, services=services)
 
-    return await guarded(request, s.who, render)
+    return await guarded(request, s, render)
 
 
 async def _usage_context(s: ServiceSession) -> dict[str, Any]:
@@ -56,7 +56,7 @@ async def service_page(request: Request, s: ServiceSession, tab: str = "guide") 
         return await page(
             request,
             "service.html",
-            s.who,
+            s,
             service=s.service,
             tab="usage" if tab == "usage" else "guide",
             live=live,
@@ -71,7 +71,7 @@ async def service_page(request: Request, s: ServiceSession, tab: str = "guide") 
             **context,
         )
 
-    return await guarded(request, s.who, render)
+    return await guarded(request, s, render)
 
 
 @router.get("/services/{svc}/invoices")
@@ -86,14 +86,14 @@ async def invoices_page(request: Request, s: ServiceSession) -> Response:
         return await page(
             request,
             "invoices.html",
-            s.who,
+            s,
             service=s.service,
             invoices=list(reversed(found.invoices)),
             estimate=found.estimate,
             plan_names={p.plan_id: p.name_ko for p in s.service.plans},
         )
 
-    return await guarded(request, s.who, render)
+    return await guarded(request, s, render)
 
 
 async def _history(request: Request, s: Session, service_id: str | None) -> Response:
@@ -104,13 +104,13 @@ async def _history(request: Request, s: Session, service_id: str | None) -> Resp
         return await page(
             request,
             "history.html",
-            s.who,
+            s,
             service=service,
             entries=list(reversed(entries)),
             names={m["member_id"]: m["name"] for m in members},
         )
 
-    return await guarded(request, s.who, render)
+    return await guarded(request, s, render)
 
 
 @router.get("/services/{svc}/history")
@@ -138,20 +138,20 @@ async def permissions_page(request: Request, s: Session) -> Response:
         return await page(
             request,
             "permissions.html",
-            s.who,
+            s,
             listing=listing.services,
             admins=[m for m in members if m["role"] == "admin"],
             held=held,
             services={svc.service_id: svc for svc in s.rt.catalog.services},
         )
 
-    return await guarded(request, s.who, render)
+    return await guarded(request, s, render)
 
 
 @router.get("/me")
 async def me_page(request: Request, s: Session) -> Response:
     async def render() -> Response:
         menu = await s.rt.access.menu(s.workplace_id, s.member_id)
-        return await page(request, "me.html", s.who, menu=menu)
+        return await page(request, "me.html", s, menu=menu)
 
-    return await guarded(request, s.who, render)
+    return await guarded(request, s, render)

@@ -1,6 +1,9 @@
 """The console's plumbing: the session cookie, who is calling and in which scope, forms, flash
 messages, and rendering pages.
 
+Sessions live on the server (store/sessions.py): the cookie holds a random id, logout deletes
+the session, and each session has a CSRF token that every form must send back.
+
 A page or action declares its caller with `Session` (any logged-in member) or `ServiceSession`
 (the same, plus the `{svc}` of its path resolved against the catalog): without a session the
 browser goes to the login page; an unknown service is a Korean error page. Actions are plain form
@@ -10,9 +13,13 @@ posts answered by a redirect (post/redirect/get) carrying a one-time flash messa
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,18 +28,19 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.auth import Caller, authenticate, runtime_of
+from api.auth import Caller, runtime_of
 from api.console.labels import FILTERS, GLOBALS, humanize
 from api.runtime import Runtime
 from domain.catalog import Service
 from domain.errors import BizError
-from store import directory
+from store import directory, sessions
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 templates.env.filters.update(FILTERS)
 templates.env.globals.update(GLOBALS)
 
-SESSION_COOKIE = "bizsupport_console"
+SESSION_COOKIE = "bizsupport_session"
+LOGIN_CSRF_COOKIE = "bizsupport_login_csrf"
 FLASH_COOKIE = "bizsupport_flash"
 SESSION_SECONDS = 8 * 3600
 LOGIN = "/console/login"
@@ -44,15 +52,8 @@ Flash = dict[str, Any]
 # ── who is calling ───────────────────────────────────────────────────────────────────────────
 
 
-async def session_caller(request: Request) -> Caller | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        return None
-    try:
-        who = await authenticate(runtime_of(request), token)
-    except BizError:
-        return None
-    return None if who.system else who
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class LoginRequired(Exception):
@@ -62,20 +63,22 @@ class LoginRequired(Exception):
 class PageRefused(Exception):
     """A refusal while resolving a page's scope: answered with the Korean error page."""
 
-    def __init__(self, who: Caller | None, error: BizError) -> None:
+    def __init__(self, scope: Scope | None, error: BizError) -> None:
         super().__init__(error.code)
-        self.who = who
+        self.scope = scope
         self.error = error
 
 
 @dataclass(frozen=True)
 class Scope:
-    """A logged-in member of a workplace, and the runtime the console calls."""
+    """A logged-in member of a workplace, the runtime the console calls, and the session's
+    CSRF token that every form of it must send back."""
 
     rt: Runtime
     who: Caller
     workplace_id: str
     member_id: str
+    csrf: str
 
 
 @dataclass(frozen=True)
@@ -84,22 +87,83 @@ class ServiceScope(Scope):
 
 
 async def member_scope(request: Request) -> Scope:
-    who = await session_caller(request)
-    if who is None or who.workplace_id is None or who.member_id is None:
+    """The session behind the cookie (server-side, ended by logout), with the member's role
+    read from the directory now: a member who left has no session."""
+    rt = runtime_of(request)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
         raise LoginRequired
-    return Scope(runtime_of(request), who, who.workplace_id, who.member_id)
+    row = await sessions.find(rt.pool, _hash(session_id), datetime.now(UTC))
+    if row is None:
+        raise LoginRequired
+    member = await directory.member(rt.pool, row["workplace_id"], row["member_id"])
+    if member is None:
+        raise LoginRequired
+    who = Caller(member_id=row["member_id"], workplace_id=row["workplace_id"], role=member["role"])
+    return Scope(rt, who, row["workplace_id"], row["member_id"], row["csrf_token"])
 
 
 async def service_scope(svc: str, scope: Annotated[Scope, Depends(member_scope)]) -> ServiceScope:
     try:
         service = scope.rt.authz.service(svc)
     except BizError as err:
-        raise PageRefused(scope.who, err) from err
-    return ServiceScope(scope.rt, scope.who, scope.workplace_id, scope.member_id, service)
+        raise PageRefused(scope, err) from err
+    return ServiceScope(
+        scope.rt, scope.who, scope.workplace_id, scope.member_id, scope.csrf, service
+    )
 
 
 Session = Annotated[Scope, Depends(member_scope)]
 ServiceSession = Annotated[ServiceScope, Depends(service_scope)]
+
+
+async def start_session(
+    request: Request, rt: Runtime, workplace_id: str, member_id: str, target: str
+) -> RedirectResponse:
+    """A new server-side session for a verified member; the cookie holds only its random id."""
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    await sessions.forget_expired(rt.pool, now)
+    await sessions.create(
+        rt.pool,
+        session_hash=_hash(session_id),
+        workplace_id=workplace_id,
+        member_id=member_id,
+        csrf_token=secrets.token_urlsafe(32),
+        expires_at=now + timedelta(seconds=SESSION_SECONDS),
+    )
+    response = redirect(target)
+    _set_cookie(request, response, SESSION_COOKIE, session_id, SESSION_SECONDS)
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+async def end_session(request: Request, response: Response) -> None:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        await sessions.end(runtime_of(request).pool, _hash(session_id))
+    response.delete_cookie(SESSION_COOKIE)
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    """HttpOnly, SameSite=Strict, and Secure whenever the console is served over HTTPS."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def login_csrf_token(request: Request) -> str:
+    """The CSRF token of the login forms (no session yet): kept in a cookie the form echoes."""
+    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+
+
+def keep_login_csrf(request: Request, response: Response, token: str) -> None:
+    _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, SESSION_SECONDS)
 
 
 def install(app: FastAPI) -> None:
@@ -108,7 +172,7 @@ def install(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageRefused)
-        return await error_page(request, exc.who, exc.error)
+        return await error_page(request, exc.scope, exc.error)
 
     app.add_exception_handler(LoginRequired, to_login)
     app.add_exception_handler(PageRefused, refused)
@@ -156,13 +220,29 @@ def refusal_flash(err: BizError, **extra: Any) -> Flash:
     }
 
 
-async def read_form(request: Request) -> Form:
-    """An urlencoded form body (the console's forms), checked to come from this site."""
+async def read_form(request: Request, csrf: str) -> Form:
+    """An urlencoded form body of this console: from this site, carrying the CSRF token of the
+    session (or of the login page). Anything else changes nothing."""
     origin = request.headers.get("origin")
     if origin and urlsplit(origin).netloc != request.headers.get("host"):
         raise BizError("FORBIDDEN", needs="a request from this console")
     body = (await request.body()).decode("utf-8", errors="replace")
-    return parse_qs(body, keep_blank_values=True)
+    form = parse_qs(body, keep_blank_values=True)
+    if not csrf or not hmac.compare_digest(one(form, "csrf").encode(), csrf.encode()):
+        raise BizError("FORBIDDEN", needs="a form of this console")
+    return form
+
+
+def same_site_path(url: str | None, default: str = "/console") -> str:
+    """A redirect target taken from a request (e.g. Referer) as a path of this console only:
+    never another origin, never a scheme-relative `//host` path."""
+    if not url:
+        return default
+    parts = urlsplit(url)
+    path = parts.path
+    if not path.startswith("/console") or path.startswith("//") or "\\" in path:
+        return default
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def one(form: Form, name: str, default: str = "") -> str:
@@ -172,6 +252,7 @@ def one(form: Form, name: str, default: str = "") -> str:
 
 async def act(
     request: Request,
+    scope: Scope,
     back: str,
     action: Callable[[Form], Awaitable[Flash | None]],
     remember: Callable[[], Flash] = dict,
@@ -179,7 +260,7 @@ async def act(
     """A form action: run it, then back to `back` with the outcome (or the refusal, with what
     `remember` gives, e.g. the change to confirm) as a one-time flash message."""
     try:
-        flash = await action(await read_form(request))
+        flash = await action(await read_form(request, scope.csrf))
     except BizError as err:
         return redirect(back, refusal_flash(err, **remember()))
     return redirect(back, flash)
@@ -189,9 +270,10 @@ async def act(
 
 
 async def page(
-    request: Request, template: str, who: Caller | None, code: int = 200, **context: Any
+    request: Request, template: str, scope: Scope | None, code: int = 200, **context: Any
 ) -> HTMLResponse:
     rt = runtime_of(request)
+    who = scope.who if scope is not None else None
     me = None
     if who is not None and who.workplace_id and who.member_id:
         me = await directory.member(rt.pool, who.workplace_id, who.member_id)
@@ -209,6 +291,7 @@ async def page(
             "sandbox_now": clock,
             "flash": take_flash(request),
             "catalog": rt.catalog,
+            "csrf": scope.csrf if scope is not None else context.pop("csrf", ""),
             **context,
         },
         status_code=code,
@@ -217,15 +300,15 @@ async def page(
     return response
 
 
-async def error_page(request: Request, who: Caller | None, err: BizError) -> HTMLResponse:
-    return await page(request, "error.html", who, code=err.status, error=err)
+async def error_page(request: Request, scope: Scope | None, err: BizError) -> HTMLResponse:
+    return await page(request, "error.html", scope, code=err.status, error=err)
 
 
 async def guarded(
-    request: Request, who: Caller, render: Callable[[], Awaitable[Response]]
+    request: Request, scope: Scope, render: Callable[[], Awaitable[Response]]
 ) -> Response:
     """A page whose refusals show as the Korean error page."""
     try:
         return await render()
     except BizError as err:
-        return await error_page(request, who, err)
+        return await error_page(request, scope, err)

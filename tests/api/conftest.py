@@ -9,6 +9,7 @@ the effects of an advance have landed. A test module uses them with
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import socket
 import uuid
@@ -25,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.subscription import SubscriptionActivities
 from api.app import create_app
+from api.ratelimit import RateLimit
 from api.runtime import Runtime, assemble
 from devstack.clock import SandboxClock
 from devstack.quiescence import InFlight
@@ -61,7 +63,7 @@ async def api_runtime(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Run
         secret=secrets.token_urlsafe(32),
         launch_url="http://127.0.0.1/sso/launch",
         sandbox=SandboxClock(env, in_flight.idle),
-        demo_login=True,
+        demo_workplace=None,
     )
     async with worker:
         yield runtime
@@ -69,7 +71,10 @@ async def api_runtime(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Run
 
 @pytest_asyncio.fixture(scope="session")
 async def api_app(api_runtime: Runtime) -> FastAPI:
-    return create_app(api_runtime)
+    app = create_app(api_runtime)
+    # The whole suite logs in from one address; the limit itself is tested on its own.
+    app.state.rate_limit = RateLimit(attempts=100_000)
+    return app
 
 
 @pytest_asyncio.fixture
@@ -93,6 +98,27 @@ def system_token(runtime: Runtime) -> str:
     return mint_access_token(
         runtime.secret, member_id=None, workplace_id=None, role="system", now=datetime.now(UTC)
     )
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a console page puts in its forms."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no form with a CSRF token on the page"
+    return found.group(1)
+
+
+async def console_login(
+    client: httpx.AsyncClient, runtime: Runtime, workplace_id: str, member_id: str
+) -> str:
+    """Log in to the console with a member's bearer token; returns the session's CSRF token."""
+    login_page = await client.get("/console/login")
+    answer = await client.post(
+        "/console/login/token",
+        data={"csrf": csrf_of(login_page.text), "token": token(runtime, workplace_id, member_id)},
+        follow_redirects=True,
+    )
+    assert answer.status_code == 200 and "/console/login" not in str(answer.url), answer.text
+    return csrf_of(answer.text)
 
 
 def bearer(value: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from api.app import create_app
 from api.runtime import Runtime
 from domain.calendar import first_instant_of_next_month, period_of
 from store.db import Pool
-from tests.api.conftest import TERMS, bearer, system_token, token
+from tests.api.conftest import TERMS, bearer, console_login, system_token, token
 from tests.conftest import Workplace
 
 OFFSET_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+09:00$")
@@ -344,7 +344,7 @@ async def test_management_permissions_menu_and_sso(
     assert launched.status_code == 200, launched.text
     sso = launched.json()
     assert OFFSET_TIME.match(sso["expires_at"])
-    assert parse_qs(urlsplit(sso["launch_url"]).query)["token"] == [sso["token"]]
+    assert "token" not in parse_qs(urlsplit(sso["launch_url"]).query)  # never in a URL
     verified = await api.post("/v1/sso/verify", json={"token": sso["token"]})
     assert verified.status_code == 200, verified.text
     assert verified.json()["member_id"] == member and verified.json()["service_id"] == "tudy"
@@ -529,7 +529,7 @@ async def test_factory_builds_the_production_runtime_in_its_lifespan(
     app = create_app()
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
-        assert runtime.sandbox is None and not runtime.demo_login
+        assert runtime.sandbox is None and runtime.demo_workplace is None
         assert (tmp_path / "auth-secret").read_text().strip() == runtime.secret
         system = bearer(system_token(runtime))
         transport = httpx.ASGITransport(app=app)
@@ -559,13 +559,8 @@ async def test_console_asks_to_confirm_a_change_that_stops_courses(
                 " VALUES (%s, %s, %s, 'in_progress', 10, now())",
                 (status["subscription_id"], member, course),
             )
-    login = await api.post(
-        "/console/login",
-        data={"workplace_id": workplace.id, "member_id": workplace.rep},
-        follow_redirects=True,
-    )
-    assert login.status_code == 200 and "업무 지원 서비스" in login.text
-    form = {"plan_id": "ubob-premium", "when": "now"}
+    csrf = await console_login(api, api_runtime, workplace.id, workplace.rep)
+    form = {"csrf": csrf, "plan_id": "ubob-premium", "when": "now"}
     page = await api.post("/console/services/ubob/plan-change", data=form, follow_redirects=True)
     assert "구성원 2명이 수강 중인 교육 과정 2개가 있습니다" in page.text
     assert 'name="confirm_course_reset" value="1"' in page.text
@@ -577,7 +572,9 @@ async def test_console_asks_to_confirm_a_change_that_stops_courses(
     )
     assert "신청 상품을 변경했습니다." in page.text and "유밥 프리미엄" in page.text
     foreign = await api.post(
-        "/console/services/ubob/cancel", headers={"Origin": "https://evil.example"}
+        "/console/services/ubob/cancel",
+        data={"csrf": csrf},
+        headers={"Origin": "https://evil.example"},
     )
     assert foreign.status_code == 303  # refused (not from this console), nothing cancelled
     got = await api.get(

@@ -1,0 +1,1 @@
+document.getElementById("launch").submit();
