@@ -8,13 +8,14 @@ sends updates; the workflow's validators check its own state. Refusals are `BizE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
@@ -45,6 +46,9 @@ from store import directory, permissions, subscriptions
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow, workflow_id
+
+# A reservation younger than this may still be starting its workflow: not an orphan yet.
+ORPHAN_GRACE = timedelta(seconds=30)
 
 Request = TypeVar("Request", ActorRequest, PlanChangeRequest, UsageRequest)
 
@@ -105,6 +109,8 @@ class SubscriptionService:
         application = _application(service, subscription_id, workplace_id, plan, actor_id)
         try:
             await self._start(application)
+        except WorkflowAlreadyStartedError:
+            pass  # a concurrent resume of this reservation started it: it is ours all the same
         except BaseException:
             await subscriptions.release(self.pool, subscription_id)
             raise
@@ -137,6 +143,8 @@ class SubscriptionService:
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None or row["status_seq"] != 0:
             return
+        if datetime.now(UTC) - row["requested_at"] < ORPHAN_GRACE:
+            return  # its own application may still be starting it: not an orphan yet
         try:
             await self.handle(row["subscription_id"]).describe()
             return
@@ -144,16 +152,17 @@ class SubscriptionService:
             if err.status != RPCStatusCode.NOT_FOUND:
                 return
         service = self.authz.service(service_id)
-        await self._start(
-            _application(
-                service,
-                row["subscription_id"],
-                workplace_id,
-                row["plan_id"],
-                row["applicant_id"],
-                terms_version=row["terms_version"],
+        with contextlib.suppress(WorkflowAlreadyStartedError):  # someone else resumed it
+            await self._start(
+                _application(
+                    service,
+                    row["subscription_id"],
+                    workplace_id,
+                    row["plan_id"],
+                    row["applicant_id"],
+                    terms_version=row["terms_version"],
+                )
             )
-        )
 
     async def _settled(self, subscription_id: str, wait_seconds: float) -> SubscriptionOut:
         """Give provisioning a moment so the answer usually says `active` (or why not)."""

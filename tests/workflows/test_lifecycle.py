@@ -172,7 +172,7 @@ async def test_two_concurrent_applications_exactly_one_wins(
     )
     errors = [r for r in results if isinstance(r, BizError)]
     wins = [r for r in results if isinstance(r, SubscriptionOut)]
-    assert len(wins) == 1 and len(errors) == 1
+    assert len(wins) == 1 and len(errors) == 1, results
     assert errors[0].code == "ALREADY_SUBSCRIBED"
     rows = await subscriptions.for_workplace(pool, workplace.id)
     assert len(rows) == 1
@@ -276,3 +276,36 @@ async def test_no_final_invoice_promised_when_no_day_was_billable(
     )
     assert again.subscription_id != first.subscription_id
     assert again.final_invoice_at is None
+
+
+async def test_an_old_reservation_without_a_workflow_is_started_by_the_next_application(
+    service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    """R-LIFE-1: a crash between reservation and start leaves a slot with no workflow; the next
+    application for the slot starts it (once it is older than a starting application could be),
+    while a young reservation is left to its own application."""
+    await subscriptions.reserve(
+        pool,
+        subscription_id="sub_orphan_" + workplace.id[-8:],
+        workplace_id=workplace.id,
+        service_id="wishket",
+        plan_id="wishket-standard",
+        applicant_id=workplace.rep,
+        terms_version=TERMS,
+    )
+    orphan = "sub_orphan_" + workplace.id[-8:]
+    with pytest.raises(BizError) as young:
+        await apply(service, workplace, "wishket")
+    assert young.value.code == "ALREADY_SUBSCRIBED"
+    assert (await subscriptions.by_id(pool, orphan))["state"] == "applied"  # left alone
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE subscriptions SET requested_at = now() - interval '5 minutes'"
+            " WHERE subscription_id = %s",
+            (orphan,),
+        )
+    with pytest.raises(BizError) as old:
+        await apply(service, workplace, "wishket")
+    assert old.value.code == "ALREADY_SUBSCRIBED"
+    await eventually(lambda: _state_is(pool, orphan, "active"), what="the resumed orphan activates")
+
