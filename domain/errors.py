@@ -20,7 +20,7 @@ class ErrorSpec:
 ERRORS: dict[str, ErrorSpec] = {
     # input and authentication
     "VALIDATION_ERROR": ErrorSpec(
-        400, "The request is malformed: {problem}", "요청 형식이 올바르지 않습니다: {problem}"
+        400, "The request is malformed: {problem}", "요청 형식이 올바르지 않습니다. 입력한 값을 확인해 주십시오."
     ),
     "PAYLOAD_TOO_LARGE": ErrorSpec(
         413,
@@ -33,7 +33,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "FORBIDDEN": ErrorSpec(
         403,
         "You do not have the permission this action needs ({needs}).",
-        "이 작업에 필요한 권한({needs})이 없습니다.",
+        "이 작업을 할 권한이 없습니다{needs_ko}.",
     ),
     "NOT_FOUND": ErrorSpec(404, "Not found.", "찾을 수 없습니다."),
     "IDEMPOTENCY_KEY_REUSED": ErrorSpec(
@@ -45,25 +45,25 @@ ERRORS: dict[str, ErrorSpec] = {
     "UNKNOWN_WORKPLACE": ErrorSpec(
         404,
         "Workplace {workplace_id} does not exist.",
-        "워크플레이스 {workplace_id}이(가) 없습니다.",
+        "워크플레이스를 찾을 수 없습니다.",
     ),
     "UNKNOWN_MEMBER": ErrorSpec(
         404,
         "Member {member_id} is not in this workplace.",
-        "구성원 {member_id}은(는) 이 워크플레이스의 구성원이 아닙니다.",
+        "이 워크플레이스의 구성원이 아닙니다.",
     ),
     "UNKNOWN_SERVICE": ErrorSpec(
-        404, "Service {service_id} does not exist.", "서비스 {service_id}이(가) 없습니다."
+        404, "Service {service_id} does not exist.", "찾을 수 없는 서비스입니다."
     ),
     "UNKNOWN_PLAN": ErrorSpec(
         422,
         "Plan {plan_id} is not a plan of {service_id}.",
-        "{service_id} 서비스에 {plan_id} 상품이 없습니다.",
+        "이 서비스에 없는 상품입니다.",
     ),
     "PLAN_REQUIRED": ErrorSpec(
         422,
         "{service_id} has several plans: choose one (plan_id).",
-        "{service_id} 서비스는 세부 상품을 선택해야 합니다(plan_id).",
+        "이 서비스는 세부 상품을 선택해야 합니다.",
     ),
     # application
     "NOT_REPRESENTATIVE_ADMIN": ErrorSpec(
@@ -80,7 +80,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "ALREADY_SUBSCRIBED": ErrorSpec(
         409,
         "{service_id} is already in use by this workplace.",
-        "이 워크플레이스는 이미 {service_id} 서비스를 이용 중입니다.",
+        "이 워크플레이스는 이미 이 서비스를 이용 중입니다.",
     ),
     "PARTNER_REFUSED": ErrorSpec(
         422,
@@ -91,7 +91,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "NO_SUBSCRIPTION": ErrorSpec(
         404,
         "This workplace has no subscription to {service_id}.",
-        "{service_id} 서비스 신청 내역이 없습니다.",
+        "이 서비스의 신청 내역이 없습니다.",
     ),
     "ALREADY_CANCELLED": ErrorSpec(
         409, "The subscription is already cancelled.", "이미 해지된 서비스입니다."
@@ -99,16 +99,16 @@ ERRORS: dict[str, ErrorSpec] = {
     "NOT_ACTIVE": ErrorSpec(
         409,
         "The subscription is {state}, not active.",
-        "서비스가 이용 중 상태가 아닙니다({state}).",
+        "서비스가 이용 중 상태가 아닙니다.",
     ),
     # plan change
     "PLAN_CHANGE_NOT_SUPPORTED": ErrorSpec(
         422,
         "{service_id} has a single plan; it cannot be changed.",
-        "{service_id} 서비스는 상품을 변경할 수 없습니다.",
+        "이 서비스는 상품을 변경할 수 없습니다.",
     ),
     "SAME_PLAN": ErrorSpec(
-        422, "{plan_id} is already the current plan.", "{plan_id}은(는) 이미 이용 중인 상품입니다."
+        422, "{plan_id} is already the current plan.", "이미 이용 중인 상품입니다."
     ),
     "PLAN_CHANGE_WINDOW_CLOSED": ErrorSpec(
         422,
@@ -132,12 +132,12 @@ ERRORS: dict[str, ErrorSpec] = {
     "AUTO_GRANTED_SERVICE": ErrorSpec(
         422,
         "{service_id} gives usage permission to every member automatically.",
-        "{service_id} 서비스는 전체 구성원에게 사용 권한이 자동 부여됩니다.",
+        "이 서비스는 전체 구성원에게 사용 권한이 자동으로 부여·회수되므로 직접 부여하거나 회수할 수 없습니다.",
     ),
     "PERMISSION_NOT_HELD": ErrorSpec(
         409,
         "Member {member_id} does not hold this permission.",
-        "구성원 {member_id}에게 해당 권한이 없습니다.",
+        "이 구성원에게는 사용 권한이 없습니다.",
     ),
     "NOT_AN_ADMIN": ErrorSpec(
         422,
@@ -145,7 +145,7 @@ ERRORS: dict[str, ErrorSpec] = {
         "관리자만 관리 권한을 가질 수 있습니다.",
     ),
     "UNKNOWN_PERMISSION": ErrorSpec(
-        422, "Unknown permission {permission}.", "알 수 없는 권한입니다: {permission}."
+        422, "Unknown permission {permission}.", "알 수 없는 권한입니다."
     ),
     "REPRESENTATIVE_REQUIRED": ErrorSpec(
         409,
@@ -171,7 +171,7 @@ ERRORS: dict[str, ErrorSpec] = {
         "일시적으로 이용할 수 없습니다. 다시 시도해 주십시오.",
     ),
     "METHOD_NOT_ALLOWED": ErrorSpec(
-        405, "Method {method} is not allowed here.", "허용되지 않는 메서드입니다: {method}."
+        405, "Method {method} is not allowed here.", "허용되지 않는 요청입니다."
     ),
     "INTERNAL_ERROR": ErrorSpec(
         500,
@@ -211,6 +211,22 @@ def window_closed_details(reason: str, next_plan_change_at: str) -> dict[str, st
     }
 
 
+# What a FORBIDDEN refusal needed, said in Korean (never a permission key): R-PERM-3.
+NEEDS_KO: dict[str, str] = {
+    "usage.view": "사용 현황·이용 내역·요금 조회",
+    "usage.grant": "사용 권한 부여",
+    "plan.change": "신청 상품 변경",
+    "subscription.cancel": "이용 해지",
+    "a system token": "시스템 토큰",
+    "a member token": "구성원 토큰",
+    "any management permission": "업무 지원 관리 권한",
+    "any management permission on the service": "이 서비스의 관리 권한",
+    "a request from this console": "이 콘솔에서 보낸 요청",
+    "a form of this console": "이 콘솔의 입력 양식",
+    "the demo login of a local stack": "로컬 개발 스택의 데모 로그인",
+}
+
+
 class _Blank(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
@@ -226,6 +242,8 @@ class BizError(Exception):
         self.details: dict[str, Any] = {**(details or {}), **fields}
         spec = ERRORS[code]
         values = _Blank({k: v for k, v in self.details.items() if not isinstance(v, (list, dict))})
+        needs = NEEDS_KO.get(str(self.details.get("needs", "")))
+        values["needs_ko"] = f" (필요한 권한: {needs})" if needs else ""
         self.message = spec.en.format_map(values)
         self.message_ko = spec.ko.format_map(values)
         super().__init__(f"{code}: {self.message}")

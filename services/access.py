@@ -18,12 +18,16 @@ from urllib.parse import urlencode
 from domain.errors import BizError
 from domain.permissions import (
     MANAGEMENT_PERMISSIONS,
+    PLAN_CHANGE,
+    SUBSCRIPTION_CANCEL,
+    USAGE_GRANT,
     USAGE_VIEW,
     is_business_admin,
     unknown_permissions,
 )
 from domain.text import storable
 from domain.tokens import mint_launch_token, verify_launch_token
+from services import billing
 from services.directory import notice_view
 from services.models import (
     AuditEntryOut,
@@ -37,12 +41,14 @@ from services.models import (
     MenuService,
     PermissionHolder,
     PermissionListing,
+    ServiceManager,
+    ServiceOverview,
     ServicePermissions,
     UsagePermissionsOut,
     VerifiedOut,
 )
 from services.subscriptions import SubscriptionService
-from statemachines.lifecycle import LIVE_STATES
+from statemachines.lifecycle import ENDED_STATES, LIVE_STATES, USABLE_STATES
 from store import access, audit, directory, permissions, subscriptions
 from store.db import Pool
 
@@ -107,6 +113,85 @@ class AccessService:
                 )
             )
         return cards
+
+    # ── one service as the caller may see it (the console's service page) ──────────────────
+
+    async def service_overview(
+        self, workplace_id: str, service_id: str, actor_id: str
+    ) -> ServiceOverview:
+        """What the caller may see and do on one service. Anyone managing it (any management
+        permission, or the representative) sees its real state and usage; each action is
+        offered only to who may take it, so the console shows no button that can only fail."""
+        service = self.authz.service(service_id)
+        member, held = await self.authz.held_on(workplace_id, service_id, actor_id)
+        row = await subscriptions.current(self.pool, workplace_id, service_id)
+        status = await self.subscriptions.view(row) if row is not None else None
+        usage = None
+        if row is not None:
+            holders = await access.usage_holders_named(
+                self.pool, workplace_id, row["subscription_id"]
+            )
+            ended = row["state"] in ENDED_STATES  # a cancelled subscription holds no seats
+            usage = UsagePermissionsOut(
+                service_id=service_id,
+                subscription_id=row["subscription_id"],
+                state=row["state"],
+                count=0 if ended else len(holders),
+                holders=[] if ended else [HolderOut.model_validate(h) for h in holders],
+            )
+        live = row is not None and row["state"] in LIVE_STATES
+        usable = row is not None and row["state"] in USABLE_STATES
+        can_view_fees = USAGE_VIEW in held
+        return ServiceOverview(
+            service_id=service_id,
+            role=member.role,
+            held=held,
+            status=status,
+            usage=usage,
+            managers=await self._managers(workplace_id, service_id),
+            pending_charge=(
+                await billing.final_charge(
+                    self.subscriptions, workplace_id=workplace_id, service_id=service_id
+                )
+                if can_view_fees
+                else None
+            ),
+            can_apply=member.role == "representative_admin" and not live,
+            can_grant=(USAGE_GRANT in held and usable and not service.auto_grant_all_members),
+            can_change_plan=PLAN_CHANGE in held and usable and service.has_plan_choice,
+            can_cancel=SUBSCRIPTION_CANCEL in held and live,
+            can_view_fees=can_view_fees,
+        )
+
+    async def _managers(self, workplace_id: str, service_id: str) -> list[ServiceManager]:
+        """R-PERM-3, -4: the representative (everything) and every admin holding a management
+        permission on the service, with the permissions each holds."""
+        per_admin: dict[str, ServiceManager] = {}
+        for row in await access.management_holders(self.pool, workplace_id):
+            if row["service_id"] != service_id or row["role"] != "admin":
+                continue
+            found = per_admin.setdefault(
+                row["member_id"],
+                ServiceManager(
+                    member_id=row["member_id"], name=row["name"], role="admin", permissions=[]
+                ),
+            )
+            found.permissions.append(row["permission"])
+        rep = await directory.representative(self.pool, workplace_id)
+        managers = []
+        if rep is not None:
+            managers.append(
+                ServiceManager(
+                    member_id=rep["member_id"],
+                    name=rep["name"],
+                    role="representative_admin",
+                    permissions=list(MANAGEMENT_PERMISSIONS),
+                )
+            )
+        for manager in per_admin.values():
+            manager.permissions = [p for p in MANAGEMENT_PERMISSIONS if p in manager.permissions]
+            managers.append(manager)
+        return managers
 
     # ── usage permissions (R-PERM-2) ─────────────────────────────────────────────────────────
 

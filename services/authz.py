@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from domain.catalog import Catalog, Service
 from domain.errors import BizError
-from domain.permissions import holds, is_business_admin
+from domain.permissions import MANAGEMENT_PERMISSIONS, holds, is_business_admin
 from domain.text import storable
 from services.models import MemberOut
 from store import directory, permissions
@@ -49,6 +49,20 @@ class Authz:
         if not holds(member.role, held.get(service_id, set()), permission):
             raise BizError("FORBIDDEN", needs=permission)
         return member
+
+    async def held_on(
+        self, workplace_id: str, service_id: str, member_id: str
+    ) -> tuple[MemberOut, list[str]]:
+        """The management permissions the member holds on the service (the representative:
+        all of them); FORBIDDEN when none: they do not manage this service."""
+        member = await self.actor(workplace_id, member_id)
+        explicit = (await permissions.management_of(self.pool, workplace_id, member_id)).get(
+            service_id, set()
+        )
+        held = [p for p in MANAGEMENT_PERMISSIONS if holds(member.role, explicit, p)]
+        if not held:
+            raise BizError("FORBIDDEN", needs="any management permission on the service")
+        return member, held
 
     async def representative(self, workplace_id: str, member_id: str) -> MemberOut:
         member = await self.actor(workplace_id, member_id)

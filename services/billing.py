@@ -14,13 +14,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError
+
 from domain.billing import Invoice, compute_invoice
 from domain.calendar import SEOUL, period_of
 from domain.permissions import USAGE_VIEW
 from domain.subscription import SubscriptionData
 from services.models import EstimateOut, InvoiceOut, InvoicesOut
 from services.subscriptions import SubscriptionService
-from statemachines.lifecycle import LIVE_STATES
+from statemachines.lifecycle import ENDED_STATES, LIVE_STATES
 from store import ledger, subscriptions
 from workflows.subscription import SubscriptionWorkflow
 
@@ -36,6 +39,7 @@ async def invoices(
     return InvoicesOut(
         invoices=[InvoiceOut.model_validate(_issued(row)) for row in rows],
         estimate=await estimate(service, workplace_id=workplace_id, service_id=service_id),
+        final_charge=await final_charge(service, workplace_id=workplace_id, service_id=service_id),
     )
 
 
@@ -57,6 +61,31 @@ async def estimate(
         return None
     now = await service.clock()
     invoice = compute_invoice(data.billing, period_of(now), data.application.fees)
+    if invoice is None:
+        return None
+    return EstimateOut.model_validate(
+        {"subscription_id": data.subscription_id, **_amounts(invoice)}
+    )
+
+
+async def final_charge(
+    service: SubscriptionService, *, workplace_id: str, service_id: str
+) -> EstimateOut | None:
+    """R-CANCEL-3, R-BILL-2: after a cancellation, the final invoice still to come (prorated
+    to the cancellation day) until it is issued; None otherwise."""
+    row = await subscriptions.current(service.pool, workplace_id, service_id)
+    if row is None or row["state"] not in ENDED_STATES or row["final_invoice_at"] is None:
+        return None
+    try:
+        data = await service.handle(row["subscription_id"]).query(SubscriptionWorkflow.data_query)
+    except (RPCError, WorkflowQueryFailedError):  # finished: the final invoice was issued
+        return None
+    if not isinstance(data, SubscriptionData):
+        data = SubscriptionData.model_validate(data)
+    period = data.next_invoice_period
+    if data.billing is None or data.cancelled_at is None or period is None:
+        return None
+    invoice = compute_invoice(data.billing, period, data.application.fees)
     if invoice is None:
         return None
     return EstimateOut.model_validate(

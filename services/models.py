@@ -180,6 +180,10 @@ class InvoiceOut(EstimateOut):
 class InvoicesOut(Out):
     invoices: list[InvoiceOut]
     estimate: EstimateOut | None
+    final_charge: EstimateOut | None = Field(
+        default=None,
+        description="After cancellation: the final invoice still to come, until it is issued.",
+    )
 
 
 class AuditEntryOut(Out):
@@ -290,3 +294,34 @@ class ClockOut(Out):
 
 class Health(Out):
     status: Literal["ok"]
+
+
+# ── a service as one person sees it ──────────────────────────────────────────────────────────
+
+
+class ServiceManager(Out):
+    """Someone who manages a service, and with which detail permissions (R-PERM-3)."""
+
+    member_id: str
+    name: str | None
+    role: str
+    permissions: list[str]
+
+
+class ServiceOverview(Out):
+    """One service as the person asking may see and act on it (the console's service page)."""
+
+    service_id: str
+    role: str
+    held: list[str] = Field(description="The caller's management permissions on the service.")
+    status: SubscriptionOut | None
+    usage: UsagePermissionsOut | None
+    managers: list[ServiceManager]
+    pending_charge: EstimateOut | None = Field(
+        description="After cancellation, the final charge until its invoice is issued."
+    )
+    can_apply: bool
+    can_grant: bool
+    can_change_plan: bool
+    can_cancel: bool
+    can_view_fees: bool

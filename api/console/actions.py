@@ -53,7 +53,8 @@ async def apply(request: Request, s: ServiceSession) -> Response:
             }
         return ok(f"{s.service.name_ko} 서비스를 신청했습니다.")
 
-    return await act(request, s, _back(s), action)
+    # a refusal keeps the application popup open, with the reason in it
+    return await act(request, s, _back(s), action, lambda: {"dialog": "apply-dialog"})
 
 
 @router.post("/services/{svc}/plan-change")

@@ -71,7 +71,7 @@ def _as_time(value: Any) -> datetime | None:
 
 def fmt_time(value: Any) -> str:
     moment = _as_time(value)
-    return "-" if moment is None else moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M")
+    return "-" if moment is None else moment.astimezone(SEOUL).strftime("%Y-%m-%d %H:%M KST")
 
 
 def fmt_date(value: Any) -> str:
@@ -93,7 +93,13 @@ def won(value: Any) -> str:
     return f"{int(Decimal(str(value))):,}원"
 
 
-FILTERS = {"time": fmt_time, "date": fmt_date, "won": won, "humanize": humanize}
+FILTERS = {
+    "time": fmt_time,
+    "date": fmt_date,
+    "won": won,
+    "humanize": humanize,
+    "notice_ko": lambda n: notice_ko(n),
+}
 GLOBALS = {
     "STATE_KO": STATE_KO,
     "ROLE_KO": ROLE_KO,
@@ -102,3 +108,93 @@ GLOBALS = {
     "OUTCOME_KO": OUTCOME_KO,
     "BUTTON_KO": BUTTON_KO,
 }
+
+
+REASON_KO = {
+    "member_left": "구성원 탈퇴",
+    "demoted": "역할 변경",
+    "already on that plan": "이미 그 상품을 이용 중",
+    "this month's plan change was already made": "이번 달 상품 변경을 이미 함",
+}
+
+
+def describe(
+    action: str, details: dict[str, Any], names: dict[str, str], plans: dict[str, str]
+) -> str:
+    """An audit entry's details as a Korean sentence for 이용 내역 (never keys or ids)."""
+
+    def who(key: str = "member_id") -> str:
+        member = details.get(key)
+        return names.get(str(member), str(member)) if member else ""
+
+    def plan(key: str = "plan_id") -> str:
+        value = details.get(key)
+        return plans.get(str(value), str(value)) if value else ""
+
+    def perms(key: str) -> str:
+        return ", ".join(PERMISSION_KO.get(p, p) for p in details.get(key) or [])
+
+    reason = REASON_KO.get(str(details.get("reason", "")), "")
+    if action == "usage_granted":
+        return f"{who()}에게 사용 권한 부여" + (" (자동)" if details.get("automatic") else "")
+    if action == "usage_revoked":
+        return f"{who()}의 사용 권한 회수" + (f" ({reason})" if reason else "")
+    if action == "plan_changed":
+        text = f"{plan('from_plan')} → {plan('to_plan')}"
+        stopped = details.get("stopped_courses") or 0
+        return text + (f", 수강 중인 교육 과정 {stopped}개 중단" if stopped else "")
+    if action == "plan_change_scheduled":
+        return f"{plan()}(으)로 {fmt_time(details.get('at'))}에 변경 예약"
+    if action in ("plan_change_withdrawn", "plan_change_started", "plan_change_failed"):
+        return plan()
+    if action == "plan_change_dropped":
+        if details.get("member_count"):
+            return f"{plan()}: 구성원 {details['member_count']}명이 교육 과정 수강 중"
+        return f"{plan()}: {reason}" if reason else plan()
+    if action == "invoice_issued":
+        return f"{details.get('period', '')} 청구서 {won(details.get('total'))}"
+    if action == "billing_closed":
+        return f"{details.get('period', '')} 청구 종료"
+    if action == "cancelled" and details.get("dropped_plan_change"):
+        return f"예약된 상품 변경({plan('dropped_plan_change')}) 취소"
+    if action == "purged":
+        return f"데이터 {details.get('removed_objects', 0)}건 삭제"
+    if action == "refused":
+        return str(details.get("reason", ""))
+    if action == "applied":
+        return f"약관 버전 {details.get('terms_version', '')}"
+    if action == "management_permissions_changed":
+        parts = [
+            f"추가: {perms('added')}" if details.get("added") else "",
+            f"해제: {perms('removed')}" if details.get("removed") else "",
+        ]
+        return f"{who()} — " + ", ".join(p for p in parts if p)
+    if action == "management_permissions_dropped":
+        return f"{who()} — {perms('permissions')} 해제" + (f" ({reason})" if reason else "")
+    if action == "learning_records_reset":
+        return f"{who()}의 학습 기록 {details.get('records', 0)}건 초기화"
+    if action == "member_role_changed":
+        frm, to = details.get("from_role", ""), details.get("to_role", "")
+        return f"{who()}: {ROLE_KO.get(frm, frm)} → {ROLE_KO.get(to, to)}"
+    if action in ("member_joined", "member_left", "member_renamed", "login_id_changed"):
+        return who()
+    if action == "representative_changed":
+        return f"{who('previous_representative')} → {who()}"
+    if action in ("workplace_created", "workplace_renamed"):
+        return str(details.get("name", ""))
+    return ""
+
+
+def notice_ko(notice: str | None) -> str:
+    """The workflow's plan-change notice (English, kept in its state) in Korean."""
+    if not notice:
+        return ""
+    if "courses in progress" in notice:
+        return "예약된 상품 변경이 취소되었습니다: 수강 중인 교육 과정이 있습니다."
+    if "already on that plan" in notice:
+        return "예약된 상품 변경이 취소되었습니다: 이미 그 상품을 이용 중입니다."
+    if "already made" in notice:
+        return "예약된 상품 변경이 취소되었습니다: 이번 달 상품 변경을 이미 했습니다."
+    if "failed" in notice:
+        return "예약된 상품 변경에 실패했습니다. 다시 신청해 주십시오."
+    return "예약된 상품 변경이 처리되지 않았습니다."

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.console.session import ServiceSession, Session, guarded, page
-from domain.errors import BizError
+from api.console.labels import describe
+from api.console.session import ServiceSession, Session, guarded, page, redirect
 from domain.subscription import DATA_RETENTION
 from services import billing
 from statemachines.lifecycle import LIVE_STATES
@@ -20,6 +18,11 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 @router.get("")
 async def home(request: Request, s: Session) -> Response:
+    """업무 지원 home; a member without any management permission has their service menu."""
+    menu = await s.rt.access.menu(s.workplace_id, s.member_id)
+    if not menu.business_support_admin:
+        return redirect("/console/me")
+
     async def render() -> Response:
         cards = await s.rt.access.home_cards(s.workplace_id, s.member_id)
         services = {svc.service_id: svc for svc in s.rt.catalog.services}
@@ -28,47 +31,43 @@ async def home(request: Request, s: Session) -> Response:
     return await guarded(request, s, render)
 
 
-async def _usage_context(s: ServiceSession) -> dict[str, Any]:
-    context: dict[str, Any] = {"status": None, "usage": None, "usage_error": None}
-    service_id = s.service.service_id
-    try:
-        status = await s.rt.subscriptions.status(
-            workplace_id=s.workplace_id, service_id=service_id, actor_id=s.member_id
-        )
-        usage = await s.rt.access.usage_permissions(s.workplace_id, service_id, s.member_id)
-    except BizError as err:
-        if err.code != "NO_SUBSCRIPTION":
-            context["usage_error"] = err
-        return context
-    context.update(status=status, usage=usage)
-    return context
+@router.get("/services")
+async def services_page(request: Request, s: Session) -> Response:
+    """업무 지원 > 업무 지원 서비스: the services and their state, the manual's second way in."""
+
+    async def render() -> Response:
+        cards = await s.rt.access.home_cards(s.workplace_id, s.member_id)
+        return await page(request, "services.html", s, cards=cards)
+
+    return await guarded(request, s, render)
 
 
 @router.get("/services/{svc}")
 async def service_page(request: Request, s: ServiceSession, tab: str = "guide") -> Response:
     async def render() -> Response:
-        context = await _usage_context(s)
-        status = context["status"]
-        live = status is not None and status.state in LIVE_STATES
+        overview = await s.rt.access.service_overview(
+            s.workplace_id, s.service.service_id, s.member_id
+        )
         members = await directory.present_members(s.rt.pool, s.workplace_id)
-        usage = context["usage"]
         now = await s.rt.business_now()
+        status = overview.status
         return await page(
             request,
             "service.html",
             s,
             service=s.service,
             tab="usage" if tab == "usage" else "guide",
-            live=live,
-            can_apply=not live,
+            overview=overview,
+            status=status,
+            usage=overview.usage,
+            live=status is not None and status.state in LIVE_STATES,
             members=members,
             names={m["member_id"]: m["name"] for m in members},
-            holders={h.member_id for h in usage.holders} if usage else set(),
+            holders={h.member_id for h in overview.usage.holders} if overview.usage else set(),
             plan_names={p.plan_id: p.name_ko for p in s.service.plans},
             deletion_preview=now + DATA_RETENTION,
             business_now=now,
             open_dialog=request.query_params.get("open"),
-            **context,
         )
 
     return await guarded(request, s, render)
@@ -90,24 +89,40 @@ async def invoices_page(request: Request, s: ServiceSession) -> Response:
             service=s.service,
             invoices=list(reversed(found.invoices)),
             estimate=found.estimate,
+            final_charge=found.final_charge,
             plan_names={p.plan_id: p.name_ko for p in s.service.plans},
         )
 
     return await guarded(request, s, render)
 
 
-async def _history(request: Request, s: Session, service_id: str | None) -> Response:
+async def _history(
+    request: Request, s: Session, service_id: str | None, *, workplace_wide: bool
+) -> Response:
+    """이용 내역 (R-BILL-8), automatic grants included; the workplace-wide page can be filtered
+    by service and by person."""
+    person = request.query_params.get("member") or None
+
     async def render() -> Response:
         service = s.rt.authz.service(service_id) if service_id else None
-        entries = await s.rt.access.audit_log(s.workplace_id, s.member_id, service_id, 300)
+        entries = await s.rt.access.audit_log(s.workplace_id, s.member_id, service_id, 1000)
+        if person:
+            entries = [e for e in entries if person in (e.actor, e.details.get("member_id"))]
         members = await directory.present_members(s.rt.pool, s.workplace_id)
+        names = {m["member_id"]: m["name"] for m in members}
+        plans = {p.plan_id: p.name_ko for svc in s.rt.catalog.services for p in svc.plans}
+        rows = [(e, describe(e.action, e.details, names, plans)) for e in reversed(entries[-300:])]
         return await page(
             request,
             "history.html",
             s,
             service=service,
-            entries=list(reversed(entries)),
-            names={m["member_id"]: m["name"] for m in members},
+            rows=rows,
+            names=names,
+            members=members,
+            workplace_wide=workplace_wide,
+            chosen_service=service_id or "",
+            chosen_member=person or "",
         )
 
     return await guarded(request, s, render)
@@ -115,12 +130,14 @@ async def _history(request: Request, s: Session, service_id: str | None) -> Resp
 
 @router.get("/services/{svc}/history")
 async def service_history(request: Request, s: ServiceSession) -> Response:
-    return await _history(request, s, s.service.service_id)
+    return await _history(request, s, s.service.service_id, workplace_wide=False)
 
 
 @router.get("/history")
 async def workplace_history(request: Request, s: Session) -> Response:
-    return await _history(request, s, None)
+    return await _history(
+        request, s, request.query_params.get("service") or None, workplace_wide=True
+    )
 
 
 @router.get("/permissions")

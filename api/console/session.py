@@ -280,6 +280,9 @@ async def page(
     workplace = None
     if who is not None and who.workplace_id:
         workplace = await directory.workplace(rt.pool, who.workplace_id)
+    menu = None
+    if who is not None and who.workplace_id and who.member_id:
+        menu = await rt.access.menu(who.workplace_id, who.member_id)
     clock = await rt.sandbox.now() if rt.sandbox is not None else None
     response = templates.TemplateResponse(
         request,
@@ -287,6 +290,7 @@ async def page(
         {
             "who": who,
             "me": me,
+            "menu": menu,
             "workplace": workplace,
             "sandbox_now": clock,
             "flash": take_flash(request),

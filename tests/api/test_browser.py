@@ -110,11 +110,11 @@ async def walkthrough(
     await dialog.get_by_test_id("apply-plan-ubob-basic").check()
     await shot(page, "02-apply-popup")
     await dialog.get_by_test_id("apply-submit").click()  # without agreeing: refused
-    await expect(page.get_by_test_id("flash")).to_contain_text(
+    # the popup stays open and says why (issue: a refused application keeps the popup open)
+    await expect(dialog).to_be_visible()
+    await expect(dialog.get_by_test_id("apply-refusal")).to_contain_text(
         "이용 약관에 동의해야 신청할 수 있습니다"
     )
-    await page.get_by_test_id("tab-guide").click()
-    await page.get_by_test_id("apply-open").click()
     await dialog.get_by_test_id("apply-plan-ubob-basic").check()
     await dialog.get_by_test_id("agree-terms").check()
     await dialog.get_by_test_id("apply-submit").click()
@@ -179,6 +179,12 @@ async def walkthrough(
     assert preview.strip()[:10] in await deletion.inner_text()
     await shot(page, "09-cancelled")
 
+    # until it is issued, 이용 요금 조회 shows the final charge, prorated to today (R-CANCEL-3)
+    await page.goto(f"{server.url}/console/services/ubob/invoices")
+    await expect(page.get_by_test_id("final-charge")).to_contain_text("유밥 스탠다드")
+    await page.goto(f"{server.url}/console/services/ubob?tab=usage")
+    await expect(page.get_by_test_id("usage-count")).to_have_text("0명")  # no seats once cancelled
+
     # the member's menu loses ubob at once (R-CANCEL-1)
     await member.goto(f"{server.url}/console/me")
     await expect(member.get_by_test_id("service-menu")).not_to_contain_text("유밥")
@@ -197,7 +203,9 @@ async def walkthrough(
     await expect(card).to_have_attribute("data-state", "purged")
     await expect(card.get_by_role("link", name="서비스 신청")).to_be_visible()
     await expect(card.get_by_role("link", name="서비스 관리")).to_be_visible()
+    await advance(server, runtime, 31 * 86_400)  # past the 1st after the cancellation
     await page.goto(f"{server.url}/console/services/ubob/invoices")
+    await expect(page.get_by_test_id("final-charge")).to_have_count(0)  # issued now
     invoices = page.get_by_test_id("invoices")
     await expect(invoices.locator("article.invoice").first).to_be_visible()
     await expect(invoices).to_contain_text("유밥 스탠다드")

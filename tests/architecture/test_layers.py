@@ -103,3 +103,21 @@ def test_no_import_loops_between_files() -> None:
 
 def _package_of(module: str) -> str:
     return module.rsplit(".", 1)[0] if "." in module else module
+
+
+def test_every_package_is_installed_by_pyproject() -> None:
+    """`pip install .` (the image) ships exactly the packages the code imports."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+            "setuptools"
+        ]["packages"]
+    )
+    packages = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in LEVEL
+        if (ROOT / top).is_dir()
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert packages <= listed, f"missing from pyproject.toml: {sorted(packages - listed)}"
