@@ -4,19 +4,26 @@
 
 Starts embedded PostgreSQL in a temporary folder (or uses DATABASE_URL) and Temporal's
 time-skipping test server, applies for N subscriptions through SubscriptionService (so each is a
-real, active SubscriptionWorkflow), then moves the clock to the next 1st with ONE `env.sleep`:
-every subscription's invoice timer fires at the same instant. It measures invoices per second
-from that moment until all N invoices are in PostgreSQL, and until every month-close has been
-published (the `invoice_issued` audit entry, the last write of the month-close).
+real, active SubscriptionWorkflow), then moves the clock with ONE `env.sleep` to exactly the
+next 1st 00:00 Seoul after seeding (one month boundary, whatever today's date): every
+subscription's invoice timer fires at the same instant. It measures invoices per second from that
+moment until all N invoices are in PostgreSQL, and until every month-close has been published
+(the `invoice_issued` audit entry, the last write of the month-close), and checks that each
+subscription issued exactly one invoice, for the month that just closed.
 
-Then the same for a BASELINE in the same run: N workflows defined here with the same timer and
-the same number of activities per month-close as ours (counted from a real history), on a worker
-with the same settings, but no business logic: each activity writes one row. The ratio
-ours / baseline says what the product's own logic (state, billing arithmetic, pydantic payloads,
-read-model and audit writes) costs over the bare Temporal + PostgreSQL round trips.
+Then two floors in the same run, on workers with the same settings:
+- BASELINE: N workflows defined here with the same timer and the same number of activities per
+  month-close as ours (counted from a real history), but no business logic: each activity
+  writes one row. Ours / baseline is what the product's own logic costs over the bare
+  Temporal + PostgreSQL round trips of the same shape.
+- TIMER-ONLY: N workflows that only sleep to the same kind of instant and return. Ours /
+  timer-only is what a month-close costs over the cheapest thing a timer can do.
 
-Python warnings and errors of the workers are collected; a workflow task that blocks the event
-loop for 2 s trips the SDK's deadlock detector (TMPRL1101) and is reported.
+Warnings are counted from two places: Python logging (the SDK's Python side, e.g. the deadlock
+detector TMPRL1101 when a workflow task holds the event loop for 2 s) and the process's console,
+where the SDK's Rust core writes its own warnings (TMPRL1104: a workflow task took over 5 s) —
+to stdout in temporalio 1.35, not stderr. fds 1 and 2 are both redirected to a temporary file
+for the whole run and counted per phase; the bench's own lines still reach the terminal.
 """
 
 from __future__ import annotations
@@ -26,14 +33,16 @@ import asyncio
 import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,7 +52,19 @@ from temporalio import activity, workflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    Worker,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+# Run as a script from anywhere: the project's folders (services/, devstack/ among them, which
+# the installed package does not list) are imported from the checkout this file lives in.
+# (The sandbox re-runs this module for every workflow; by then the path is set.)
+if not workflow.unsafe.in_sandbox():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 with workflow.unsafe.imports_passed_through():
     from domain.calendar import SEOUL, first_instant_of_next_month, period_of
@@ -86,6 +107,36 @@ class BaselineWorkflow:
             )
 
 
+# ── the timer-only floor: a workflow that only sleeps to the same instant ───────────────────
+
+
+@workflow.defn(name="BenchTimerOnlyWorkflow")
+class TimerOnlyWorkflow:
+    @workflow.run
+    async def run(self, first: datetime) -> None:
+        await workflow.sleep(first - workflow.now())
+
+
+# Workflow ids whose run returned. A timer-only workflow writes nothing anywhere, so the worker
+# tells us: this interceptor class is created outside the sandbox, so the set it fills is this
+# process's own (a set, so a replay would not count a workflow twice).
+TIMER_ONLY_DONE: set[str] = set()
+
+
+class _CountReturns(WorkflowInboundInterceptor):
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        result = await super().execute_workflow(input)
+        TIMER_ONLY_DONE.add(workflow.info().workflow_id)
+        return result
+
+
+class CountReturns(Interceptor):
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _CountReturns
+
+
 # ── measuring ────────────────────────────────────────────────────────────────────────────────
 
 
@@ -107,6 +158,82 @@ class LogTally(logging.Handler):
         self.kinds[f"{record.levelname} {record.name}"] += 1
         if len(self.samples) < 5:
             self.samples.append(text[:300])
+
+
+class ConsoleTally:
+    """The process's fds 1 and 2, captured in one temporary file for the run.
+
+    The SDK's Rust core writes its own warnings (TMPRL1104 among them) straight to the console,
+    not through Python logging, and in temporalio 1.35 to stdout (sdk-core's `telemetry_init`
+    uses `std::io::stdout`), not stderr. Both descriptors are redirected with `os.dup2`, so it
+    is counted wherever it goes, with whatever the child processes (test server, PostgreSQL)
+    write; the bench's own lines reach the real stdout through a new `sys.stdout`.
+    """
+
+    CODES = ("TMPRL1104", "TMPRL1101")
+    _LEVEL = re.compile(r"\b(WARN|WARNING|ERROR)\b")
+
+    def __init__(self) -> None:
+        handle, path = tempfile.mkstemp(prefix="bizsupport-bench-console-")
+        # O_APPEND: the two descriptors and the children never overwrite each other's lines.
+        self.fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        os.close(handle)
+        os.unlink(path)
+        self.marks: list[tuple[str, int]] = []
+
+    @contextmanager
+    def captured(self) -> Iterator[ConsoleTally]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        real_stdout = sys.stdout
+        sys.stdout = open(os.dup(saved[1]), "w", buffering=1, encoding="utf-8")
+        for fd in saved:
+            os.dup2(self.fd, fd)
+        try:
+            yield self
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            sys.stdout.close()
+            sys.stdout = real_stdout
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def mark(self, name: str) -> None:
+        """Everything written since the previous mark belongs to the phase ``name``."""
+        sys.stderr.flush()
+        self.marks.append((name, self.size()))
+
+    def lines(self, start: int, end: int) -> list[str]:
+        return os.pread(self.fd, end - start, start).decode(errors="replace").splitlines()
+
+    def segments(self) -> list[tuple[str, Counter[str]]]:
+        counted: list[tuple[str, Counter[str]]] = []
+        start = 0
+        for name, end in self.marks:
+            tally: Counter[str] = Counter()
+            for line in self.lines(start, end):
+                for code in self.CODES:
+                    if code in line:
+                        tally[code] += 1
+                if self._LEVEL.search(line):
+                    tally["warn/error lines"] += 1
+            counted.append((name, tally))
+            start = end
+        return counted
+
+    def tail(self, lines: int = 40) -> list[str]:
+        size = self.size()
+        return self.lines(max(0, size - 64_000), size)[-lines:]
+
+    def samples(self, code: str, limit: int = 2) -> list[str]:
+        found = [line for line in self.lines(0, self.size()) if code in line]
+        return [line[:300] for line in found[:limit]]
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -219,7 +346,36 @@ async def watch(
 # ── the run ──────────────────────────────────────────────────────────────────────────────────
 
 
-async def run(args: argparse.Namespace) -> int:
+@dataclass
+class InvoiceCheck:
+    """What ours issued at the one boundary: each subscription exactly one invoice, for the
+    month that just closed (two would mean the clock crossed two month boundaries)."""
+
+    period: str
+    n: int
+    per_subscription: Counter[int] = field(default_factory=Counter)  # invoices → subscriptions
+    other_periods: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.per_subscription == Counter({1: self.n}) and not self.other_periods
+
+
+async def check_invoices(pool: Any, like: str, period: str, sub_ids: list[str]) -> InvoiceCheck:
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT subscription_id, period FROM invoices WHERE workplace_id LIKE %s", (like,)
+            )
+        ).fetchall()
+    issued = Counter(r["subscription_id"] for r in rows)
+    check = InvoiceCheck(period, len(sub_ids))
+    check.per_subscription = Counter(issued.get(sub_id, 0) for sub_id in sub_ids)
+    check.other_periods = sorted({r["period"] for r in rows} - {period})
+    return check
+
+
+async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
     from devstack.embedded import EmbeddedPostgres
     from domain.catalog import default_catalog
     from services.subscriptions import SubscriptionService
@@ -227,6 +383,7 @@ async def run(args: argparse.Namespace) -> int:
     from store import directory
     from store.db import migrate, open_pool
 
+    load_at_start = os.getloadavg()
     tally = LogTally()
     sdk_log = logging.getLogger("temporalio")
     sdk_log.setLevel(logging.WARNING)  # failed activations, TMPRL1101 are warnings
@@ -253,6 +410,7 @@ async def run(args: argparse.Namespace) -> int:
     await ensure_search_attributes(env.client)
     tag = uuid.uuid4().hex[:6]
     n = args.n
+    console.mark("setup")
     try:
         # ── ours ──
         queue = f"bench-{tag}"
@@ -291,10 +449,19 @@ async def run(args: argparse.Namespace) -> int:
                 f" ({n / seeded:.0f}/s); worker process RSS {rss_mb():.0f} MB",
                 flush=True,
             )
+            console.mark("ours: seeding")
+            # Exactly ONE month boundary: the next 1st 00:00 Seoul after the clock's now, so every
+            # subscription closes the month it was applied in, and only that one (adding a day
+            # first, as this bench once did, crossed two boundaries on a month's last day).
             now = await env.get_current_time()
-            first = first_instant_of_next_month(now + timedelta(days=1))
-            period = period_of(first - timedelta(days=1))
+            first = first_instant_of_next_month(now)
+            period = period_of(now)
             like = f"bench-{tag}-%"
+            print(
+                f"clock {now.astimezone(SEOUL).isoformat(timespec='seconds')} → target"
+                f" {first.astimezone(SEOUL).isoformat(timespec='seconds')}: closes {period}",
+                flush=True,
+            )
             ours = await watch(
                 env,
                 first,
@@ -314,15 +481,17 @@ async def run(args: argparse.Namespace) -> int:
                 ),
                 "ours",
             )
+            console.mark("ours: month-close")
+            invoices = await check_invoices(pool, like, period, sub_ids)
             per_close = await month_close_activities(service, sub_ids[0])
-            # Our workflows would invoice again next month: end them before the baseline runs.
+            # Our workflows would invoice again next month: end them before the floors run.
 
             async def terminate(sub_id: str) -> None:
                 await service.handle(sub_id).terminate("benchmark done")
 
             await bounded(terminate, sub_ids, args.seed_concurrency)
 
-        # ── baseline ──
+        # ── baseline: the same timer and activities, no logic ──
         base_queue = f"bench-baseline-{tag}"
         async with Worker(
             env.client,
@@ -334,7 +503,7 @@ async def run(args: argparse.Namespace) -> int:
             max_cached_workflows=args.cache,
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):
-            first = first_instant_of_next_month(await env.get_current_time() + timedelta(days=1))
+            first = first_instant_of_next_month(await env.get_current_time())
             keys = [f"base-{tag}-{i:05d}" for i in range(n)]
 
             async def start(key: str) -> None:
@@ -352,6 +521,7 @@ async def run(args: argparse.Namespace) -> int:
                 keys,
                 args.seed_concurrency,
             )
+            console.mark("baseline: start")
             like = f"base-{tag}-%"
             base = await watch(
                 env,
@@ -368,6 +538,40 @@ async def run(args: argparse.Namespace) -> int:
                 ),
                 "baseline",
             )
+            console.mark("baseline: month-close")
+
+        # ── timer-only: the same timer, nothing after it ──
+        timer_queue = f"bench-timer-{tag}"
+        async with Worker(
+            env.client,
+            task_queue=timer_queue,
+            workflows=[TimerOnlyWorkflow],
+            interceptors=[CountReturns()],
+            max_concurrent_workflow_tasks=args.max_concurrent,
+            max_cached_workflows=args.cache,
+            graceful_shutdown_timeout=timedelta(seconds=5),
+        ):
+            first = first_instant_of_next_month(await env.get_current_time())
+            keys = [f"timer-{tag}-{i:05d}" for i in range(n)]
+
+            async def start_timer(key: str) -> None:
+                await env.client.start_workflow(
+                    TimerOnlyWorkflow.run, first, id=key, task_queue=timer_queue
+                )
+
+            await bounded(start_timer, keys, args.seed_concurrency)
+            await bounded(
+                lambda key: timer_started(env.client.get_workflow_handle(key)),
+                keys,
+                args.seed_concurrency,
+            )
+            console.mark("timer-only: start")
+
+            async def returned() -> int:
+                return len(TIMER_ONLY_DONE)
+
+            timer = await watch(env, first, n, returned, returned, "timer-only")
+            console.mark("timer-only: month-close")
     finally:
         await env.shutdown()
         await pool.close()
@@ -375,9 +579,10 @@ async def run(args: argparse.Namespace) -> int:
             server.stop()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+        console.mark("teardown")
 
-    report(args, ours, base, per_close, tally)
-    return 0
+    report(args, load_at_start, ours, base, timer, per_close, invoices, tally, console)
+    return 0 if invoices.ok else 1
 
 
 def rss_mb() -> float:
@@ -409,42 +614,73 @@ async def month_close_activities(service: Any, sub_id: str) -> int:
 
 
 def report(
-    args: argparse.Namespace, ours: Phase, base: Phase, per_close: int, tally: LogTally
+    args: argparse.Namespace,
+    load_at_start: tuple[float, float, float],
+    ours: Phase,
+    base: Phase,
+    timer: Phase,
+    per_close: int,
+    invoices: InvoiceCheck,
+    tally: LogTally,
+    console: ConsoleTally,
 ) -> None:
     cpus = os.cpu_count()
     print()
     print(f"month close, N={ours.n}, {per_close} activities per month-close")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"machine: {platform.platform()}, {cpus} cores, Python {platform.python_version()},"
-        f" load average {load}"
-    )
+    start, end = (", ".join(f"{x:.2f}" for x in load) for load in (load_at_start, os.getloadavg()))
+    print(f"machine: {platform.platform()}, {cpus} cores, Python {platform.python_version()}")
+    print(f"load average (1, 5, 15 min): {start} at the start, {end} at the end")
     print(
         f"settings: max_concurrent={args.max_concurrent} (workflow tasks and activities),"
         f" max_cached_workflows={args.cache}, PostgreSQL pool={args.pool}"
     )
-    for phase in (ours, base):
+    spread = ", ".join(f"{k} invoice(s): {v}" for k, v in sorted(invoices.per_subscription.items()))
+    verdict = "yes" if invoices.ok else "NO: the ratios below are not comparable"
+    print(
+        f"each subscription issued exactly one invoice, for {invoices.period}: {verdict}"
+        f" ({spread}"
+        + (f"; other periods {invoices.other_periods}" if invoices.other_periods else "")
+        + ")"
+    )
+    for phase in (ours, base, timer):
         print(
-            f"  {phase.name:9s} first row {phase.first_row_s:6.2f} s | all {phase.n} rows"
+            f"  {phase.name:10s} first {phase.first_row_s:6.2f} s | all {phase.n}"
             f" {phase.all_rows_s:6.2f} s = {phase.rate:7.1f}/s | month-close done"
             f" {phase.done_s:6.2f} s = {phase.done_rate:7.1f}/s"
         )
-    for phase in (ours, base):
+    for phase in (ours, base, timer):
         ranked = sorted(phase.cpu.items(), key=lambda item: -item[1])
         spent = ", ".join(f"{kind} {sec:.1f}" for kind, sec in ranked if sec > 0)
         busy = sum(phase.cpu.values()) / phase.done_s
-        print(f"  {phase.name:9s} CPU seconds: {spent} (= {busy:.2f} cores busy on average)")
+        print(f"  {phase.name:10s} CPU seconds: {spent} (= {busy:.2f} cores busy on average)")
         if phase.note:
-            print(f"  {phase.name:9s} note: {phase.note}")
-    print(f"ratio ours/baseline (invoices/s): {ours.rate / base.rate:.2f}")
-    print(f"ratio ours/baseline (month-closes/s): {ours.done_rate / base.done_rate:.2f}")
-    print(f"deadlock detector (TMPRL1101): {tally.deadlocks}")
+            print(f"  {phase.name:10s} note: {phase.note}")
+    print(
+        f"ratio ours/timer-only: {ours.rate / timer.rate:.2f} (invoices/s),"
+        f" {ours.done_rate / timer.done_rate:.2f} (month-closes/s)"
+    )
+    print(
+        f"ratio ours/baseline:   {ours.rate / base.rate:.2f} (invoices/s),"
+        f" {ours.done_rate / base.done_rate:.2f} (month-closes/s)"
+    )
+    print("SDK core warnings on the console (stdout and stderr), by phase:")
+    totals: Counter[str] = Counter()
+    for name, counted in console.segments():
+        totals.update(counted)
+        shown = ", ".join(f"{k} {counted[k]}" for k in (*ConsoleTally.CODES, "warn/error lines"))
+        print(f"  {name:24s} {shown}")
+    for code in ConsoleTally.CODES:
+        for sample in console.samples(code):
+            print(f"  e.g. {sample}")
+    print(f"Python-logged deadlock detector (TMPRL1101): {tally.deadlocks}")
     if tally.kinds:
-        print(f"worker warnings/errors: {dict(tally.kinds)}")
+        print(f"Python-logged worker warnings/errors: {dict(tally.kinds)}")
         for sample in tally.samples:
             print(f"  e.g. {sample}")
     else:
-        print("worker warnings/errors: none")
+        print("Python-logged worker warnings/errors: none")
+    clean = not tally.kinds and not any(totals[k] for k in ConsoleTally.CODES)
+    print(f"warnings overall: {'none' if clean else 'SEE ABOVE'}")
     print(f"(run at {datetime.now(UTC).astimezone(SEOUL).isoformat(timespec='seconds')})")
 
 
@@ -471,7 +707,14 @@ def main() -> int:
     if args.cache is None:
         args.cache = max(1000, args.n + 500)
     logging.basicConfig(level=logging.ERROR)
-    return asyncio.run(run(args))
+    console = ConsoleTally()
+    try:
+        with console.captured():
+            return asyncio.run(run(args, console))
+    except BaseException:
+        for line in console.tail():  # what the run wrote on the console, now that it is back
+            print(line, file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

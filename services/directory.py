@@ -4,10 +4,14 @@ The directory is the source of every role (R-TOKEN). Changes are written to Post
 transaction each (`store.directory.sync_member` / `leave`), audited, and then told to the
 subscription workflows by signal:
 
-- a member who joins (or comes back) → `member_joined` to every live subscription of the
-  workplace (ubob grants usage permission at once, R-PERM-6);
-- a member who leaves → `member_left` to every live subscription (usage permission dropped,
-  R-PERM-7); their management permissions are dropped in the same transaction as the departure;
+- a member who joins (or comes back) → `member_joined` to the workplace's live subscriptions of
+  auto-grant services (ubob grants usage permission at once, R-PERM-6); no other service acts
+  on it, so no other subscription is signalled;
+- a member who leaves → `member_left` to the live subscriptions on which the read model shows
+  the member holding usage permission, and to every live auto-grant one (usage permission
+  dropped, R-PERM-7); a subscription where the member holds no seat has nothing to drop and is
+  not signalled. Their management permissions are dropped in the same transaction as the
+  departure;
 - a changed login id → `login_id_changed` to the workplace's auto-grant (ubob) subscriptions that
   still hold data (the workflow resets the member's learning records through the partner and
   audits it, R-PERM-9); the member gets a notice, which the answer lists under `notices`.
@@ -15,7 +19,15 @@ subscription workflows by signal:
 Signals follow the commit, so a crash in between can lose one. Re-sending is harmless (every
 handler is idempotent) and the sync heals the loss where it can: every PUT of a present member
 re-sends `member_joined` to the auto-grant subscriptions, and a DELETE of a member who already
-left re-sends `member_left` before answering UNKNOWN_MEMBER.
+left re-sends `member_left` before answering UNKNOWN_MEMBER, to the same targets as a first
+departure: a seat the lost signal failed to drop is still in the read model, since only the
+workflow removes it from there.
+
+The read model lags the workflow while a seat is being written; the two cases that lag could
+hide are covered: an auto-grant seat (granted by `member_joined` or on activation) is signalled
+whatever the read model says, and a manual grant re-checks the directory after its update has
+written the seat (`SubscriptionService.set_usage`): either the departure sees the seat, or the
+grant sees the departure and sends `member_left` itself.
 """
 
 from __future__ import annotations
@@ -183,13 +195,12 @@ class DirectoryService:
                 login_id=login_id,
             )
 
-        live = await subscriptions.live_for_workplace(self.pool, workplace_id)
+        # Joined or not: a present member's PUT re-sends, healing a lost `member_joined`.
         event = MemberEvent(member_id=member_id, login_id=login_id)
-        for sub in live:
-            if joined or self._auto_grant(sub["service_id"]):
-                await self._signal(
-                    sub["subscription_id"], SubscriptionWorkflow.member_joined, event
-                )
+        for sub in await subscriptions.live_of_services(
+            self.pool, workplace_id, self._auto_grant_services()
+        ):
+            await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_joined, event)
         notices: list[NoticeOut] = []
         if login_changed:
             notices = await self._reset_learning_records(workplace_id, member_id, event)
@@ -207,9 +218,12 @@ class DirectoryService:
         if result is None:
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         event = MemberEvent(member_id=member_id)
-        live = await subscriptions.live_for_workplace(self.pool, workplace_id)
+        # Read after the departure's commit (see the module docstring on the lag).
+        concerned = await subscriptions.live_held_by(
+            self.pool, workplace_id, member_id, or_services=self._auto_grant_services()
+        )
         if not result["left_now"]:
-            for sub in live:  # heal a signal lost after an earlier departure
+            for sub in concerned:  # heal a signal lost after an earlier departure
                 await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_left, event)
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         member = result["member"]
@@ -218,7 +232,7 @@ class DirectoryService:
             await self._audit_dropped(
                 workplace_id, member_id, result["dropped_permissions"], "member_left"
             )
-        for sub in live:
+        for sub in concerned:
             await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_left, event)
         return MemberLeftOut(
             member=MemberOut.model_validate(member),
@@ -233,6 +247,15 @@ class DirectoryService:
     def _auto_grant(self, service_id: str) -> bool:
         found = self.subscriptions.authz.catalog.service(service_id)
         return bool(found and found.auto_grant_all_members)
+
+    def _auto_grant_services(self) -> list[str]:
+        """Services that grant usage permission to every member (ubob): the only ones that act
+        on `member_joined`."""
+        return [
+            s.service_id
+            for s in self.subscriptions.authz.catalog.services
+            if s.auto_grant_all_members
+        ]
 
     async def _reset_learning_records(
         self, workplace_id: str, member_id: str, event: MemberEvent

@@ -32,6 +32,7 @@ from domain.permissions import (
 from domain.subscription import (
     ActorRequest,
     Application,
+    MemberEvent,
     PlanChangeRequest,
     StatusSnapshot,
     SubscriptionData,
@@ -257,7 +258,15 @@ class SubscriptionService:
         row = await self._live(workplace_id, service_id)
         request = UsageRequest(member_id=member_id, actor=actor_id)
         update = SubscriptionWorkflow.grant_usage if grant else SubscriptionWorkflow.revoke_usage
-        return await self._update(row, update, request)
+        answer = await self._update(row, update, request)
+        if grant and await directory.member(self.pool, workplace_id, member_id) is None:
+            # The member left while this grant ran. The departure signals `member_left` only
+            # where the read model shows a seat, and the seat may have been written after it
+            # looked: the update has written it now, so drop it here (services/directory.py).
+            await self.handle(row["subscription_id"]).signal(
+                SubscriptionWorkflow.member_left, MemberEvent(member_id=member_id)
+            )
+        return answer
 
     # ── reading ──────────────────────────────────────────────────────────────────────────────
 

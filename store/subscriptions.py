@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -139,6 +140,38 @@ async def live_for_workplace(pool: Pool, workplace_id: str) -> list[dict[str, An
             await conn.execute(
                 "SELECT * FROM subscriptions WHERE workplace_id = %s AND state = ANY(%s)",
                 (workplace_id, _LIVE),
+            )
+        ).fetchall()
+        return rows
+
+
+async def live_of_services(
+    pool: Pool, workplace_id: str, service_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Live subscriptions of the workplace on the given services."""
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT * FROM subscriptions WHERE workplace_id = %s AND state = ANY(%s)"
+                " AND service_id = ANY(%s)",
+                (workplace_id, _LIVE, list(service_ids)),
+            )
+        ).fetchall()
+        return rows
+
+
+async def live_held_by(
+    pool: Pool, workplace_id: str, member_id: str, or_services: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Live subscriptions of the workplace on which the member holds usage permission (as the
+    read model mirrors it), together with every live one on ``or_services``."""
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT s.* FROM subscriptions s WHERE s.workplace_id = %s AND s.state = ANY(%s)"
+                " AND (s.service_id = ANY(%s) OR EXISTS (SELECT 1 FROM usage_permissions u"
+                " WHERE u.subscription_id = s.subscription_id AND u.member_id = %s))",
+                (workplace_id, _LIVE, list(or_services), member_id),
             )
         ).fetchall()
         return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 
 from domain.errors import BizError
 from domain.permissions import MANAGEMENT_PERMISSIONS, USAGE_GRANT, USAGE_VIEW
+from domain.subscription import UsageRequest
 from services.access import AccessService
 from services.directory import DirectoryService
 from services.subscriptions import SubscriptionService
@@ -16,6 +18,7 @@ from store import audit, directory, permissions
 from store.db import Pool
 from tests.conftest import Workplace, eventually
 from tests.conftest import apply_for as apply
+from workflows.subscription import SubscriptionWorkflow
 
 
 async def holders(pool: Pool, subscription_id: str) -> list[str]:
@@ -434,3 +437,140 @@ async def test_unstorable_text_is_refused_before_any_write(
             with pytest.raises(BizError) as unknown:
                 await call()
             assert unknown.value.code == code
+
+
+# ── who is signalled (issue 12: only the subscriptions a directory change concerns) ───────────
+
+
+async def _signals(service: SubscriptionService, subscription_id: str) -> list[str]:
+    """The signal names in the subscription workflow's history, in order."""
+    history = await service.handle(subscription_id).fetch_history()
+    return [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+
+
+async def _events(service: SubscriptionService, subscription_id: str) -> int:
+    return len((await service.handle(subscription_id).fetch_history()).events)
+
+
+async def test_a_quiet_subscription_hears_nothing_of_joins_and_leaves(
+    dirs: DirectoryService, service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    """cartax acts on neither `member_joined` nor the departure of a member holding no seat
+    there, so its history gains nothing; ubob (auto-grant) still hears and acts on each."""
+    wp = workplace
+    ubob = (await apply(service, wp, "ubob", "ubob-basic")).subscription_id
+    cartax = (await apply(service, wp, "cartax")).subscription_id
+    quiet = await _events(service, cartax)
+    joiner, m0 = f"{wp.id}-new", wp.members[0]
+
+    await dirs.put_member(wp.id, joiner, login_id="new@x", name="신입", role="member")
+    await eventually(lambda: _holds(pool, ubob, joiner), within=30, what="ubob grant to joiner")
+    await dirs.put_member(wp.id, joiner, login_id="new@x", name="신입", role="member")  # re-send
+    await dirs.remove_member(wp.id, joiner)
+    await eventually(lambda: _lacks(pool, ubob, joiner), within=30, what="ubob drop of leaver")
+    with pytest.raises(BizError) as again:  # a repeated DELETE re-sends, then refuses
+        await dirs.remove_member(wp.id, joiner)
+    assert again.value.code == "UNKNOWN_MEMBER"
+    await dirs.remove_member(wp.id, m0)
+    await eventually(lambda: _lacks(pool, ubob, m0), within=30, what="ubob drop of m0")
+    await dirs.put_member(wp.id, m0, login_id=f"{m0}@x", name=m0, role="member")  # comes back
+    await eventually(lambda: _holds(pool, ubob, m0), within=30, what="ubob grant on return")
+
+    # A signal is in the history as soon as the signal call returns: nothing can still arrive.
+    assert await _signals(service, cartax) == []
+    assert await _events(service, cartax) == quiet
+    assert await _signals(service, ubob) == [
+        "member_joined",
+        "member_joined",
+        "member_left",
+        "member_left",
+        "member_left",
+        "member_joined",
+    ]
+    assert await holders(pool, cartax) == []
+
+
+async def test_a_leaver_is_signalled_only_where_they_hold_a_seat(
+    dirs: DirectoryService, service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    """R-PERM-7 with manual seats: the subscription holding the leaver's seat drops it; the
+    one where they held none is not signalled; nor is either signalled when someone joins."""
+    wp = workplace
+    canvas = (await apply(service, wp, "miricanvas")).subscription_id
+    cartax = (await apply(service, wp, "cartax")).subscription_id
+    m0, m1 = wp.members[0], wp.members[1]
+    for member_id in (m0, m1):
+        await service.set_usage(
+            workplace_id=wp.id,
+            service_id="miricanvas",
+            actor_id=wp.rep,
+            member_id=member_id,
+            grant=True,
+        )
+    quiet = await _events(service, cartax)
+    await dirs.put_member(wp.id, f"{wp.id}-new", login_id="new@x", name="신입", role="member")
+    await dirs.remove_member(wp.id, m0)
+    await eventually(lambda: _lacks(pool, canvas, m0), within=30, what="miricanvas seat dropped")
+    assert await holders(pool, canvas) == [m1]
+    assert await _signals(service, canvas) == ["member_left"]
+    assert await _signals(service, cartax) == []
+    assert await _events(service, cartax) == quiet
+
+
+async def test_a_repeated_departure_heals_a_seat_the_first_one_missed(
+    dirs: DirectoryService, service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    """The module docstring's healing: a seat a departed member still holds (a lost
+    `member_left`, or a grant that raced the departure) is in the read model, so the next
+    DELETE of that member re-sends `member_left` there, and only there."""
+    wp = workplace
+    canvas = (await apply(service, wp, "miricanvas")).subscription_id
+    cartax = (await apply(service, wp, "cartax")).subscription_id
+    m0 = wp.members[0]
+    await dirs.remove_member(wp.id, m0)  # holds nothing: nobody is signalled
+    assert await _signals(service, canvas) == []
+    # The seat the departure did not see: granted straight through the workflow, as a grant
+    # already under way when the member left would.
+    await service.handle(canvas).execute_update(
+        SubscriptionWorkflow.grant_usage, UsageRequest(member_id=m0, actor=wp.rep)
+    )
+    assert await holders(pool, canvas) == [m0]
+    with pytest.raises(BizError) as gone:
+        await dirs.remove_member(wp.id, m0)
+    assert gone.value.code == "UNKNOWN_MEMBER"
+    await eventually(lambda: _lacks(pool, canvas, m0), within=30, what="healed seat dropped")
+    assert await _signals(service, canvas) == ["member_left"]
+    assert await _signals(service, cartax) == []
+
+
+async def test_a_grant_racing_a_departure_leaves_no_seat(
+    dirs: DirectoryService, service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    """Whichever way a grant and the member's departure interleave, the departed member ends
+    without a seat: the departure signals where it sees one, the grant re-checks the member."""
+    wp = workplace
+    canvas = (await apply(service, wp, "miricanvas")).subscription_id
+    for member_id in wp.members:
+        outcomes = await asyncio.gather(
+            service.set_usage(
+                workplace_id=wp.id,
+                service_id="miricanvas",
+                actor_id=wp.rep,
+                member_id=member_id,
+                grant=True,
+            ),
+            dirs.remove_member(wp.id, member_id),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                assert isinstance(outcome, BizError) and outcome.code == "UNKNOWN_MEMBER"
+
+    async def seatless() -> bool:
+        return not set(wp.members) & set(await holders(pool, canvas))
+
+    await eventually(seatless, within=30, what="no departed member holding a seat")
