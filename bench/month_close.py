@@ -60,8 +60,8 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-# Run as a script from anywhere: the project's folders (services/, devstack/ among them, which
-# the installed package does not list) are imported from the checkout this file lives in.
+# Run as a script from anywhere: the project is imported from the checkout this file lives in
+# (not from whatever copy of it is installed).
 # (The sandbox re-runs this module for every workflow; by then the path is set.)
 if not workflow.unsafe.in_sandbox():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -20,7 +20,9 @@ class ErrorSpec:
 ERRORS: dict[str, ErrorSpec] = {
     # input and authentication
     "VALIDATION_ERROR": ErrorSpec(
-        400, "The request is malformed: {problem}", "요청 형식이 올바르지 않습니다. 입력한 값을 확인해 주십시오."
+        400,
+        "The request is malformed: {problem}",
+        "요청 형식이 올바르지 않습니다. 입력한 값을 확인해 주십시오.",
     ),
     "PAYLOAD_TOO_LARGE": ErrorSpec(
         413,

@@ -110,9 +110,9 @@ def test_every_package_is_installed_by_pyproject() -> None:
     import tomllib
 
     listed = set(
-        tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
-            "setuptools"
-        ]["packages"]
+        tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+            "packages"
+        ]
     )
     packages = {
         ".".join(init.parent.relative_to(ROOT).parts)

@@ -308,4 +308,3 @@ async def test_an_old_reservation_without_a_workflow_is_started_by_the_next_appl
         await apply(service, workplace, "wishket")
     assert old.value.code == "ALREADY_SUBSCRIBED"
     await eventually(lambda: _state_is(pool, orphan, "active"), what="the resumed orphan activates")
-
