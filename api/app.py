@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import console, errors, v1
@@ -29,6 +31,8 @@ from settings import load_settings
 from store.idempotency import IdempotencyStore
 
 STATIC = Path(__file__).resolve().parent / "static"
+# Swagger UI and ReDoc as shipped by the fastapi-offline wheel: the docs work without internet.
+DOCS_ASSETS = Path(str(resources.files("fastapi_offline") / "static"))
 
 DESCRIPTION = """\
 Business support services: apply for partner services, hand out usage permissions, change plans,
@@ -59,6 +63,8 @@ def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from local assets, not a CDN
+        redoc_url=None,
     )
     app.state.body_limit = body_limit
     app.state.rate_limit = RateLimit()
@@ -75,6 +81,27 @@ def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY
     app.include_router(v1.router)
     console.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="bizsupport API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="bizsupport API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

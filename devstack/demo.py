@@ -3,8 +3,9 @@ two subscriptions. Idempotent: a second run changes nothing."""
 
 from __future__ import annotations
 
+from domain.permissions import PLAN_CHANGE, USAGE_VIEW
 from services.subscriptions import SubscriptionService
-from store import directory, subscriptions
+from store import access, directory, subscriptions
 
 DEMO_WORKPLACE = "demo"
 DEMO_REPRESENTATIVE = "demo-rep"
@@ -49,5 +50,14 @@ async def seed_demo(service: SubscriptionService) -> str:
             actor_id=DEMO_REPRESENTATIVE,
             member_id="demo-m1",
             grant=True,
+        )
+        # a delegated admin to try the console as: usage view and plan change on ubob only
+        await access.set_management(
+            pool,
+            workplace_id=DEMO_WORKPLACE,
+            service_id="ubob",
+            member_id="demo-admin",
+            permissions=[USAGE_VIEW, PLAN_CHANGE],
+            by=DEMO_REPRESENTATIVE,
         )
     return f"workplace '{DEMO_WORKPLACE}', member '{DEMO_REPRESENTATIVE}' (김대표, 대표 관리자)"

@@ -124,6 +124,22 @@ class AccessService:
         offered only to who may take it, so the console shows no button that can only fail."""
         service = self.authz.service(service_id)
         member, held = await self.authz.held_on(workplace_id, service_id, actor_id)
+        if not held:  # a business admin who does not manage this service: the guide only
+            return ServiceOverview(
+                service_id=service_id,
+                role=member.role,
+                held=[],
+                manages=False,
+                status=None,
+                usage=None,
+                managers=[],
+                pending_charge=None,
+                can_apply=False,
+                can_grant=False,
+                can_change_plan=False,
+                can_cancel=False,
+                can_view_fees=False,
+            )
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         status = await self.subscriptions.view(row) if row is not None else None
         usage = None
@@ -146,6 +162,7 @@ class AccessService:
             service_id=service_id,
             role=member.role,
             held=held,
+            manages=True,
             status=status,
             usage=usage,
             managers=await self._managers(workplace_id, service_id),

@@ -53,16 +53,14 @@ class Authz:
     async def held_on(
         self, workplace_id: str, service_id: str, member_id: str
     ) -> tuple[MemberOut, list[str]]:
-        """The management permissions the member holds on the service (the representative:
-        all of them); FORBIDDEN when none: they do not manage this service."""
+        """A business admin (R-PERM-5) and the management permissions they hold on the service
+        (the representative: all of them; possibly none). FORBIDDEN for anyone else."""
         member = await self.actor(workplace_id, member_id)
-        explicit = (await permissions.management_of(self.pool, workplace_id, member_id)).get(
-            service_id, set()
-        )
-        held = [p for p in MANAGEMENT_PERMISSIONS if holds(member.role, explicit, p)]
-        if not held:
-            raise BizError("FORBIDDEN", needs="any management permission on the service")
-        return member, held
+        explicit = await permissions.management_of(self.pool, workplace_id, member_id)
+        if not is_business_admin(member.role, explicit):
+            raise BizError("FORBIDDEN", needs="any management permission")
+        on_service = explicit.get(service_id, set())
+        return member, [p for p in MANAGEMENT_PERMISSIONS if holds(member.role, on_service, p)]
 
     async def representative(self, workplace_id: str, member_id: str) -> MemberOut:
         member = await self.actor(workplace_id, member_id)

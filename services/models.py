@@ -314,6 +314,7 @@ class ServiceOverview(Out):
     service_id: str
     role: str
     held: list[str] = Field(description="The caller's management permissions on the service.")
+    manages: bool = Field(description="False: no permission here; only the guide is shown.")
     status: SubscriptionOut | None
     usage: UsagePermissionsOut | None
     managers: list[ServiceManager]

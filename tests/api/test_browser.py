@@ -9,50 +9,14 @@ invoices. Screenshots go to test-artifacts/; BIZSUPPORT_UPDATE_DOCS=1 refreshes 
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import httpx
-import pytest
 from fastapi import FastAPI
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, async_playwright, expect
 
 from api.runtime import Runtime
-from tests.api.conftest import LiveServer, bearer, system_token, token
+from tests.api.browser import ARGS, CHROMIUM, keep, login, needs_chromium, shot
+from tests.api.conftest import LiveServer, bearer, system_token
 from tests.conftest import Workplace
-
-CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-DOCS = ROOT / "docs"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="/usr/bin/chromium is missing (apt-get install chromium)"
-    ),
-]
-
-
-def keep(path: Path, name: str) -> None:
-    """Refresh docs/ only when asked, so running the suite leaves the work tree clean."""
-    if os.environ.get("BIZSUPPORT_UPDATE_DOCS"):
-        shutil.copy(path, DOCS / name)
-
-
-async def shot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    return path
 
 
 async def advance(server: LiveServer, runtime: Runtime, seconds: int) -> None:
@@ -65,17 +29,7 @@ async def advance(server: LiveServer, runtime: Runtime, seconds: int) -> None:
     assert answer.status_code == 200, answer.text
 
 
-async def login(
-    browser: Browser, server: LiveServer, runtime: Runtime, wp: Workplace, member_id: str
-) -> Page:
-    """Log in as the suite's identity provider would hand a member a token."""
-    page = await browser.new_page(viewport={"width": 1280, "height": 900}, locale="ko-KR")
-    await page.goto(f"{server.url}/console/login")
-    await page.get_by_test_id("login-token").fill(token(runtime, wp.id, member_id))
-    await page.get_by_role("button", name="로그인").click()
-    return page
-
-
+@needs_chromium
 async def test_console_walkthrough(
     api_app: FastAPI, api_runtime: Runtime, workplace: Workplace
 ) -> None:
