@@ -7,7 +7,10 @@ The one list lives here so the API, the CLI, the console and the workflow say th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from domain.calendar import SEOUL
 
 
 @dataclass(frozen=True)
@@ -205,11 +208,12 @@ WINDOW_CLOSED_REASONS: dict[str, tuple[str, str]] = {
 def window_closed_details(reason: str, next_plan_change_at: str) -> dict[str, str]:
     """The details of a PLAN_CHANGE_WINDOW_CLOSED refusal (R-PLAN-2, R-PLAN-3)."""
     why, why_ko = WINDOW_CLOSED_REASONS[reason]
+    at = datetime.fromisoformat(next_plan_change_at).astimezone(SEOUL)  # KST, like every time
     return {
         "reason": reason.lower(),
         "why": why,
         "why_ko": why_ko,
-        "next_plan_change_at": next_plan_change_at,
+        "next_plan_change_at": at.isoformat(),
     }
 
 

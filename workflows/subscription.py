@@ -187,10 +187,14 @@ class SubscriptionWorkflow:
             seat_events=[],
         )
         self.data.next_invoice_period = period_of(first_day)
+        granted: dict[str, Any] = {}
         if app.auto_grant_all_members:
             members = await self._act(SubscriptionActivities.present_members, app.workplace_id)
             await self._set_holders(sorted(members), activated_at)
-        await self._publish("activated", SYSTEM_ACTOR)
+            # 이용 내역 names the automatic grants (R-PERM-6). Only the audit entry's details
+            # change, not the commands: histories recorded before this still replay.
+            granted = {"usage_granted": sorted(members), "automatic": True}
+        await self._publish("activated", SYSTEM_ACTOR, **granted)
 
     # ── cancellation (R-CANCEL) ──────────────────────────────────────────────────────────────
 

@@ -161,6 +161,9 @@ def describe(
         return f"데이터 {details.get('removed_objects', 0)}건 삭제"
     if action == "refused":
         return str(details.get("reason", ""))
+    if action == "activated" and details.get("usage_granted"):
+        people = ", ".join(names.get(m, m) for m in details["usage_granted"])
+        return f"전체 구성원에게 사용 권한 자동 부여: {people}"
     if action == "applied":
         return f"약관 버전 {details.get('terms_version', '')}"
     if action == "management_permissions_changed":

@@ -107,7 +107,12 @@ async def _history(
         service = s.rt.authz.service(service_id) if service_id else None
         entries = await s.rt.access.audit_log(s.workplace_id, s.member_id, service_id, 1000)
         if person:
-            entries = [e for e in entries if person in (e.actor, e.details.get("member_id"))]
+            entries = [
+                e
+                for e in entries
+                if person in (e.actor, e.details.get("member_id"))
+                or person in (e.details.get("usage_granted") or [])
+            ]
         members = await directory.present_members(s.rt.pool, s.workplace_id)
         names = {m["member_id"]: m["name"] for m in members}
         plans = {p.plan_id: p.name_ko for svc in s.rt.catalog.services for p in svc.plans}
