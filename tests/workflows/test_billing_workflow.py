@@ -807,6 +807,7 @@ async def test_r_bill_7_issued_invoices_and_the_current_months_estimate(
     assert answer == {
         "invoices": [],
         "estimate": {"subscription_id": run.sub_ids[0], **expected.as_api()},
+        "final_charge": None,  # nothing cancelled
     }
     assert [line["seats"] for line in answer["estimate"]["lines"]] == [5, 5, 6, 5]
 
@@ -821,9 +822,15 @@ async def test_r_bill_7_issued_invoices_and_the_current_months_estimate(
     assert answer["estimate"] == {"subscription_id": run.sub_ids[0], **estimate.as_api()}
 
     await run.perform(Act("cancel"))
-    assert (await invoices_of(run))["estimate"] is None  # nothing live
+    pending = await invoices_of(run)
+    assert pending["estimate"] is None  # nothing live
+    # until it is issued, the final charge (prorated to the cancellation day) is shown
+    final = oracle.bill(run.sub, oracle.month_of(oracle.seoul_day(await run.now())), FEES)
+    assert final is not None
+    assert pending["final_charge"] == {"subscription_id": run.sub_ids[0], **final.as_api()}
     await finish(env, [run])
     answer = await invoices_of(run)
+    assert answer["final_charge"] is None  # issued now
     rows = await ledger.invoices_for(pool, run.wp.id, UBOB)
     assert answer["invoices"] == [api_invoice(run, row, 0) for row in rows]
     assert len(rows) == 2
@@ -837,7 +844,7 @@ async def test_r_bill_7_no_estimate_without_a_billable_day_and_permission_needed
     listing shows every subscription's invoices; `usage.view` is needed."""
     cancel_at = await upcoming(env, 12 * 3600, is_last, ahead=timedelta(days=10))
     run = await new_run(service, env, pool, "wishket")
-    assert await invoices_of(run) == {"invoices": [], "estimate": None}
+    assert await invoices_of(run) == {"invoices": [], "estimate": None, "final_charge": None}
     for at, act in [
         (cancel_at - timedelta(days=9), Act("apply")),
         (cancel_at - timedelta(days=8), Act("grant", 3)),
