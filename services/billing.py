@@ -85,6 +85,8 @@ async def final_charge(
     period = data.next_invoice_period
     if data.billing is None or data.cancelled_at is None or period is None:
         return None
+    if await ledger.is_issued(service.pool, data.subscription_id, period):
+        return None  # issued a moment ago; the workflow has not moved on yet
     invoice = compute_invoice(data.billing, period, data.application.fees)
     if invoice is None:
         return None

@@ -55,6 +55,18 @@ async def invoices_for(pool: Pool, workplace_id: str, service_id: str) -> list[d
         return rows
 
 
+async def is_issued(pool: Pool, subscription_id: str, period: str) -> bool:
+    """Whether the subscription's invoice for the period is in the ledger (one per period)."""
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT 1 FROM invoices WHERE subscription_id = %s AND period = %s",
+                (subscription_id, period),
+            )
+        ).fetchone()
+        return row is not None
+
+
 async def delete_local_data(
     pool: Pool,
     *,
