@@ -382,6 +382,15 @@ class EmbeddedPostgres:
             if found.fetchone() is None:
                 conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
+    def poll(self) -> int | None:
+        """The server's exit code once it has died, else None (supervision)."""
+        return None if self.process is None else self.process.poll()
+
+    def restart(self) -> None:
+        """Start again on the same data directory, port and password (after a crash)."""
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
         """Fast shutdown: committed data is safe (WAL), open sessions are ended."""
         if self.process is None or self.process.poll() is not None:

@@ -39,24 +39,32 @@ def require_ports(ports: dict[str, int]) -> None:
 
 
 class Children:
-    """Processes this launcher started; stopped in reverse order, only these."""
+    """Processes this launcher started: restarted when they die (with backoff, and saying so),
+    stopped in reverse order at the end, only these."""
+
+    FIRST_DELAY = 1.0  # seconds before the first restart; doubles while it keeps dying
+    MAX_DELAY = 30.0
+    STEADY = 60.0  # a child up this long has recovered: its next restart is quick again
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.restartable: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.started_at: dict[str, float] = {}
+        self.delay: dict[str, float] = {}
+        self.retry_at: dict[str, float] = {}
+        self.restarts: dict[str, int] = {}
+        self.watched: dict[str, tuple[Callable[[], int | None], Callable[[], None]]] = {}
 
-    def start(
-        self, name: str, argv: list[str], env: dict[str, str], *, restart: bool = False
-    ) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         proc = self._spawn(name, argv, env)
         self.procs.append((name, proc))
-        if restart:
-            self.restartable[name] = (argv, env)
+        self.commands[name] = (argv, env)
         return proc
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open_private_log(self.logs / f"{name}.log")
+        self.started_at[name] = time.monotonic()
         return subprocess.Popen(
             argv,
             env=env,
@@ -66,16 +74,46 @@ class Children:
             start_new_session=True,
         )
 
+    def watch(self, name: str, poll: Callable[[], int | None], restart: Callable[[], None]) -> None:
+        """Supervise something this launcher runs itself (embedded PostgreSQL) like a child."""
+        self.watched[name] = (poll, restart)
+        self.started_at[name] = time.monotonic()
+
     def check(self) -> None:
-        """A crashed worker is started again (Temporal resumes its work); others end the stack."""
+        """Restart whatever died, after a delay that doubles while it keeps dying: the worker's
+        work is resumed by Temporal, the API is stateless, the Temporal dev server comes back on
+        the same SQLite file and PostgreSQL on the same data directory."""
         for index, (name, proc) in enumerate(self.procs):
-            code = proc.poll()
-            if code is None:
-                continue
-            if name not in self.restartable:
-                raise RuntimeError(f"{name} exited with {code}; see {self.logs / (name + '.log')}")
-            say(f"{name} exited with {code}; starting it again")
-            self.procs[index] = (name, self._spawn(name, *self.restartable[name]))
+
+            def respawn(index: int = index, name: str = name) -> None:
+                self.procs[index] = (name, self._spawn(name, *self.commands[name]))
+
+            self._supervise(name, proc.poll(), respawn)
+        for name, (poll, restart) in self.watched.items():
+            self._supervise(name, poll(), restart)
+
+    def _supervise(self, name: str, code: int | None, restart: Callable[[], None]) -> None:
+        if code is None:
+            return
+        now = time.monotonic()
+        if name not in self.retry_at:
+            lived = now - self.started_at[name]
+            delay = self.FIRST_DELAY if lived >= self.STEADY else self.delay.get(name, 0.0)
+            delay = min(max(delay * 2, self.FIRST_DELAY), self.MAX_DELAY)
+            self.delay[name] = delay
+            self.retry_at[name] = now + delay
+            say(f"{name} exited with {code}; starting it again in {delay:.0f} s")
+        if now >= self.retry_at[name]:
+            del self.retry_at[name]
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            self.started_at[name] = now
+            try:
+                restart()
+            except Exception as err:  # e.g. its port still taken: try again later
+                self.retry_at[name] = now + self.delay[name]
+                say(f"{name} could not start again ({err}); trying again")
+                return
+            say(f"{name} started again (restart {self.restarts[name]})")
 
     def stop(self) -> None:
         for name, proc in reversed(self.procs):

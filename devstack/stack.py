@@ -99,7 +99,7 @@ async def run_stack(settings: Settings) -> None:
                 }
             ),
         )
-        children.start("worker", [sys.executable, "worker.py"], env, restart=True)
+        children.start("worker", [sys.executable, "worker.py"], env)
         api = children.start(
             "api",
             [
@@ -125,6 +125,8 @@ async def run_stack(settings: Settings) -> None:
             login = await seed_demo(
                 SubscriptionService(pool, client, default_catalog(), settings.task_queue)
             )
+            if postgres is not None:
+                children.watch("postgres", postgres.poll, postgres.restart)
             announce(settings, login)
             await wait_until_stopped(children)
     finally:
@@ -147,7 +149,7 @@ def announce(settings: Settings, login: str) -> None:
 
 async def wait_until_stopped(children: Children) -> None:
     def crashed() -> bool:
-        children.check()  # raises when a process that is not restarted has died
+        children.check()  # restarts whatever died, with backoff
         return False
 
     await wait_for_signal(crashed)
