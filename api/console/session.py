@@ -124,6 +124,9 @@ async def start_session(
     session_id = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     await sessions.forget_expired(rt.pool, now)
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:  # logging in again ends the session this browser had
+        await sessions.end(rt.pool, _hash(previous))
     await sessions.create(
         rt.pool,
         session_hash=_hash(session_id),
