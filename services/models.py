@@ -288,3 +288,15 @@ class ClockOut(Out):
 
 class Health(Out):
     status: Literal["ok"]
+
+
+# ── operations ───────────────────────────────────────────────────────────────────────────────
+
+
+class ReconcileOut(Out):
+    """What one reconciliation pass over reservations did (`python -m starter.cli reconcile`)."""
+
+    examined: int = Field(description="Reservations in `applied` whose workflow never published.")
+    started: int = Field(description="Workflows started for reservations that had none.")
+    already_running: int = Field(description="Reservations whose workflow exists (only slow).")
+    failed: int = Field(description="Reservations left for the next pass (Temporal unreachable).")
