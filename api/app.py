@@ -35,8 +35,10 @@ cancel, and see fees (API.md). Bearer tokens are HS256 JWTs (`sub`, `wp`, `exp`)
 
 Every error answers `{"error": {"code", "message", "message_ko", "details"}}`: 400 malformed input,
 401 no valid token, 403 outside the caller's rights, 404 unknown (or another workplace's), 409 state
-conflict, 413 payload too large, 422 rule refused. A POST may carry `Idempotency-Key`: a retry with
-the same key gets the first answer; the same key with another body is refused (422).
+conflict, 413 payload too large, 422 rule refused, 503 a backing service is unavailable (with
+`Retry-After`; the change may or may not have been made). A POST may carry `Idempotency-Key`: a
+retry with the same key gets the first answer, also after a 503 once the service is back; the same
+key with another body is refused (422).
 """
 
 
