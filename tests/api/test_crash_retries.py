@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest_asyncio
 from fastapi import FastAPI
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -269,3 +273,43 @@ async def test_temporal_unreachable_answers_503_with_retry_after_and_the_key_get
         assert time.monotonic() - started < 8
     done = await api.post(cancel, headers=keyed)
     assert done.status_code == 200 and done.json()["state"] == "cancelled", done.text
+
+
+async def test_postgresql_unreachable_answers_503_with_retry_after_within_seconds(
+    api_runtime: Runtime, workplace: Workplace
+) -> None:
+    """The API's pool waits briefly for a connection: a dead database is a 503, not a hang."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    dead: Pool = AsyncConnectionPool(
+        f"postgresql://bizsupport@127.0.0.1:{port}/bizsupport",
+        connection_class=AsyncConnection[DictRow],
+        kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": 1},
+        timeout=1.0,
+        open=False,
+    )
+    await dead.open(wait=False)
+    service = SubscriptionService(
+        dead, api_runtime.client, api_runtime.catalog, api_runtime.subscriptions.task_queue
+    )
+    down = create_app(dataclasses.replace(api_runtime, pool=dead, subscriptions=service))
+    transport = httpx.ASGITransport(app=down)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://down.test") as client:
+            for method, url, headers in [
+                ("GET", f"{base(workplace, 'juju')}/subscription", rep(api_runtime, workplace)),
+                (
+                    "POST",
+                    f"{base(workplace, 'juju')}/subscription",
+                    {**rep(api_runtime, workplace), "Idempotency-Key": "apply-while-pg-down"},
+                ),
+            ]:
+                started = time.monotonic()
+                answer = await client.request(method, url, json=APPLY, headers=headers)
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+                assert int(answer.headers["Retry-After"]) >= 1
+                assert time.monotonic() - started < 5
+    finally:
+        await dead.close()
