@@ -21,6 +21,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import console, errors, v1
+from api.idempotency import LeasePolicy
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from api.runtime import Runtime, build_runtime
 from services.models import Health
@@ -62,6 +63,7 @@ def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY
         lifespan=lifespan,
     )
     app.state.body_limit = body_limit
+    app.state.idempotency_policy = LeasePolicy()  # this process's leases on Idempotency-Keys
     if runtime is not None:  # usable before the lifespan runs (ASGI transports without it)
         app.state.runtime = runtime
         app.state.idempotency = IdempotencyStore(runtime.pool)
