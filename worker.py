@@ -11,6 +11,8 @@ import signal
 import sys
 
 from domain.catalog import CatalogError, default_catalog
+from services.reconcile import reconcile_periodically
+from services.subscriptions import SubscriptionService
 from settings import load_settings
 from starter.temporal import build_worker, connect
 from store.db import migrate, open_pool
@@ -42,8 +44,12 @@ async def serve() -> int:
     logging.info(
         "worker polling task queue %s at %s", settings.task_queue, settings.temporal_address
     )
+    # Reservations left without a workflow by a crash are started here (services/reconcile.py).
+    service = SubscriptionService(pool, client, default_catalog(), settings.task_queue)
     async with worker:
+        reconciling = asyncio.create_task(reconcile_periodically(service, stop))
         await stop.wait()
+        await reconciling
     await pool.close()
     return 0
 

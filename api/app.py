@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import console, errors, v1
+from api.idempotency import LeasePolicy
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from api.ratelimit import RateLimit
 from api.runtime import Runtime, build_runtime
@@ -40,8 +41,10 @@ cancel, and see fees (API.md). Bearer tokens are HS256 JWTs (`sub`, `wp`, `exp`)
 
 Every error answers `{"error": {"code", "message", "message_ko", "details"}}`: 400 malformed input,
 401 no valid token, 403 outside the caller's rights, 404 unknown (or another workplace's), 409 state
-conflict, 413 payload too large, 422 rule refused. A POST may carry `Idempotency-Key`: a retry with
-the same key gets the first answer; the same key with another body is refused (422).
+conflict, 413 payload too large, 422 rule refused, 503 a backing service is unavailable (with
+`Retry-After`; the change may or may not have been made). A POST may carry `Idempotency-Key`: a
+retry with the same key gets the first answer, also after a 503 once the service is back; the same
+key with another body is refused (422).
 """
 
 
@@ -68,6 +71,7 @@ def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY
     )
     app.state.body_limit = body_limit
     app.state.rate_limit = RateLimit()
+    app.state.idempotency_policy = LeasePolicy()  # this process's leases on Idempotency-Keys
     if runtime is not None:  # usable before the lifespan runs (ASGI transports without it)
         app.state.runtime = runtime
         app.state.idempotency = IdempotencyStore(runtime.pool)

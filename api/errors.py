@@ -4,6 +4,10 @@
 one list. The handlers here turn refusals (`BizError`), FastAPI's validation errors (400, not its
 default 422), Starlette's 404/405, an unreachable backing service (503) and anything unexpected
 (500, logged, no stack trace in the answer) into that shape.
+
+A 503 always carries `Retry-After` (seconds; also `details.retry_after`): the backing service was
+unreachable or the same Idempotency-Key is still being answered. The change may or may not have
+been made; a retry with the same Idempotency-Key gets its first outcome (README, "Retry and 503").
 """
 
 from __future__ import annotations
@@ -50,14 +54,18 @@ def error_body(code: str, **details: Any) -> tuple[int, dict[str, Any]]:
     return err.status, err.body()
 
 
+RETRY_AFTER_SECONDS = 2
+
+
 def error_response(code: str, **details: Any) -> JSONResponse:
-    status, body = error_body(code, **details)
-    return JSONResponse(jsonable_encoder(body), status_code=status)
+    return biz_response(BizError(code, **details))
 
 
 def biz_response(err: BizError) -> JSONResponse:
     response = JSONResponse(jsonable_encoder(err.body()), status_code=err.status)
     retry_after = err.details.get("retry_after")
+    if err.status == 503 and not isinstance(retry_after, int):
+        retry_after = RETRY_AFTER_SECONDS
     if isinstance(retry_after, int):
         response.headers["Retry-After"] = str(retry_after)
     return response
@@ -73,7 +81,9 @@ _DESCRIPTIONS = {
     422: "Rule refused (e.g. PLAN_CHANGE_WINDOW_CLOSED, COURSES_IN_PROGRESS).",
     429: "Too many attempts from this client (RATE_LIMITED); see Retry-After.",
     502: "The partner failed; nothing changed.",
-    503: "A backing service (database, Temporal) is unavailable; try again.",
+    503: "A backing service (database, Temporal) is unavailable, or the same Idempotency-Key is"
+    " still being answered; the change may or may not have been made. Retry after `Retry-After`"
+    " seconds with the same Idempotency-Key to get the first outcome.",
 }
 
 
@@ -131,7 +141,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("backing service unavailable: %r", exc)
-    return error_response("SERVICE_UNAVAILABLE")
+    return error_response("SERVICE_UNAVAILABLE", retry_after=RETRY_AFTER_SECONDS)
 
 
 def install(app: FastAPI) -> None:

@@ -1,14 +1,19 @@
-"""Idempotency-Key on POSTs (R-ERR-2), kept in PostgreSQL (store/migrations/003_idempotency.sql).
+"""Idempotency-Key on POSTs (R-ERR-2), kept in PostgreSQL (store/idempotency.py).
 
-The key is scoped to the caller. The first request with a key claims it (a row without an answer)
-and stores its answer when done; a retry with the same request gets that answer replayed (with
-`Idempotent-Replayed: true`), even across processes and restarts. The same key with another
-request is refused with IDEMPOTENCY_KEY_REUSED. A retry arriving while the first is still running
-waits for its answer. Answers that mean "nothing was executed" (400, 401, 413), transient ones
+The key is scoped to the caller. The first request with a key leases it (a row without an answer,
+an owner: this process, and an expiry renewed while the request runs) and stores its answer when
+done; a retry with the same request gets that answer replayed (with `Idempotent-Replayed: true`),
+even across processes and restarts. The same key with another request is refused with
+IDEMPOTENCY_KEY_REUSED. Answers that mean "nothing was executed" (400, 401, 413), transient ones
 (CLOCK_BUSY) and server failures (5xx) are not kept, so the retry runs again. Keys are kept for
 24 hours.
 
-Temporal's own update ids are not enough: they are deduplicated only within one run (SPEC R-ERR-2).
+Crashes (issue 11): a retry while the owner is alive waits a few seconds for its answer, then gets
+503 SERVICE_UNAVAILABLE with `Retry-After`. A retry after the owner died (its lease ran out) takes
+the key over and runs the request again. That is safe because the action receives a request id
+derived from the caller and the key, and the service layer makes it the Temporal update id (and
+the subscription id of an application): Temporal answers a repeated update with the first
+outcome, so a change made before a crash is neither made twice nor refused on retry.
 """
 
 from __future__ import annotations
@@ -16,21 +21,47 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from api.errors import RETRY_AFTER_SECONDS
 from domain.errors import BizError
 from store.idempotency import IdempotencyStore
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 _NOT_KEPT = {400, 401, 413}
 _TRANSIENT = {"CLOCK_BUSY", "SERVICE_UNAVAILABLE"}  # a retry should run again
-_WAIT_FOR_FIRST = 30.0
+
+
+def _process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class LeasePolicy:
+    """How keys are leased. `owner` names this process; a lease not renewed for `lease_seconds`
+    (the owner died) may be taken over; a retry waits at most `wait_for_owner` seconds for a live
+    owner's answer before it is answered 503."""
+
+    lease_seconds: float = 30.0
+    wait_for_owner: float = 5.0
+    owner: str = field(default_factory=_process_id)
+
+    @property
+    def renew_every(self) -> float:
+        return self.lease_seconds / 3
 
 
 def _canonical(body: bytes) -> bytes:
@@ -40,11 +71,21 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
-async def request_hash(request: Request) -> str:
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """What makes two requests "the same request": method, path and canonical body."""
     digest = hashlib.sha256()
-    digest.update(request.method.encode() + b" " + request.url.path.encode() + b"\n")
-    digest.update(_canonical(await request.body()))
+    digest.update(method.encode() + b" " + path.encode() + b"\n")
+    digest.update(_canonical(body))
     return digest.hexdigest()
+
+
+async def request_hash(request: Request) -> str:
+    return fingerprint(request.method, request.url.path, await request.body())
+
+
+def request_id(caller: str, key: str) -> str:
+    """The id the service layer derives Temporal ids from: the same for every retry of a request."""
+    return hashlib.sha256(f"{caller}\n{key}".encode()).hexdigest()[:40]
 
 
 def read_key(request: Request) -> str | None:
@@ -59,39 +100,91 @@ def read_key(request: Request) -> str | None:
     return key
 
 
+def policy_of(request: Request) -> LeasePolicy:
+    policy = getattr(request.app.state, "idempotency_policy", None)
+    if policy is None:
+        policy = request.app.state.idempotency_policy = LeasePolicy()
+    assert isinstance(policy, LeasePolicy)
+    return policy
+
+
 async def respond(
     request: Request,
     store: IdempotencyStore,
     caller: str,
     status: int,
-    action: Callable[[], Awaitable[Any]],
+    action: Callable[[str | None], Awaitable[Any]],
 ) -> JSONResponse:
-    """Run `action` once per (caller, Idempotency-Key); its result is answered with `status`."""
+    """Run `action` once per (caller, Idempotency-Key); its result is answered with `status`.
+
+    `action` gets the request id (None without a key) to pass to the service layer."""
     key = read_key(request)
     if key is None:
-        return JSONResponse(jsonable_encoder(await action()), status_code=status)
+        return JSONResponse(jsonable_encoder(await action(None)), status_code=status)
+    policy = policy_of(request)
     fingerprint = await request_hash(request)
-    deadline = asyncio.get_running_loop().time() + _WAIT_FOR_FIRST
-    while (row := await store.claim(caller, key, fingerprint)) is not None:
-        if row["request_hash"] != fingerprint:
-            raise BizError("IDEMPOTENCY_KEY_REUSED")
-        if row["status"] is not None:
-            replay = JSONResponse(row["body"], status_code=row["status"])
-            replay.headers["Idempotent-Replayed"] = "true"
-            return replay
-        if asyncio.get_running_loop().time() > deadline:
-            raise BizError("SERVICE_UNAVAILABLE")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.wait_for_owner
+    while True:
+        claim = await store.claim(
+            caller, key, fingerprint, owner=policy.owner, lease_seconds=policy.lease_seconds
+        )
+        if claim.owned:
+            break
+        row = claim.row
+        if row is not None:
+            if row["request_hash"] != fingerprint:
+                raise BizError("IDEMPOTENCY_KEY_REUSED")
+            if row["status"] is not None:
+                replay = JSONResponse(row["body"], status_code=row["status"])
+                replay.headers["Idempotent-Replayed"] = "true"
+                return replay
+        if loop.time() >= deadline:  # the owner is alive and still answering
+            raise BizError("SERVICE_UNAVAILABLE", retry_after=RETRY_AFTER_SECONDS)
         await asyncio.sleep(0.1)
+    if claim.attempts > 1:
+        log.warning(
+            "Idempotency-Key of %s taken over after its owner's lease ran out (attempt %d)",
+            caller,
+            claim.attempts,
+        )
+    renewing = asyncio.create_task(_keep_lease(store, caller, key, policy))
     try:
-        body = jsonable_encoder(await action())
+        body = jsonable_encoder(await action(request_id(caller, key)))
     except BizError as refusal:
+        renewing.cancel()
         if refusal.status in _NOT_KEPT or refusal.status >= 500 or refusal.code in _TRANSIENT:
-            await store.release(caller, key)
+            await _release(store, caller, key, policy)
         else:
             await store.answer(caller, key, refusal.status, jsonable_encoder(refusal.body()))
         raise
     except BaseException:
-        await store.release(caller, key)
+        renewing.cancel()
+        await _release(store, caller, key, policy)
         raise
+    renewing.cancel()
     await store.answer(caller, key, status, body)
     return JSONResponse(body, status_code=status)
+
+
+async def _keep_lease(store: IdempotencyStore, caller: str, key: str, policy: LeasePolicy) -> None:
+    """Renew the lease while the request runs; a failed renewal is retried, and if the owner
+    dies the lease simply runs out."""
+    while True:
+        await asyncio.sleep(policy.renew_every)
+        try:
+            if not await store.renew(
+                caller, key, owner=policy.owner, lease_seconds=policy.lease_seconds
+            ):
+                return  # taken over or answered: no longer ours to renew
+        except Exception as err:  # database unreachable: try again at the next tick
+            log.warning("could not renew an Idempotency-Key lease: %r", err)
+
+
+async def _release(store: IdempotencyStore, caller: str, key: str, policy: LeasePolicy) -> None:
+    """Give the key up so a retry runs again; if the database is unreachable the lease runs out
+    by itself, which is the same thing a little later."""
+    try:
+        await store.release(caller, key, owner=policy.owner)
+    except Exception as err:
+        log.warning("could not release an Idempotency-Key (its lease will run out): %r", err)

@@ -30,6 +30,8 @@ from store.db import Pool, migrate, open_pool
 
 log = logging.getLogger(__name__)
 
+POOL_WAIT_SECONDS = 5.0
+
 
 @dataclass
 class Runtime:
@@ -104,7 +106,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     catalog = default_catalog()  # a malformed catalog stops start-up here (R-CAT-6)
     secret = settings_module.auth_secret(settings)
     await asyncio.to_thread(migrate, settings.database_url)
-    pool = await open_pool(settings.database_url, max_size=20)
+    # A short wait for a connection: with PostgreSQL down, requests answer 503 within seconds.
+    pool = await open_pool(settings.database_url, max_size=20, wait_seconds=POOL_WAIT_SECONDS)
     try:
         client = await connect(settings.temporal_address, settings.temporal_namespace)
     except BaseException:

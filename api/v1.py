@@ -58,7 +58,8 @@ IdempotencyKey = Annotated[
         alias=idempotency.HEADER,
         min_length=1,
         max_length=idempotency.MAX_KEY_LENGTH,
-        description="A retry with the same key gets the first answer (kept 24 h, R-ERR-2).",
+        description="A retry with the same key gets the first answer (kept 24 h, R-ERR-2),"
+        " also after a 503 once the service is back.",
     ),
 ]
 Rt = Annotated[Runtime, Depends(runtime_of)]
@@ -73,13 +74,16 @@ async def once(
     who: Caller,
     status: int,
     model: type[BaseModel],
-    action: Callable[[], Awaitable[Any]],
+    action: Callable[[str | None], Awaitable[Any]],
 ) -> JSONResponse:
-    """A POST's answer, replayed for a retry with the same Idempotency-Key (R-ERR-2)."""
+    """An action's answer, replayed for a retry with the same Idempotency-Key (R-ERR-2).
+
+    `action` gets the request id derived from the caller and the key (None without a key) and
+    passes it to the service layer, which makes it the Temporal update id (issue 11)."""
     store: IdempotencyStore = request.app.state.idempotency
 
-    async def run() -> Any:
-        return dump(model, await action())
+    async def run(request_id: str | None) -> Any:
+        return dump(model, await action(request_id))
 
     return await idempotency.respond(request, store, who.scope, status, run)
 
@@ -194,13 +198,14 @@ async def apply(
         who,
         201,
         SubscriptionOut,
-        lambda: rt.subscriptions.apply(
+        lambda request_id: rt.subscriptions.apply(
             workplace_id=wp,
             service_id=svc,
             actor_id=actor,
             plan_id=body.plan_id,
             terms_version=body.terms_version,
             agree_terms=body.agree_terms,
+            request_id=request_id,
         ),
     )
 
@@ -241,13 +246,14 @@ async def change_plan(
         who,
         200,
         SubscriptionOut,
-        lambda: rt.subscriptions.change_plan(
+        lambda request_id: rt.subscriptions.change_plan(
             workplace_id=wp,
             service_id=svc,
             actor_id=actor,
             plan_id=body.plan_id,
             when=body.when,
             confirm_course_reset=body.confirm_course_reset,
+            request_id=request_id,
         ),
     )
 
@@ -258,12 +264,20 @@ async def change_plan(
     tags=admin_tag,
     responses=responses(403, 404, 409, 422),
 )
-async def withdraw_plan_change(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
+async def withdraw_plan_change(
+    request: Request, wp: PathId, svc: PathId, who: Member, rt: Rt, key: IdempotencyKey = None
+) -> Any:
     """Withdraw a scheduled plan change."""
     actor = same_workplace(who, wp)
     rt.authz.service(svc)
-    return await rt.subscriptions.withdraw_plan_change(
-        workplace_id=wp, service_id=svc, actor_id=actor
+    return await once(
+        request,
+        who,
+        200,
+        SubscriptionOut,
+        lambda request_id: rt.subscriptions.withdraw_plan_change(
+            workplace_id=wp, service_id=svc, actor_id=actor, request_id=request_id
+        ),
     )
 
 
@@ -284,7 +298,9 @@ async def cancel(
         who,
         200,
         SubscriptionOut,
-        lambda: rt.subscriptions.cancel(workplace_id=wp, service_id=svc, actor_id=actor),
+        lambda request_id: rt.subscriptions.cancel(
+            workplace_id=wp, service_id=svc, actor_id=actor, request_id=request_id
+        ),
     )
 
 
@@ -300,14 +316,23 @@ async def usage_permissions(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any
 
 
 async def _set_usage(
-    rt: Runtime, wp: str, svc: str, who: Caller, member_id: str, grant: bool
+    request: Request, rt: Runtime, wp: str, svc: str, who: Caller, member_id: str, grant: bool
 ) -> Any:
     actor = same_workplace(who, wp)
     rt.authz.service(svc)
-    await rt.subscriptions.set_usage(
-        workplace_id=wp, service_id=svc, actor_id=actor, member_id=member_id, grant=grant
-    )
-    return await rt.access.usage_permissions(wp, svc, actor)
+
+    async def act(request_id: str | None) -> Any:
+        await rt.subscriptions.set_usage(
+            workplace_id=wp,
+            service_id=svc,
+            actor_id=actor,
+            member_id=member_id,
+            grant=grant,
+            request_id=request_id,
+        )
+        return await rt.access.usage_permissions(wp, svc, actor)
+
+    return await once(request, who, 200, UsagePermissionsOut, act)
 
 
 @router.put(
@@ -316,9 +341,17 @@ async def _set_usage(
     tags=admin_tag,
     responses=responses(403, 404, 409, 422),
 )
-async def grant_usage(wp: PathId, svc: PathId, member_id: PathId, who: Member, rt: Rt) -> Any:
+async def grant_usage(
+    request: Request,
+    wp: PathId,
+    svc: PathId,
+    member_id: PathId,
+    who: Member,
+    rt: Rt,
+    key: IdempotencyKey = None,
+) -> Any:
     """Give a member usage permission (not on ubob: it grants everyone automatically)."""
-    return await _set_usage(rt, wp, svc, who, member_id, True)
+    return await _set_usage(request, rt, wp, svc, who, member_id, True)
 
 
 @router.delete(
@@ -327,9 +360,17 @@ async def grant_usage(wp: PathId, svc: PathId, member_id: PathId, who: Member, r
     tags=admin_tag,
     responses=responses(403, 404, 409, 422),
 )
-async def revoke_usage(wp: PathId, svc: PathId, member_id: PathId, who: Member, rt: Rt) -> Any:
+async def revoke_usage(
+    request: Request,
+    wp: PathId,
+    svc: PathId,
+    member_id: PathId,
+    who: Member,
+    rt: Rt,
+    key: IdempotencyKey = None,
+) -> Any:
     """Take a member's usage permission back."""
-    return await _set_usage(rt, wp, svc, who, member_id, False)
+    return await _set_usage(request, rt, wp, svc, who, member_id, False)
 
 
 @router.get(
@@ -422,7 +463,7 @@ async def launch(
         who,
         200,
         LaunchOut,
-        lambda: rt.access.launch(wp, member_id, svc, datetime.now(UTC)),
+        lambda _: rt.access.launch(wp, member_id, svc, datetime.now(UTC)),
     )
 
 
@@ -472,7 +513,7 @@ async def advance_clock(
     """Move business time; answers once every timer due in the span fired and its effects
     landed. One advance at a time (a concurrent one → 409 CLOCK_BUSY)."""
 
-    async def move() -> dict[str, Any]:
+    async def move(_: str | None) -> dict[str, Any]:
         return {"now": await clock.advance(body.seconds)}
 
     return await once(request, who, 200, ClockOut, move)

@@ -326,3 +326,15 @@ class ServiceOverview(Out):
     can_change_plan: bool
     can_cancel: bool
     can_view_fees: bool
+
+
+# ── operations ───────────────────────────────────────────────────────────────────────────────
+
+
+class ReconcileOut(Out):
+    """What one reconciliation pass over reservations did (`python -m starter.cli reconcile`)."""
+
+    examined: int = Field(description="Reservations in `applied` whose workflow never published.")
+    started: int = Field(description="Workflows started for reservations that had none.")
+    already_running: int = Field(description="Reservations whose workflow exists (only slow).")
+    failed: int = Field(description="Reservations left for the next pass (Temporal unreachable).")

@@ -3,18 +3,34 @@
 The API, the console and the CLI all call this. It checks what needs PostgreSQL (directory,
 role, permission: R-ERR-3), reserves the (workplace, service) slot, starts the workflow, and
 sends updates; the workflow's validators check its own state. Refusals are `BizError`s.
+
+Retries and crashes (issue 11). Every action takes an optional `request_id` (the API derives it
+from the caller and the Idempotency-Key). An update sent with one gets an update id derived from
+it, so Temporal answers a retried update with the first outcome even when the process that sent
+it died before recording the answer. An application sent with one gets a subscription id (and so
+a workflow id) derived from it, so a retry after a crash between the reservation and the start
+finds its own reservation and starts, or finds, the same workflow. Each call to Temporal is
+bounded by `temporal_deadline`: past it the answer is SERVICE_UNAVAILABLE (503), the change may
+or may not have been made, and a retry with the same request id tells which.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
+import logging
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
@@ -30,6 +46,7 @@ from domain.permissions import (
     USAGE_VIEW,
 )
 from domain.subscription import (
+    SYSTEM_ACTOR,
     ActorRequest,
     Application,
     MemberEvent,
@@ -43,7 +60,7 @@ from services.authz import Authz
 from services.clock import Clock, wall_clock
 from services.models import SubscriptionOut
 from statemachines.lifecycle import ENDED_STATES
-from store import directory, permissions, subscriptions
+from store import audit, directory, permissions, subscriptions
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow, workflow_id
@@ -52,6 +69,12 @@ from workflows.subscription import SubscriptionWorkflow, workflow_id
 ORPHAN_GRACE = timedelta(seconds=30)
 
 Request = TypeVar("Request", ActorRequest, PlanChangeRequest, UsageRequest)
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# How long a request id keeps naming the same application: the Idempotency-Key's retention.
+REQUEST_ID_RETENTION = timedelta(hours=24)
 
 
 class SubscriptionService:
@@ -64,6 +87,7 @@ class SubscriptionService:
         *,
         clock: Clock = wall_clock,
         history_event_limit: int = 2_000,
+        temporal_deadline: float = 10.0,
     ) -> None:
         self.pool = pool
         self.client = client
@@ -71,6 +95,7 @@ class SubscriptionService:
         self.task_queue = task_queue
         self.clock = clock
         self.history_event_limit = history_event_limit
+        self.temporal_deadline = temporal_deadline
         self.authz = Authz(pool, catalog)
 
     # ── application (R-APPLY, R-LIFE-1) ──────────────────────────────────────────────────────
@@ -85,6 +110,7 @@ class SubscriptionService:
         terms_version: str | None,
         agree_terms: bool,
         wait_seconds: float = 5.0,
+        request_id: str | None = None,
     ) -> SubscriptionOut:
         service = self.authz.service(service_id)
         await self.authz.representative(workplace_id, actor_id)
@@ -93,27 +119,36 @@ class SubscriptionService:
         if terms_version != service.terms.version:
             raise BizError("TERMS_VERSION_OUTDATED", current_version=service.terms.version)
         plan = self._chosen_plan(service, plan_id)
-        subscription_id = f"sub_{uuid.uuid4().hex[:20]}"
-        try:
-            await subscriptions.reserve(
-                self.pool,
-                subscription_id=subscription_id,
-                workplace_id=workplace_id,
-                service_id=service_id,
-                plan_id=plan,
-                applicant_id=actor_id,
-                terms_version=service.terms.version,
-            )
-        except BizError:
-            await self._resume_orphaned_reservation(workplace_id, service_id)
-            raise
+        subscription_id = derived_subscription_id(request_id, workplace_id, service_id)
+        while True:
+            try:
+                reserved = await subscriptions.reserve(
+                    self.pool,
+                    subscription_id=subscription_id,
+                    workplace_id=workplace_id,
+                    service_id=service_id,
+                    plan_id=plan,
+                    applicant_id=actor_id,
+                    terms_version=service.terms.version,
+                )
+            except BizError:
+                await self._resume_orphaned_reservation(workplace_id, service_id)
+                raise
+            if reserved:
+                break
+            earlier = await subscriptions.by_id(self.pool, subscription_id)
+            if earlier is not None and _same_application(earlier, workplace_id, service_id):
+                # A retry: the first attempt reserved (and maybe started) this subscription.
+                await self.ensure_started(earlier, by="retry")
+                return await self._settled(subscription_id, wait_seconds)
+            # the same key after its retention ran out: a new application
+            subscription_id = derived_subscription_id(None, workplace_id, service_id)
         application = _application(service, subscription_id, workplace_id, plan, actor_id)
         try:
             await self._start(application)
-        except WorkflowAlreadyStartedError:
-            pass  # a concurrent resume of this reservation started it: it is ours all the same
-        except BaseException:
-            await subscriptions.release(self.pool, subscription_id)
+        except BaseException as failure:
+            if not _unreachable(failure):
+                await self._release_unless_started(subscription_id)
             raise
         return await self._settled(subscription_id, wait_seconds)
 
@@ -127,17 +162,86 @@ class SubscriptionService:
         return plan_id
 
     async def _start(self, application: Application) -> None:
+        """Start the subscription's workflow; one already running with its id is the same one
+        (a retry, or a reconciler racing an application), not an error."""
         data = SubscriptionData(application=application, plan_id=application.plan_id)
-        await self.client.start_workflow(
-            SubscriptionWorkflow.run,
-            SubscriptionInput(data=data, history_event_limit=self.history_event_limit),
-            id=workflow_id(application.subscription_id),
-            task_queue=self.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=sa.initial(
-                application.workplace_id, application.service_id, application.plan_id
-            ),
+        await self._bounded(
+            self.client.start_workflow(
+                SubscriptionWorkflow.run,
+                SubscriptionInput(data=data, history_event_limit=self.history_event_limit),
+                id=workflow_id(application.subscription_id),
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=sa.initial(
+                    application.workplace_id, application.service_id, application.plan_id
+                ),
+                rpc_timeout=timedelta(seconds=self.temporal_deadline),
+            )
         )
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """A Temporal call with a deadline: past it, SERVICE_UNAVAILABLE instead of a hang."""
+        try:
+            return await asyncio.wait_for(call, self.temporal_deadline)
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+            log.warning("Temporal did not answer within %.1f s: %r", self.temporal_deadline, err)
+            raise BizError("SERVICE_UNAVAILABLE") from err
+
+    async def _workflow_exists(self, subscription_id: str) -> bool:
+        try:
+            await self._bounded(self.handle(subscription_id).describe())
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def _release_unless_started(self, subscription_id: str) -> None:
+        """A failed start frees the slot only if Temporal says the workflow does not exist. When
+        Temporal cannot tell (unreachable, timed out), the start may have happened: the
+        reservation stays, and a retry with the same request id, the next application for the
+        slot, or the reconciler starts the workflow or finds it started (so a 503 on an
+        application means it may still go through)."""
+        try:
+            exists = await self._workflow_exists(subscription_id)
+        except (BizError, RPCError) as err:
+            log.warning("start of %s is unknown; reservation kept: %r", subscription_id, err)
+            return
+        if not exists:
+            await subscriptions.release(self.pool, subscription_id)
+
+    async def ensure_started(self, row: dict[str, Any], *, by: str) -> Literal["started", "exists"]:
+        """The workflow of a reservation (a read-model row): start it unless it exists. A start
+        made here is audited once per subscription (`reservation_resumed`, by whom)."""
+        if row["status_seq"] != 0 or await self._workflow_exists(row["subscription_id"]):
+            return "exists"
+        service = self.authz.service(row["service_id"])
+        application = _application(
+            service,
+            row["subscription_id"],
+            row["workplace_id"],
+            row["plan_id"],
+            row["applicant_id"],
+            terms_version=row["terms_version"],
+        )
+        try:
+            await self._start(application)
+        except WorkflowAlreadyStartedError:  # it ran and ended in between
+            return "exists"
+        log.warning("started the workflow of reservation %s (%s)", row["subscription_id"], by)
+        await audit.record(
+            self.pool,
+            event_key=f"{row['subscription_id']}:reservation_resumed",
+            at=await self.clock(),
+            workplace_id=row["workplace_id"],
+            service_id=row["service_id"],
+            subscription_id=row["subscription_id"],
+            actor=SYSTEM_ACTOR,
+            action="reservation_resumed",
+            details={"by": by, "requested_at": row["requested_at"].isoformat()},
+        )
+        return "started"
 
     async def _resume_orphaned_reservation(self, workplace_id: str, service_id: str) -> None:
         """A crash between reservation and start leaves a slot with no workflow: start it now."""
@@ -147,23 +251,9 @@ class SubscriptionService:
         if datetime.now(UTC) - row["requested_at"] < ORPHAN_GRACE:
             return  # its own application may still be starting it: not an orphan yet
         try:
-            await self.handle(row["subscription_id"]).describe()
-            return
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                return
-        service = self.authz.service(service_id)
-        with contextlib.suppress(WorkflowAlreadyStartedError):  # someone else resumed it
-            await self._start(
-                _application(
-                    service,
-                    row["subscription_id"],
-                    workplace_id,
-                    row["plan_id"],
-                    row["applicant_id"],
-                    terms_version=row["terms_version"],
-                )
-            )
+            await self.ensure_started(row, by="next application")
+        except (BizError, RPCError) as err:
+            log.warning("could not resume reservation %s: %r", row["subscription_id"], err)
 
     async def _settled(self, subscription_id: str, wait_seconds: float) -> SubscriptionOut:
         """Give provisioning a moment so the answer usually says `active` (or why not)."""
@@ -194,10 +284,20 @@ class SubscriptionService:
         row: dict[str, Any],
         update: UpdateMethodMultiParam[[SubscriptionWorkflow, Request], StatusSnapshot],
         request: Request,
+        request_id: str | None = None,
     ) -> SubscriptionOut:
+        """Send an update; with a request id, a retry of it gets the first outcome (Temporal
+        de-duplicates updates by id within a workflow run)."""
         handle = self.handle(row["subscription_id"])
         try:
-            await handle.execute_update(update, request)
+            await self._bounded(
+                handle.execute_update(
+                    update,
+                    request,
+                    id=_update_id(request_id, update, request),
+                    rpc_timeout=timedelta(seconds=self.temporal_deadline),
+                )
+            )
         except WorkflowUpdateFailedError as failure:
             raise _refusal(failure.cause) from failure
         except RPCError as err:
@@ -208,12 +308,21 @@ class SubscriptionService:
         assert fresh is not None
         return await self.view(fresh)
 
-    async def cancel(self, *, workplace_id: str, service_id: str, actor_id: str) -> SubscriptionOut:
+    async def cancel(
+        self,
+        *,
+        workplace_id: str,
+        service_id: str,
+        actor_id: str,
+        request_id: str | None = None,
+    ) -> SubscriptionOut:
         await self.authz.require(workplace_id, service_id, actor_id, SUBSCRIPTION_CANCEL)
         row = await self._live(workplace_id, service_id)
-        if row["state"] in ENDED_STATES:
+        if row["state"] in ENDED_STATES and request_id is None:
+            # With a request id Temporal decides: the first outcome if this is a retry.
             raise BizError("ALREADY_CANCELLED")
-        return await self._update(row, SubscriptionWorkflow.cancel, ActorRequest(actor=actor_id))
+        request = ActorRequest(actor=actor_id)
+        return await self._update(row, SubscriptionWorkflow.cancel, request, request_id)
 
     async def change_plan(
         self,
@@ -224,6 +333,7 @@ class SubscriptionService:
         plan_id: str,
         when: Literal["now", "next_window"] = "now",
         confirm_course_reset: bool = False,
+        request_id: str | None = None,
     ) -> SubscriptionOut:
         await self.authz.require(workplace_id, service_id, actor_id, PLAN_CHANGE)
         service = self.authz.service(service_id)
@@ -238,19 +348,32 @@ class SubscriptionService:
             confirm_course_reset=confirm_course_reset,  # type: ignore[arg-type]
             actor=actor_id,
         )
-        return await self._update(row, SubscriptionWorkflow.change_plan, request)
+        return await self._update(row, SubscriptionWorkflow.change_plan, request, request_id)
 
     async def withdraw_plan_change(
-        self, *, workplace_id: str, service_id: str, actor_id: str
+        self,
+        *,
+        workplace_id: str,
+        service_id: str,
+        actor_id: str,
+        request_id: str | None = None,
     ) -> SubscriptionOut:
         await self.authz.require(workplace_id, service_id, actor_id, PLAN_CHANGE)
         row = await self._live(workplace_id, service_id)
+        request = ActorRequest(actor=actor_id)
         return await self._update(
-            row, SubscriptionWorkflow.withdraw_plan_change, ActorRequest(actor=actor_id)
+            row, SubscriptionWorkflow.withdraw_plan_change, request, request_id
         )
 
     async def set_usage(
-        self, *, workplace_id: str, service_id: str, actor_id: str, member_id: str, grant: bool
+        self,
+        *,
+        workplace_id: str,
+        service_id: str,
+        actor_id: str,
+        member_id: str,
+        grant: bool,
+        request_id: str | None = None,
     ) -> SubscriptionOut:
         await self.authz.require(workplace_id, service_id, actor_id, USAGE_GRANT)
         if grant and await directory.member(self.pool, workplace_id, member_id) is None:
@@ -258,7 +381,7 @@ class SubscriptionService:
         row = await self._live(workplace_id, service_id)
         request = UsageRequest(member_id=member_id, actor=actor_id)
         update = SubscriptionWorkflow.grant_usage if grant else SubscriptionWorkflow.revoke_usage
-        answer = await self._update(row, update, request)
+        answer = await self._update(row, update, request, request_id)
         if grant and await directory.member(self.pool, workplace_id, member_id) is None:
             # The member left while this grant ran. The departure signals `member_left` only
             # where the read model shows a seat, and the seat may have been written after it
@@ -311,6 +434,41 @@ class SubscriptionService:
         return [
             await self.view(r) for r in await subscriptions.for_workplace(self.pool, workplace_id)
         ]
+
+
+def _unreachable(failure: BaseException) -> bool:
+    """Temporal did not answer: whether the call took effect is unknown."""
+    if isinstance(failure, BizError):
+        return failure.code == "SERVICE_UNAVAILABLE"
+    if isinstance(failure, RPCError):
+        return failure.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+    return isinstance(failure, (TimeoutError, asyncio.CancelledError))
+
+
+def derived_subscription_id(request_id: str | None, workplace_id: str, service_id: str) -> str:
+    """A new subscription's id: derived from the request id when there is one (so a retried
+    application finds its own reservation and workflow), else random."""
+    if request_id is None:
+        return f"sub_{uuid.uuid4().hex[:20]}"
+    seed = f"apply\n{request_id}\n{workplace_id}\n{service_id}"
+    return f"sub_{hashlib.sha256(seed.encode()).hexdigest()[:20]}"
+
+
+def _same_application(row: dict[str, Any], workplace_id: str, service_id: str) -> bool:
+    """Whether an existing subscription with a derived id is this request's own (not one made
+    with the same Idempotency-Key after its retention ran out)."""
+    fresh = row["requested_at"] > datetime.now(UTC) - REQUEST_ID_RETENTION
+    return fresh and row["workplace_id"] == workplace_id and row["service_id"] == service_id
+
+
+def _update_id(request_id: str | None, update: Any, request: Request) -> str | None:
+    """The Temporal update id of a request: the same for every retry, another for another
+    update or another body sent with the same key."""
+    if request_id is None:
+        return None
+    name = getattr(update, "__name__", str(update))
+    digest = hashlib.sha256(f"{request_id}\n{name}\n{request.model_dump_json()}".encode())
+    return f"{name}-{digest.hexdigest()[:32]}"
 
 
 def _application(

@@ -10,6 +10,8 @@ DATA_DIR/stack.json (written by `make run`), or DATABASE_URL and TEMPORAL_ADDRES
     change-plan  --workplace demo --service ubob --plan ubob-premium [--when next_window]
     invoices     --workplace demo --service ubob
     token        --workplace demo --member demo-rep   |   token --system
+    reconcile    [--older-than 60] [--workplace demo]   start workflows of reservations that have
+                 none (a crash between reservation and start); prints counts, audits each start
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -76,6 +78,15 @@ async def _representative(service: SubscriptionService, workplace_id: str) -> st
 async def _run(args: argparse.Namespace) -> Any:
     if args.command == "token":
         return _token(args)
+    if args.command == "reconcile":
+        from services.reconcile import reconcile_reservations
+
+        older_than = timedelta(seconds=args.older_than)
+        return await _with_service(
+            lambda service: reconcile_reservations(
+                service, older_than=older_than, workplace_id=args.workplace
+            )
+        )
 
     async def act(service: SubscriptionService) -> Any:
         actor = args.actor or await _representative(service, args.workplace)
@@ -154,6 +165,9 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--workplace")
     token.add_argument("--member")
     token.add_argument("--system", action="store_true")
+    reconcile = sub.add_parser("reconcile", help="start workflows of reservations with none")
+    reconcile.add_argument("--older-than", type=float, default=60.0, help="seconds (default 60)")
+    reconcile.add_argument("--workplace", help="only this workplace's reservations")
     return p
 
 

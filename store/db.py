@@ -47,13 +47,17 @@ def migrate(database_url: str) -> list[str]:
     return applied_now
 
 
-async def open_pool(database_url: str, *, max_size: int = 10) -> Pool:
+async def open_pool(database_url: str, *, max_size: int = 10, wait_seconds: float = 30.0) -> Pool:
+    """A connection pool. `wait_seconds`: how long a caller waits for a connection before
+    PoolTimeout; the API passes a short one so that with the database down it answers 503 within
+    seconds."""
     pool: Pool = AsyncConnectionPool(
         database_url,
         connection_class=AsyncConnection[DictRow],
         min_size=1,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "autocommit": True},
+        kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": 5},
+        timeout=wait_seconds,
         open=False,
     )
     await pool.open(wait=True, timeout=30)

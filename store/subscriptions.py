@@ -26,17 +26,32 @@ async def reserve(
     plan_id: str,
     applicant_id: str,
     terms_version: str,
-) -> None:
-    """Take the (workplace, service) slot before the workflow starts; a second live one fails."""
+) -> bool:
+    """Take the (workplace, service) slot before the workflow starts; a second live one fails.
+
+    False when a subscription with this id exists already: a retried application whose id is
+    derived from its Idempotency-Key finds its own earlier reservation."""
     try:
         async with pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO subscriptions (subscription_id, workplace_id, service_id, state,"
-                " plan_id, applicant_id, terms_version) VALUES (%s, %s, %s, 'applied', %s, %s, %s)",
-                (subscription_id, workplace_id, service_id, plan_id, applicant_id, terms_version),
-            )
+            inserted = await (
+                await conn.execute(
+                    "INSERT INTO subscriptions (subscription_id, workplace_id, service_id, state,"
+                    " plan_id, applicant_id, terms_version)"
+                    " VALUES (%s, %s, %s, 'applied', %s, %s, %s)"
+                    " ON CONFLICT (subscription_id) DO NOTHING RETURNING subscription_id",
+                    (
+                        subscription_id,
+                        workplace_id,
+                        service_id,
+                        plan_id,
+                        applicant_id,
+                        terms_version,
+                    ),
+                )
+            ).fetchone()
     except psycopg.errors.UniqueViolation as err:
         raise BizError("ALREADY_SUBSCRIBED", service_id=service_id) from err
+    return inserted is not None
 
 
 async def release(pool: Pool, subscription_id: str) -> None:
@@ -46,6 +61,21 @@ async def release(pool: Pool, subscription_id: str) -> None:
             "DELETE FROM subscriptions WHERE subscription_id = %s AND status_seq = 0",
             (subscription_id,),
         )
+
+
+async def unstarted_reservations(pool: Pool, older_than_seconds: float) -> list[dict[str, Any]]:
+    """Reservations whose workflow has never published (`status_seq` 0) and that are older than
+    the given age: a workflow start that may never have happened (the reconciler's input)."""
+    async with pool.connection() as conn:
+        rows: list[dict[str, Any]] = await (
+            await conn.execute(
+                "SELECT * FROM subscriptions WHERE state = 'applied' AND status_seq = 0"
+                " AND requested_at < now() - make_interval(secs => %s)"
+                " ORDER BY requested_at",
+                (older_than_seconds,),
+            )
+        ).fetchall()
+        return rows
 
 
 async def publish(pool: Pool, pub: Publication) -> None:
