@@ -576,7 +576,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
         await env.shutdown()
         await pool.close()
         if server is not None:
-            server.stop()
+            server.destroy()  # the cluster too (as root it lives outside the folder)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         console.mark("teardown")

@@ -48,7 +48,7 @@ def database_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        server.stop()
+        server.destroy()  # the cluster too (as root it lives outside the temporary folder)
         shutil.rmtree(folder, ignore_errors=True)
 
 
