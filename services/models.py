@@ -88,6 +88,9 @@ class HomeCard(Out):
     state: CardState
     subscription_id: str | None
     buttons: list[CardButton]
+    manages: bool = Field(
+        default=True, description="Whether the caller manages this service (R-PERM-3)."
+    )
 
 
 class ScheduledChangeOut(Out):

@@ -136,6 +136,9 @@ async def delegated_admin(
     await expect(
         page.get_by_test_id("card-cartax").get_by_role("link", name="서비스 신청")
     ).to_have_count(0)
+    canvas = page.get_by_test_id("card-miricanvas")  # live, but not theirs to manage
+    await expect(canvas.get_by_role("link", name="서비스 관리")).to_have_count(0)
+    await expect(card.get_by_role("link", name="서비스 관리")).to_be_visible()
 
     # ubob: the real state and usage, and only the plan change it may make
     await page.goto(f"{server.url}/console/services/ubob?tab=usage")
