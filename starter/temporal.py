@@ -15,6 +15,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
 
@@ -33,9 +34,21 @@ def binary(name: str) -> Path:
     return path
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal SDK runtime serving its own metrics (task slots, workflow task latency, polls,
+    …) for Prometheus at `http://{bind_address}/metrics`. A worker's metrics come from the runtime
+    of the client it is built on, so the client must be connected with this runtime."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+
+
+async def connect(
+    address: str, namespace: str = "default", *, metrics_address: str | None = None
+) -> Client:
+    """A client with the pydantic data converter; with `metrics_address` (`host:port`) it runs on
+    a runtime of its own that serves the SDK's metrics there (the worker: WORKER_METRICS_PORT)."""
+    runtime = metrics_runtime(metrics_address) if metrics_address else None
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
+        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
     )
 
 
