@@ -96,6 +96,14 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # ── handlers ─────────────────────────────────────────────────────────────────────────────────
 
 
+REFUSAL = "refusal_code"  # where an action's outcome is left for the metrics (api/metrics.py)
+
+
+def note_refusal(request: Request, code: str) -> None:
+    """Leave the refusal's code on the request: /metrics counts the action under it."""
+    setattr(request.state, REFUSAL, code)
+
+
 def _problem(errors: list[dict[str, Any]]) -> str:
     if not errors:
         return "invalid request"
@@ -111,11 +119,13 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
         for e in exc.errors()
     ]
+    note_refusal(request, "VALIDATION_ERROR")
     return error_response("VALIDATION_ERROR", problem=_problem(errors), errors=errors)
 
 
 async def _on_biz(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BizError)
+    note_refusal(request, exc.code)
     return biz_response(exc)
 
 
@@ -141,6 +151,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("backing service unavailable: %r", exc)
+    note_refusal(request, "SERVICE_UNAVAILABLE")
     return error_response("SERVICE_UNAVAILABLE", retry_after=RETRY_AFTER_SECONDS)
 
 
