@@ -144,7 +144,24 @@ def announce(settings: Settings, login: str) -> None:
     say(f"  API docs     {base}/docs")
     say(f"  Temporal UI  http://127.0.0.1:{UI_PORT}   (filter: ServiceId='ubob')")
     say("  CLI          .venv/bin/python -m starter.cli list --workplace demo")
+    for line in metrics_lines(settings):
+        say(line)
     say("Ctrl-C stops everything.")
+
+
+def metrics_lines(settings: Settings) -> list[str]:
+    """Where Prometheus finds the API's and the worker's metrics (README, "Metrics")."""
+    base = f"http://127.0.0.1:{settings.api_port}"
+    who = "open: METRICS_PUBLIC=1" if settings.metrics_public else "token --system from the CLI"
+    lines = [f"  API metrics  {base}/metrics   ({who})"]
+    if settings.worker_metrics_port:
+        lines.append(
+            f"  worker metrics http://{settings.metrics_bind_address}:"
+            f"{settings.worker_metrics_port}/metrics   (Temporal SDK)"
+        )
+    else:
+        lines.append("  worker metrics off (WORKER_METRICS_PORT=0)")
+    return lines
 
 
 async def wait_until_stopped(children: Children) -> None:
