@@ -97,6 +97,14 @@ def auth_secret(settings: Settings) -> str:
     return secret
 
 
+def metrics_token() -> str | None:
+    """`METRICS_TOKEN`: a long-lived bearer token that opens the API's /metrics only (for
+    Prometheus, whose scrape credential cannot be a 12-hour system token). Unset: none. A short
+    one stops the process (`InsecureSetting`)."""
+    token = os.environ.get("METRICS_TOKEN")
+    return _strong(token, "METRICS_TOKEN") if token else None
+
+
 # ── private files ────────────────────────────────────────────────────────────────────────────
 
 

@@ -30,6 +30,7 @@ from api.ratelimit import RateLimit
 from api.runtime import Runtime, build_runtime
 from services.models import Health
 from settings import load_settings
+from settings import metrics_token as env_metrics_token
 from store.idempotency import IdempotencyStore
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -54,8 +55,10 @@ def create_app(
     *,
     body_limit: int = DEFAULT_BODY_LIMIT,
     metrics_public: bool | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
-    """`metrics_public`: serve /metrics without a token (default: METRICS_PUBLIC)."""
+    """`metrics_public`: serve /metrics without a token (default: METRICS_PUBLIC);
+    `metrics_token`: a bearer token that opens /metrics only (default: METRICS_TOKEN)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,6 +93,7 @@ def create_app(
     app.state.metrics_public = (
         load_settings().metrics_public if metrics_public is None else metrics_public
     )
+    app.state.metrics_token = metrics_token if metrics_token is not None else env_metrics_token()
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])

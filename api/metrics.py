@@ -11,11 +11,13 @@
   close's `bizsupport_month_close_invoices_{issued,expected}{period,which}`.
 
 Each app has registries of its own (several apps live in one test process). /metrics asks for a
-system bearer token unless the app is made with `metrics_public=True` (METRICS_PUBLIC=1).
+bearer token: METRICS_TOKEN (Prometheus's long-lived scrape credential) or a system token, unless
+the app is made with `metrics_public=True` (METRICS_PUBLIC=1).
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterable, Iterator
 from typing import Annotated
@@ -179,8 +181,17 @@ async def _allowed(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """A system token, unless the app serves its metrics publicly (METRICS_PUBLIC=1)."""
+    """METRICS_TOKEN or a system token, unless the app serves its metrics publicly
+    (METRICS_PUBLIC=1)."""
     if request.app.state.metrics_public:
+        return
+    scrape_token: str | None = request.app.state.metrics_token
+    if (
+        scrape_token
+        and credentials is not None
+        and credentials.scheme.lower() == "bearer"
+        and hmac.compare_digest(credentials.credentials.encode(), scrape_token.encode())
+    ):
         return
     await system(await caller(request, credentials))
 

@@ -5,6 +5,7 @@ servers. The suite shares one database, so counts are compared as "at least" wha
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from datetime import datetime
 
@@ -12,6 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from api.metrics import SUBSCRIPTION
 from api.runtime import Runtime
 from domain.calendar import first_instant_of_next_month, period_of
@@ -98,3 +100,19 @@ async def test_worker_serves_temporal_sdk_metrics(env: WorkflowEnvironment, pool
             await asyncio.sleep(0.1)
     assert any(name.startswith("temporal_worker_task_slots") for name in names), sorted(names)
     assert any(name.startswith("temporal_") for name in names)
+
+
+async def test_metrics_token_opens_metrics_only(api_runtime: Runtime) -> None:
+    """METRICS_TOKEN is Prometheus's scrape credential: it opens /metrics and nothing else;
+    METRICS_PUBLIC=1 opens /metrics to anyone."""
+    scrape = secrets.token_urlsafe(32)
+    guarded = create_app(api_runtime, metrics_token=scrape, metrics_public=False)
+    public = create_app(api_runtime, metrics_public=True)
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(guarded), base_url="http://a") as api,
+        httpx.AsyncClient(transport=httpx.ASGITransport(public), base_url="http://a") as open_api,
+    ):
+        assert (await api.get("/metrics", headers=bearer(scrape))).status_code == 200
+        assert (await api.get("/metrics", headers=bearer(scrape + "x"))).status_code == 401
+        assert (await api.get("/v1/services", headers=bearer(scrape))).status_code == 401
+        assert (await open_api.get("/metrics")).status_code == 200
