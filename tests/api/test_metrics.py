@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import uuid
 from datetime import datetime
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -116,3 +119,18 @@ async def test_metrics_token_opens_metrics_only(api_runtime: Runtime) -> None:
         assert (await api.get("/metrics", headers=bearer(scrape + "x"))).status_code == 401
         assert (await api.get("/v1/services", headers=bearer(scrape))).status_code == 401
         assert (await open_api.get("/metrics")).status_code == 200
+
+
+async def test_a_taken_metrics_port_leaves_the_worker_working(
+    env: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The metrics port in use (another stack on this host): logged, and the client still works."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        client = await connect(
+            env.client.service_client.config.target_host, metrics_address=address
+        )
+    assert "metrics are off" in caplog.text and address in caplog.text
+    assert (await client.workflow_service.get_system_info(GetSystemInfoRequest())) is not None
