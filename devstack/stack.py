@@ -152,15 +152,13 @@ def announce(settings: Settings, login: str) -> None:
 def metrics_lines(settings: Settings) -> list[str]:
     """Where Prometheus finds the API's and the worker's metrics (README, "Metrics")."""
     base = f"http://127.0.0.1:{settings.api_port}"
-    who = "open: METRICS_PUBLIC=1" if settings.metrics_public else "token --system from the CLI"
+    who = "open: METRICS_PUBLIC=1" if settings.metrics_public else "bearer: CLI `token --system`"
     lines = [f"  API metrics  {base}/metrics   ({who})"]
-    if settings.worker_metrics_port:
-        lines.append(
-            f"  worker metrics http://{settings.metrics_bind_address}:"
-            f"{settings.worker_metrics_port}/metrics   (Temporal SDK)"
-        )
+    worker = settings.worker_metrics_address
+    if worker:
+        lines.append(f"  SDK metrics  http://{worker}/metrics   (the worker's Temporal SDK)")
     else:
-        lines.append("  worker metrics off (WORKER_METRICS_PORT=0)")
+        lines.append("  SDK metrics  off (WORKER_METRICS_PORT=0)")
     return lines
 
 
