@@ -133,20 +133,25 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = exc.status_code
     if code == 405:
+        note_refusal(request, "METHOD_NOT_ALLOWED")
         response = error_response("METHOD_NOT_ALLOWED", method=request.method)
         response.headers.update(exc.headers or {})
         return response
+    details: dict[str, Any] = {}
     if code == 404:
-        return error_response("NOT_FOUND")
-    if code == 413:
-        return error_response("PAYLOAD_TOO_LARGE", limit=request.app.state.body_limit)
-    if code == 401:
-        return error_response("UNAUTHENTICATED")
-    if code == 403:
-        return error_response("FORBIDDEN", needs="?")
-    if 400 <= code < 500:
-        return error_response("VALIDATION_ERROR", problem=str(exc.detail))
-    return error_response("INTERNAL_ERROR")
+        refusal = "NOT_FOUND"
+    elif code == 413:
+        refusal, details = "PAYLOAD_TOO_LARGE", {"limit": request.app.state.body_limit}
+    elif code == 401:
+        refusal = "UNAUTHENTICATED"
+    elif code == 403:
+        refusal, details = "FORBIDDEN", {"needs": "?"}
+    elif 400 <= code < 500:
+        refusal, details = "VALIDATION_ERROR", {"problem": str(exc.detail)}
+    else:
+        refusal = "INTERNAL_ERROR"
+    note_refusal(request, refusal)
+    return error_response(refusal, **details)
 
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -189,4 +194,5 @@ class CatchAll:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
+            scope.setdefault("state", {})[REFUSAL] = "INTERNAL_ERROR"
             await error_response("INTERNAL_ERROR")(scope, receive, send)
