@@ -32,6 +32,19 @@ class Settings:
     # history on its next task. Size it to the live subscriptions one worker serves (~250 KB
     # each): at month-end every one of them wakes at once (bench/README.md).
     worker_cache_size: int
+    # The worker's Prometheus endpoint (the Temporal SDK's own metrics): None turns it off.
+    worker_metrics_port: int | None = None
+    # Where metrics endpoints listen: loopback unless a container needs 0.0.0.0 (compose).
+    metrics_bind_address: str = "127.0.0.1"
+    # The API's /metrics asks for a system bearer token unless this is set (METRICS_PUBLIC=1).
+    metrics_public: bool = False
+
+    @property
+    def worker_metrics_address(self) -> str | None:
+        """`host:port` for the worker's Prometheus endpoint, or None when it is off."""
+        if not self.worker_metrics_port:
+            return None
+        return f"{self.metrics_bind_address}:{self.worker_metrics_port}"
 
     @property
     def secret_file(self) -> Path:
@@ -49,6 +62,9 @@ def load_settings() -> Settings:
         sandbox=env.get("SANDBOX", "") not in ("", "0", "false"),
         api_port=int(env.get("API_PORT", "8000")),
         worker_cache_size=int(env.get("WORKER_CACHE_SIZE", "2500")),
+        worker_metrics_port=int(env.get("WORKER_METRICS_PORT", "9464") or "0") or None,
+        metrics_bind_address=env.get("METRICS_BIND_ADDRESS") or "127.0.0.1",
+        metrics_public=env.get("METRICS_PUBLIC", "") not in ("", "0", "false"),
     )
 
 
@@ -79,6 +95,14 @@ def auth_secret(settings: Settings) -> str:
     if not create_private(path, secret):  # another process made it first: use theirs
         return _strong(path.read_text().strip(), str(path))
     return secret
+
+
+def metrics_token() -> str | None:
+    """`METRICS_TOKEN`: a long-lived bearer token that opens the API's /metrics only (for
+    Prometheus, whose scrape credential cannot be a 12-hour system token). Unset: none. A short
+    one stops the process (`InsecureSetting`)."""
+    token = os.environ.get("METRICS_TOKEN")
+    return _strong(token, "METRICS_TOKEN") if token else None
 
 
 # ── private files ────────────────────────────────────────────────────────────────────────────

@@ -1,6 +1,7 @@
 """The Temporal worker: runs SubscriptionWorkflow and its activities.
 
-python worker.py        (reads DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE)
+python worker.py        (reads DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE,
+                         WORKER_METRICS_PORT, METRICS_BIND_ADDRESS)
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ async def serve() -> int:
         return 2
     migrate(settings.database_url)
     pool = await open_pool(settings.database_url, max_size=20)
-    client = await connect(settings.temporal_address, settings.temporal_namespace)
+    # The SDK's metrics (task slots, workflow task latency) for Prometheus; loopback unless
+    # METRICS_BIND_ADDRESS says otherwise, off with WORKER_METRICS_PORT=0.
+    client = await connect(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        metrics_address=settings.worker_metrics_address,
+    )
     worker = build_worker(
         client, pool, settings.task_queue, max_cached_workflows=settings.worker_cache_size
     )
@@ -44,6 +51,8 @@ async def serve() -> int:
     logging.info(
         "worker polling task queue %s at %s", settings.task_queue, settings.temporal_address
     )
+    if settings.worker_metrics_address:
+        logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     # Reservations left without a workflow by a crash are started here (services/reconcile.py).
     service = SubscriptionService(pool, client, default_catalog(), settings.task_queue)
     async with worker:

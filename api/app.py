@@ -4,7 +4,8 @@
     create_app()          `uvicorn api.app:create_app --factory`: built from the settings
 
 Routes: /v1 (API.md), /console (Korean admin console), /sso/launch (the sandbox partner's
-single-sign-on landing page), /healthz, /docs and /openapi.json.
+single-sign-on landing page), /healthz, /metrics (Prometheus; api/metrics.py), /docs and
+/openapi.json.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import console, errors, v1
+from api import console, errors, metrics, v1
 from api.idempotency import LeasePolicy
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from api.ratelimit import RateLimit
 from api.runtime import Runtime, build_runtime
 from services.models import Health
 from settings import load_settings
+from settings import metrics_token as env_metrics_token
 from store.idempotency import IdempotencyStore
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -48,7 +50,16 @@ key with another body is refused (422).
 """
 
 
-def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY_LIMIT) -> FastAPI:
+def create_app(
+    runtime: Runtime | None = None,
+    *,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+    metrics_public: bool | None = None,
+    metrics_token: str | None = None,
+) -> FastAPI:
+    """`metrics_public`: serve /metrics without a token (default: METRICS_PUBLIC);
+    `metrics_token`: a bearer token that opens /metrics only (default: METRICS_TOKEN)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = runtime is None
@@ -77,12 +88,20 @@ def create_app(runtime: Runtime | None = None, *, body_limit: int = DEFAULT_BODY
         app.state.idempotency = IdempotencyStore(runtime.pool)
     errors.install(app)
     app.add_middleware(BodyLimit, limit=body_limit)
+    # Prometheus: the outermost of our middlewares, so refusals and 500s are timed too.
+    app.state.metrics = metrics.ApiMetrics()
+    app.state.metrics_public = (
+        load_settings().metrics_public if metrics_public is None else metrics_public
+    )
+    app.state.metrics_token = metrics_token if metrics_token is not None else env_metrics_token()
+    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     async def healthz() -> Health:
         return Health(status="ok")
 
     app.include_router(v1.router)
+    app.include_router(metrics.router)
     console.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")

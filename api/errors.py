@@ -96,6 +96,14 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # ── handlers ─────────────────────────────────────────────────────────────────────────────────
 
 
+REFUSAL = "refusal_code"  # where an action's outcome is left for the metrics (api/metrics.py)
+
+
+def note_refusal(request: Request, code: str) -> None:
+    """Leave the refusal's code on the request: /metrics counts the action under it."""
+    setattr(request.state, REFUSAL, code)
+
+
 def _problem(errors: list[dict[str, Any]]) -> str:
     if not errors:
         return "invalid request"
@@ -111,11 +119,13 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type"))}
         for e in exc.errors()
     ]
+    note_refusal(request, "VALIDATION_ERROR")
     return error_response("VALIDATION_ERROR", problem=_problem(errors), errors=errors)
 
 
 async def _on_biz(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BizError)
+    note_refusal(request, exc.code)
     return biz_response(exc)
 
 
@@ -123,24 +133,30 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = exc.status_code
     if code == 405:
+        note_refusal(request, "METHOD_NOT_ALLOWED")
         response = error_response("METHOD_NOT_ALLOWED", method=request.method)
         response.headers.update(exc.headers or {})
         return response
+    details: dict[str, Any] = {}
     if code == 404:
-        return error_response("NOT_FOUND")
-    if code == 413:
-        return error_response("PAYLOAD_TOO_LARGE", limit=request.app.state.body_limit)
-    if code == 401:
-        return error_response("UNAUTHENTICATED")
-    if code == 403:
-        return error_response("FORBIDDEN", needs="?")
-    if 400 <= code < 500:
-        return error_response("VALIDATION_ERROR", problem=str(exc.detail))
-    return error_response("INTERNAL_ERROR")
+        refusal = "NOT_FOUND"
+    elif code == 413:
+        refusal, details = "PAYLOAD_TOO_LARGE", {"limit": request.app.state.body_limit}
+    elif code == 401:
+        refusal = "UNAUTHENTICATED"
+    elif code == 403:
+        refusal, details = "FORBIDDEN", {"needs": "?"}
+    elif 400 <= code < 500:
+        refusal, details = "VALIDATION_ERROR", {"problem": str(exc.detail)}
+    else:
+        refusal = "INTERNAL_ERROR"
+    note_refusal(request, refusal)
+    return error_response(refusal, **details)
 
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("backing service unavailable: %r", exc)
+    note_refusal(request, "SERVICE_UNAVAILABLE")
     return error_response("SERVICE_UNAVAILABLE", retry_after=RETRY_AFTER_SECONDS)
 
 
@@ -178,4 +194,5 @@ class CatchAll:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
+            scope.setdefault("state", {})[REFUSAL] = "INTERNAL_ERROR"
             await error_response("INTERNAL_ERROR")(scope, receive, send)

@@ -111,4 +111,5 @@ def announce_sandbox(settings: Settings, login: str) -> None:
     say(f"  console      {base}/console/login   (demo login: {login})")
     say(f"  API docs     {base}/docs")
     say(f"  clock        GET {base}/v1/sandbox/clock · POST {base}/v1/sandbox/clock/advance")
+    say(f"  API metrics  {base}/metrics   (no worker metrics: its worker runs in this process)")
     say("Ctrl-C stops everything.")

@@ -144,7 +144,22 @@ def announce(settings: Settings, login: str) -> None:
     say(f"  API docs     {base}/docs")
     say(f"  Temporal UI  http://127.0.0.1:{UI_PORT}   (filter: ServiceId='ubob')")
     say("  CLI          .venv/bin/python -m starter.cli list --workplace demo")
+    for line in metrics_lines(settings):
+        say(line)
     say("Ctrl-C stops everything.")
+
+
+def metrics_lines(settings: Settings) -> list[str]:
+    """Where Prometheus finds the API's and the worker's metrics (README, "Metrics")."""
+    base = f"http://127.0.0.1:{settings.api_port}"
+    who = "open: METRICS_PUBLIC=1" if settings.metrics_public else "bearer: CLI `token --system`"
+    lines = [f"  API metrics  {base}/metrics   ({who})"]
+    worker = settings.worker_metrics_address
+    if worker:
+        lines.append(f"  SDK metrics  http://{worker}/metrics   (the worker's Temporal SDK)")
+    else:
+        lines.append("  SDK metrics  off (WORKER_METRICS_PORT=0)")
+    return lines
 
 
 async def wait_until_stopped(children: Children) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sysconfig
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
 
@@ -23,6 +25,8 @@ from partners.sandbox import SandboxPartner
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
+
+log = logging.getLogger(__name__)
 
 
 def binary(name: str) -> Path:
@@ -33,9 +37,29 @@ def binary(name: str) -> Path:
     return path
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
+def metrics_runtime(bind_address: str) -> Runtime:
+    """A Temporal SDK runtime serving its own metrics (task slots, workflow task latency, polls,
+    …) for Prometheus at `http://{bind_address}/metrics`. A worker's metrics come from the runtime
+    of the client it is built on, so the client must be connected with this runtime."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+
+
+async def connect(
+    address: str, namespace: str = "default", *, metrics_address: str | None = None
+) -> Client:
+    """A client with the pydantic data converter; with `metrics_address` (`host:port`) it runs on
+    a runtime of its own that serves the SDK's metrics there (the worker: WORKER_METRICS_PORT).
+
+    A metrics address that cannot be bound (the port is taken) is logged and the client runs
+    without metrics: a worker restarted in a loop over its metrics port would do no work at all."""
+    runtime = None
+    if metrics_address:
+        try:
+            runtime = metrics_runtime(metrics_address)
+        except ValueError as err:
+            log.error("Temporal SDK metrics are off: %s at %s", err, metrics_address)
     return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
+        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
     )
 
 

@@ -7,6 +7,7 @@ When the `docker compose` CLI is present, Compose itself validates the file too.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -22,7 +23,17 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-EXPECTED_SERVICES = {"temporal", "temporal-ui", "app-db", "temporal-db", "migrate", "worker", "api"}
+EXPECTED_SERVICES = {
+    "temporal",
+    "temporal-ui",
+    "app-db",
+    "temporal-db",
+    "migrate",
+    "worker",
+    "api",
+    "prometheus",
+    "grafana",
+}
 VALID_CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 SEARCH_ATTRIBUTES = ("WorkplaceId", "ServiceId", "SubscriptionState", "PlanId")
 APP_COMMANDS = {
@@ -218,6 +229,9 @@ def test_search_attributes_are_registered_as_keywords(
 def test_ports_are_published(services: dict[str, dict[str, Any]]) -> None:
     assert ("8233", "8080") in _published_ports(services["temporal-ui"])
     assert ("8000", "8000") in _published_ports(services["api"])
+    assert ("9090", "9090") in _published_ports(services["prometheus"])
+    assert ("3000", "3000") in _published_ports(services["grafana"])
+    assert not services["worker"].get("ports"), "worker metrics stay inside the compose network"
 
 
 def _defaults(text: str) -> str:
@@ -368,10 +382,99 @@ def test_docker_compose_config_is_valid() -> None:
             timeout=120,
         )
 
-    base_env = {k: v for k, v in os.environ.items() if k != "BIZSUPPORT_AUTH_SECRET"}
-    valid = config({**base_env, "BIZSUPPORT_AUTH_SECRET": "test-secret"})
+    required = {
+        "BIZSUPPORT_AUTH_SECRET": "test-secret",
+        "METRICS_TOKEN": "test-metrics-token",
+        "GRAFANA_ADMIN_PASSWORD": "test-password",
+    }
+    base_env = {k: v for k, v in os.environ.items() if k not in required}
+    valid = config({**base_env, **required})
     assert valid.returncode == 0, valid.stderr
 
-    without_secret = config(base_env)
-    assert without_secret.returncode != 0, "the stack must refuse to start without a secret"
-    assert "BIZSUPPORT_AUTH_SECRET" in without_secret.stderr
+    for name in required:
+        without = config({**base_env, **{k: v for k, v in required.items() if k != name}})
+        assert without.returncode != 0, f"the stack must refuse to start without {name}"
+        assert name in without.stderr
+
+
+# ── metrics: Prometheus and Grafana ──────────────────────────────────────────────────────────
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """container path → host path (relative to the compose file) of the service's bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        parts = str(volume).split(":")
+        if len(parts) >= 2 and parts[0].startswith("./"):
+            mounts[parts[1]] = ROOT / parts[0]
+    return mounts
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict), f"{path} is not a YAML mapping"
+    return loaded
+
+
+def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, dict[str, Any]]) -> None:
+    mounts = _bind_mounts(services["prometheus"])
+    config_file = mounts["/etc/prometheus/prometheus.yml"]
+    assert config_file.is_file(), f"{config_file} is missing"
+    jobs = {job["job_name"]: job for job in _load_yaml(config_file)["scrape_configs"]}
+
+    api = jobs["bizsupport-api"]
+    assert api["static_configs"][0]["targets"] == ["api:8000"]
+    assert api.get("metrics_path", "/metrics") == "/metrics"
+    # /metrics is not public: Prometheus presents METRICS_TOKEN, handed over as a secret.
+    assert api["authorization"]["credentials_file"] == "/run/secrets/metrics-token"
+    assert "metrics-token" in services["prometheus"].get("secrets", [])
+    api_env = services["api"]["environment"]
+    assert re.fullmatch(r"\$\{METRICS_TOKEN:\?.+\}", str(api_env["METRICS_TOKEN"]))
+    assert "METRICS_PUBLIC" not in api_env
+
+    worker = jobs["bizsupport-worker"]["dns_sd_configs"][0]
+    assert worker["names"] == ["worker"], "every replica, through the service's DNS name"
+    worker_env = services["worker"]["environment"]
+    assert str(worker["port"]) == str(worker_env["WORKER_METRICS_PORT"])
+    assert worker_env["METRICS_BIND_ADDRESS"] == "0.0.0.0", "reachable from prometheus"
+
+
+def test_grafana_is_provisioned_and_needs_a_password(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    grafana = services["grafana"]
+    env = grafana["environment"]
+    assert re.fullmatch(
+        r"\$\{GRAFANA_ADMIN_PASSWORD:\?.+\}", str(env["GF_SECURITY_ADMIN_PASSWORD"])
+    ), "the admin password comes from the environment, with no default"
+    assert str(env.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() == "false"
+
+    mounts = _bind_mounts(grafana)
+    provisioning = mounts["/etc/grafana/provisioning"]
+    (source,) = _load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
+    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+
+    (provider,) = _load_yaml(provisioning / "dashboards" / "bizsupport.yml")["providers"]
+    dashboards_dir = mounts[provider["options"]["path"]]
+    files = sorted(dashboards_dir.glob("*.json"))
+    assert files, f"no dashboard JSON in {dashboards_dir}"
+    dashboard = json.loads(files[0].read_text(encoding="utf-8"))
+    exprs = " ".join(
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    )
+    for series in (
+        "bizsupport_http_request_duration_seconds_bucket",
+        "bizsupport_actions_total",
+        "bizsupport_month_close_invoices_issued",
+        "bizsupport_month_close_invoices_expected",
+        "temporal_worker_task_slots_available",
+        "temporal_workflow_task_schedule_to_start_latency_bucket",
+    ):
+        assert series in exprs, f"the dashboard does not chart {series}"
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+
+    declared = set((compose.get("secrets") or {}).keys())
+    for name, svc in services.items():
+        for secret in svc.get("secrets", []):
+            assert secret in declared, f"{name} uses undeclared secret {secret!r}"
