@@ -101,10 +101,8 @@ def read_key(request: Request) -> str | None:
 
 
 def policy_of(request: Request) -> LeasePolicy:
-    policy = getattr(request.app.state, "idempotency_policy", None)
-    if policy is None:
-        policy = request.app.state.idempotency_policy = LeasePolicy()
-    assert isinstance(policy, LeasePolicy)
+    """This process's lease policy (create_app sets it)."""
+    policy: LeasePolicy = request.app.state.idempotency_policy
     return policy
 
 

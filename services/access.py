@@ -84,8 +84,7 @@ class AccessService:
 
     async def home_cards(self, workplace_id: str, actor_id: str) -> list[HomeCard]:
         """One card per catalog service: its state and the buttons that fit it."""
-        member = await self.authz.business_admin(workplace_id, actor_id)
-        held = await permissions.management_of(self.pool, workplace_id, actor_id)
+        member, held = await self.authz.business_admin(workplace_id, actor_id)
         latest: dict[str, dict[str, Any]] = {}
         for row in await subscriptions.for_workplace(self.pool, workplace_id):
             shown = latest.get(row["service_id"])

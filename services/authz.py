@@ -55,10 +55,7 @@ class Authz:
     ) -> tuple[MemberOut, list[str]]:
         """A business admin (R-PERM-5) and the management permissions they hold on the service
         (the representative: all of them; possibly none). FORBIDDEN for anyone else."""
-        member = await self.actor(workplace_id, member_id)
-        explicit = await permissions.management_of(self.pool, workplace_id, member_id)
-        if not is_business_admin(member.role, explicit):
-            raise BizError("FORBIDDEN", needs="any management permission")
+        member, explicit = await self.business_admin(workplace_id, member_id)
         on_service = explicit.get(service_id, set())
         return member, [p for p in MANAGEMENT_PERMISSIONS if holds(member.role, on_service, p)]
 
@@ -68,10 +65,13 @@ class Authz:
             raise BizError("NOT_REPRESENTATIVE_ADMIN")
         return member
 
-    async def business_admin(self, workplace_id: str, member_id: str) -> MemberOut:
-        """The representative, or an admin holding a management permission on some service."""
+    async def business_admin(
+        self, workplace_id: str, member_id: str
+    ) -> tuple[MemberOut, dict[str, set[str]]]:
+        """The representative, or an admin holding a management permission on some service,
+        with their explicit permissions per service (R-PERM-5)."""
         member = await self.actor(workplace_id, member_id)
         held = await permissions.management_of(self.pool, workplace_id, member_id)
         if not is_business_admin(member.role, held):
             raise BizError("FORBIDDEN", needs="any management permission")
-        return member
+        return member, held

@@ -26,12 +26,12 @@ from temporalio.service import RPCError
 
 from domain.errors import BizError
 from services.models import ReconcileOut
-from services.subscriptions import SubscriptionService
+from services.subscriptions import ORPHAN_GRACE, SubscriptionService
 from store import subscriptions
 
 log = logging.getLogger(__name__)
 
-MIN_AGE = timedelta(minutes=1)  # younger reservations may still be starting
+MIN_AGE = ORPHAN_GRACE  # younger reservations may still be starting
 
 
 async def reconcile_reservations(
@@ -41,9 +41,9 @@ async def reconcile_reservations(
     workplace_id: str | None = None,
 ) -> ReconcileOut:
     """Start the workflow of every reservation that has none; count what was done."""
-    rows = await subscriptions.unstarted_reservations(service.pool, older_than.total_seconds())
-    if workplace_id is not None:
-        rows = [r for r in rows if r["workplace_id"] == workplace_id]
+    rows = await subscriptions.unstarted_reservations(
+        service.pool, older_than.total_seconds(), workplace_id
+    )
     started = running = failed = 0
     for row in rows:
         try:

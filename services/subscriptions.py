@@ -65,8 +65,9 @@ from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 
-# A reservation younger than this may still be starting its workflow: not an orphan yet.
-ORPHAN_GRACE = timedelta(seconds=30)
+# A reservation younger than this may still be starting its workflow: not an orphan yet (the
+# next application for the slot and the reconciler both wait this long).
+ORPHAN_GRACE = timedelta(minutes=1)
 
 Request = TypeVar("Request", ActorRequest, PlanChangeRequest, UsageRequest)
 T = TypeVar("T")
@@ -91,7 +92,6 @@ class SubscriptionService:
     ) -> None:
         self.pool = pool
         self.client = client
-        self.catalog = catalog
         self.task_queue = task_queue
         self.clock = clock
         self.history_event_limit = history_event_limit

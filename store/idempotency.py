@@ -124,17 +124,6 @@ class IdempotencyStore:
                 "DELETE FROM idempotency_keys WHERE caller = %s AND key = %s", (caller, key)
             )
 
-    async def in_progress(self) -> int:
-        """Keys claimed and not answered whose lease has not run out (for invariant checks)."""
-        async with self.pool.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT count(*) AS n FROM idempotency_keys"
-                    " WHERE status IS NULL AND lease_until >= now()"
-                )
-            ).fetchone()
-        return int(row["n"]) if row else 0
-
     async def _sweep(self) -> None:
         now = time.monotonic()
         if now - self._last_sweep < _SWEEP_EVERY:

@@ -63,16 +63,20 @@ async def release(pool: Pool, subscription_id: str) -> None:
         )
 
 
-async def unstarted_reservations(pool: Pool, older_than_seconds: float) -> list[dict[str, Any]]:
+async def unstarted_reservations(
+    pool: Pool, older_than_seconds: float, workplace_id: str | None = None
+) -> list[dict[str, Any]]:
     """Reservations whose workflow has never published (`status_seq` 0) and that are older than
-    the given age: a workflow start that may never have happened (the reconciler's input)."""
+    the given age, of one workplace or all: a workflow start that may never have happened (the
+    reconciler's input)."""
     async with pool.connection() as conn:
         rows: list[dict[str, Any]] = await (
             await conn.execute(
                 "SELECT * FROM subscriptions WHERE state = 'applied' AND status_seq = 0"
                 " AND requested_at < now() - make_interval(secs => %s)"
+                " AND (%s::text IS NULL OR workplace_id = %s)"
                 " ORDER BY requested_at",
-                (older_than_seconds,),
+                (older_than_seconds, workplace_id, workplace_id),
             )
         ).fetchall()
         return rows

@@ -76,7 +76,7 @@ def fmt_time(value: Any) -> str:
 
 def fmt_date(value: Any) -> str:
     moment = _as_time(value)
-    return "-" if moment is None else moment.astimezone(SEOUL).strftime("%Y년 %m월 %d일")
+    return "-" if moment is None else moment.astimezone(SEOUL).strftime("%Y-%m-%d")
 
 
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:\d\d|Z)")

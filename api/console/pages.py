@@ -26,7 +26,7 @@ async def home(request: Request, s: Session) -> Response:
     async def render() -> Response:
         cards = await s.rt.access.home_cards(s.workplace_id, s.member_id)
         services = {svc.service_id: svc for svc in s.rt.catalog.services}
-        return await page(request, "home.html", s, cards=cards, services=services)
+        return await page(request, "home.html", s, cards=cards, services=services, menu=menu)
 
     return await guarded(request, s, render)
 

@@ -19,6 +19,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,6 +80,7 @@ class Scope:
     workplace_id: str
     member_id: str
     csrf: str
+    member: dict[str, Any]  # the directory row, read once per request
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ async def member_scope(request: Request) -> Scope:
     if member is None:
         raise LoginRequired
     who = Caller(member_id=row["member_id"], workplace_id=row["workplace_id"], role=member["role"])
-    return Scope(rt, who, row["workplace_id"], row["member_id"], row["csrf_token"])
+    return Scope(rt, who, row["workplace_id"], row["member_id"], row["csrf_token"], member)
 
 
 async def service_scope(svc: str, scope: Annotated[Scope, Depends(member_scope)]) -> ServiceScope:
@@ -108,9 +110,8 @@ async def service_scope(svc: str, scope: Annotated[Scope, Depends(member_scope)]
         service = scope.rt.authz.service(svc)
     except BizError as err:
         raise PageRefused(scope, err) from err
-    return ServiceScope(
-        scope.rt, scope.who, scope.workplace_id, scope.member_id, scope.csrf, service
-    )
+    fields = {f.name: getattr(scope, f.name) for f in dataclass_fields(scope)}
+    return ServiceScope(**fields, service=service)
 
 
 Session = Annotated[Scope, Depends(member_scope)]
@@ -277,22 +278,20 @@ async def page(
 ) -> HTMLResponse:
     rt = runtime_of(request)
     who = scope.who if scope is not None else None
-    me = None
-    if who is not None and who.workplace_id and who.member_id:
-        me = await directory.member(rt.pool, who.workplace_id, who.member_id)
-    workplace = None
-    if who is not None and who.workplace_id:
-        workplace = await directory.workplace(rt.pool, who.workplace_id)
-    menu = None
-    if who is not None and who.workplace_id and who.member_id:
-        menu = await rt.access.menu(who.workplace_id, who.member_id)
+    workplace = menu = None
+    if scope is not None:
+        workplace = await directory.workplace(rt.pool, scope.workplace_id)
+        # the top bar's service buttons; a page that has the menu already passes it
+        menu = context.pop("menu", None) or await rt.access.menu(
+            scope.workplace_id, scope.member_id
+        )
     clock = await rt.sandbox.now() if rt.sandbox is not None else None
     response = templates.TemplateResponse(
         request,
         template,
         {
             "who": who,
-            "me": me,
+            "me": scope.member if scope is not None else None,
             "menu": menu,
             "workplace": workplace,
             "sandbox_now": clock,
