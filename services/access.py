@@ -169,11 +169,7 @@ class AccessService:
             usage=usage,
             managers=await self._managers(workplace_id, service_id),
             pending_charge=(
-                await billing.final_charge(
-                    self.subscriptions, workplace_id=workplace_id, service_id=service_id
-                )
-                if can_view_fees
-                else None
+                await billing.final_charge(self.subscriptions, row) if can_view_fees else None
             ),
             can_apply=member.role == "representative_admin" and not live,
             can_grant=(USAGE_GRANT in held and usable and not service.auto_grant_all_members),

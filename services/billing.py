@@ -36,57 +36,61 @@ async def invoices(
     service.authz.service(service_id)
     await service.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
     rows = await ledger.invoices_for(service.pool, workplace_id, service_id)
+    current = await subscriptions.current(service.pool, workplace_id, service_id)
     return InvoicesOut(
         invoices=[InvoiceOut.model_validate(_issued(row)) for row in rows],
-        estimate=await estimate(service, workplace_id=workplace_id, service_id=service_id),
-        final_charge=await final_charge(service, workplace_id=workplace_id, service_id=service_id),
+        estimate=await estimate(service, current),
+        final_charge=await final_charge(service, current),
     )
 
 
 async def estimate(
-    service: SubscriptionService, *, workplace_id: str, service_id: str
+    service: SubscriptionService, row: Mapping[str, Any] | None
 ) -> EstimateOut | None:
-    """R-BILL-7: the invoice this month would get if plan and seats stayed as they are.
+    """R-BILL-7: the invoice this month would get if plan and seats stayed as they are, for the
+    workplace's current subscription to the service (its read-model row).
 
     None when no subscription is live, when it has no billing state yet (not active), or when
     the month has no billable day for it (R-BILL-2: billing starts the next day).
     """
-    row = await subscriptions.current(service.pool, workplace_id, service_id)
     if row is None or row["state"] not in LIVE_STATES:
         return None
-    data = await service.handle(row["subscription_id"]).query(SubscriptionWorkflow.data_query)
-    if not isinstance(data, SubscriptionData):  # a converter without type hints gives a dict
-        data = SubscriptionData.model_validate(data)
+    data = await _data(service, row["subscription_id"])
     if data.billing is None or data.state not in LIVE_STATES:
         return None
-    now = await service.clock()
-    invoice = compute_invoice(data.billing, period_of(now), data.application.fees)
-    if invoice is None:
-        return None
-    return EstimateOut.model_validate(
-        {"subscription_id": data.subscription_id, **_amounts(invoice)}
-    )
+    return _charge(data, period_of(await service.clock()))
 
 
 async def final_charge(
-    service: SubscriptionService, *, workplace_id: str, service_id: str
+    service: SubscriptionService, row: Mapping[str, Any] | None
 ) -> EstimateOut | None:
     """R-CANCEL-3, R-BILL-2: after a cancellation, the final invoice still to come (prorated
     to the cancellation day) until it is issued; None otherwise."""
-    row = await subscriptions.current(service.pool, workplace_id, service_id)
     if row is None or row["state"] not in ENDED_STATES or row["final_invoice_at"] is None:
         return None
     try:
-        data = await service.handle(row["subscription_id"]).query(SubscriptionWorkflow.data_query)
+        data = await _data(service, row["subscription_id"])
     except (RPCError, WorkflowQueryFailedError):  # finished: the final invoice was issued
         return None
-    if not isinstance(data, SubscriptionData):
-        data = SubscriptionData.model_validate(data)
     period = data.next_invoice_period
     if data.billing is None or data.cancelled_at is None or period is None:
         return None
     if await ledger.is_issued(service.pool, data.subscription_id, period):
         return None  # issued a moment ago; the workflow has not moved on yet
+    return _charge(data, period)
+
+
+async def _data(service: SubscriptionService, subscription_id: str) -> SubscriptionData:
+    """The subscription's own billing state, read from its workflow."""
+    data = await service.handle(subscription_id).query(SubscriptionWorkflow.data_query)
+    if not isinstance(data, SubscriptionData):  # a converter without type hints gives a dict
+        data = SubscriptionData.model_validate(data)
+    return data
+
+
+def _charge(data: SubscriptionData, period: str) -> EstimateOut | None:
+    """What the period's invoice comes to, with the arithmetic the workflow issues it with."""
+    assert data.billing is not None
     invoice = compute_invoice(data.billing, period, data.application.fees)
     if invoice is None:
         return None
