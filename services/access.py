@@ -179,34 +179,23 @@ class AccessService:
         )
 
     async def _managers(self, workplace_id: str, service_id: str) -> list[ServiceManager]:
-        """R-PERM-3, -4: the representative (everything) and every admin holding a management
-        permission on the service, with the permissions each holds."""
-        per_admin: dict[str, ServiceManager] = {}
-        for row in await access.management_holders(self.pool, workplace_id):
-            if row["service_id"] != service_id or row["role"] != "admin":
-                continue
-            found = per_admin.setdefault(
-                row["member_id"],
-                ServiceManager(
-                    member_id=row["member_id"], name=row["name"], role="admin", permissions=[]
-                ),
-            )
-            found.permissions.append(row["permission"])
-        rep = await directory.representative(self.pool, workplace_id)
-        managers = []
-        if rep is not None:
-            managers.append(
-                ServiceManager(
-                    member_id=rep["member_id"],
-                    name=rep["name"],
-                    role="representative_admin",
-                    permissions=list(MANAGEMENT_PERMISSIONS),
+        """R-PERM-3, -4: the 권한 관리 listing of the service turned around: each manager (the
+        representative, holding everything implicitly, then each admin) with what they hold."""
+        (listing,) = await self._listing(workplace_id, [service_id])
+        managers: dict[str, ServiceManager] = {}
+        for entry in listing.permissions:  # in MANAGEMENT_PERMISSIONS order
+            for holder in entry.holders:
+                manager = managers.setdefault(
+                    holder.member_id,
+                    ServiceManager(
+                        member_id=holder.member_id,
+                        name=holder.name,
+                        role="representative_admin" if holder.implicit else "admin",
+                        permissions=[],
+                    ),
                 )
-            )
-        for manager in per_admin.values():
-            manager.permissions = [p for p in MANAGEMENT_PERMISSIONS if p in manager.permissions]
-            managers.append(manager)
-        return managers
+                manager.permissions.append(entry.permission)
+        return list(managers.values())
 
     # ── usage permissions (R-PERM-2) ─────────────────────────────────────────────────────────
 

@@ -1,5 +1,6 @@
 """The console speaks Korean to people: no ids, permission keys or English in what it says;
-이용 내역 in sentences, automatic grants included, filtered by service and by person."""
+이용 내역 (R-BILL-8) in sentences, automatic grants included (R-PERM-6), filtered by service and
+by person; refusals in Korean (R-ERR-1)."""
 
 from __future__ import annotations
 
