@@ -28,7 +28,7 @@ async def serve() -> int:
         )
         return 2
     try:
-        default_catalog()  # R-CAT-6: a malformed catalog stops start-up, naming what is wrong
+        catalog = default_catalog()  # R-CAT-6: a malformed catalog stops start-up, naming it
     except CatalogError as err:
         print(f"worker: {err}", file=sys.stderr)
         return 2
@@ -54,7 +54,7 @@ async def serve() -> int:
     if settings.worker_metrics_address:
         logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     # Reservations left without a workflow by a crash are started here (services/reconcile.py).
-    service = SubscriptionService(pool, client, default_catalog(), settings.task_queue)
+    service = SubscriptionService(pool, client, catalog, settings.task_queue)
     async with worker:
         reconciling = asyncio.create_task(reconcile_periodically(service, stop))
         await stop.wait()
