@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.calendar import SEOUL
+from domain.permissions import PERMISSION_KO
 
 
 @dataclass(frozen=True)
@@ -219,10 +220,7 @@ def window_closed_details(reason: str, next_plan_change_at: str) -> dict[str, st
 
 # What a FORBIDDEN refusal needed, said in Korean (never a permission key): R-PERM-3.
 NEEDS_KO: dict[str, str] = {
-    "usage.view": "사용 현황·이용 내역·요금 조회",
-    "usage.grant": "사용 권한 부여",
-    "plan.change": "신청 상품 변경",
-    "subscription.cancel": "이용 해지",
+    **PERMISSION_KO,
     "a system token": "시스템 토큰",
     "a member token": "구성원 토큰",
     "any management permission": "업무 지원 관리 권한",

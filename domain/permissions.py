@@ -15,6 +15,15 @@ MANAGEMENT_PERMISSIONS: Final[tuple[str, ...]] = (
     SUBSCRIPTION_CANCEL,
 )
 
+# How the console and Korean refusals name each permission (R-PERM-3), in MANAGEMENT_PERMISSIONS
+# order.
+PERMISSION_KO: Final[dict[str, str]] = {
+    "usage.view": "사용 현황·이용 내역·요금 조회",
+    "usage.grant": "사용 권한 부여",
+    "plan.change": "신청 상품 변경",
+    "subscription.cancel": "이용 해지",
+}
+
 ROLES: Final[tuple[str, ...]] = ("member", "admin", "representative_admin")
 
 

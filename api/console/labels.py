@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.calendar import SEOUL
+from domain.permissions import PERMISSION_KO
 
 STATE_KO = {
     "not_applied": "미신청",
@@ -18,12 +19,6 @@ STATE_KO = {
     "purged": "데이터 삭제됨",
 }
 ROLE_KO = {"representative_admin": "대표 관리자", "admin": "관리자", "member": "구성원"}
-PERMISSION_KO = {
-    "usage.view": "사용 현황·이용 내역·요금 조회",
-    "usage.grant": "사용 권한 부여",
-    "plan.change": "신청 상품 변경",
-    "subscription.cancel": "이용 해지",
-}
 ACTION_KO = {
     "applied": "서비스 신청",
     "activated": "이용 시작",
