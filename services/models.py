@@ -25,7 +25,6 @@ Money = Annotated[
     PlainSerializer(lambda d: str(int(d)), return_type=str),
     WithJsonSchema({"type": "string", "pattern": "^-?[0-9]+$", "examples": ["12000"]}),
 ]
-State = StateName
 
 
 class Out(BaseModel):
@@ -104,7 +103,7 @@ class SubscriptionOut(Out):
     subscription_id: str
     workplace_id: str
     service_id: str
-    state: State
+    state: StateName
     plan_id: str
     applied_at: Time | None
     activated_at: Time | None
@@ -129,7 +128,7 @@ class HolderOut(Out):
 class UsagePermissionsOut(Out):
     service_id: str
     subscription_id: str
-    state: State
+    state: StateName
     count: int
     holders: list[HolderOut]
 
