@@ -146,17 +146,9 @@ class AccessService:
         status = await self.subscriptions.view(row) if row is not None else None
         usage = None
         if row is not None:
-            holders = await access.usage_holders_named(
-                self.pool, workplace_id, row["subscription_id"]
-            )
-            ended = row["state"] in ENDED_STATES  # a cancelled subscription holds no seats
-            usage = UsagePermissionsOut(
-                service_id=service_id,
-                subscription_id=row["subscription_id"],
-                state=row["state"],
-                count=0 if ended else len(holders),
-                holders=[] if ended else [HolderOut.model_validate(h) for h in holders],
-            )
+            usage = await self._usage(workplace_id, row)
+            if row["state"] in ENDED_STATES:  # a cancelled subscription holds no seats
+                usage = usage.model_copy(update={"count": 0, "holders": []})
         live = row is not None and row["state"] in LIVE_STATES
         usable = row is not None and row["state"] in USABLE_STATES
         can_view_fees = USAGE_VIEW in held
@@ -207,9 +199,13 @@ class AccessService:
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None:
             raise BizError("NO_SUBSCRIPTION", service_id=service_id)
+        return await self._usage(workplace_id, row)
+
+    async def _usage(self, workplace_id: str, row: dict[str, Any]) -> UsagePermissionsOut:
+        """Who holds usage permission on the subscription (its read-model row)."""
         holders = await access.usage_holders_named(self.pool, workplace_id, row["subscription_id"])
         return UsagePermissionsOut(
-            service_id=service_id,
+            service_id=row["service_id"],
             subscription_id=row["subscription_id"],
             state=row["state"],
             count=len(holders),
