@@ -58,5 +58,8 @@ lint: install
 bench: install
 	$(PY) bench/month_close.py
 
+# As root the embedded cluster lives in /var/lib/bizsupport-pg (devstack/embedded.py): remove it
+# with the data folder that points to it.
 clean:
+	-@[ -x $(PY) ] && $(PY) -c 'from pathlib import Path; from devstack.embedded import EmbeddedPostgres as P; P(Path(".data/postgres")).destroy()'
 	rm -rf $(VENV) .data
