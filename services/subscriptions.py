@@ -35,7 +35,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
-from domain.billing import PlanFees
+from domain.billing import PlanFees, invoice_delay
 from domain.calendar import plan_change_available_at
 from domain.catalog import Catalog, Service
 from domain.errors import BizError
@@ -46,6 +46,7 @@ from domain.permissions import (
     USAGE_VIEW,
 )
 from domain.subscription import (
+    CURRENT_VERSION,
     SYSTEM_ACTOR,
     ActorRequest,
     Application,
@@ -62,6 +63,7 @@ from services.models import SubscriptionOut
 from statemachines.lifecycle import ENDED_STATES
 from store import audit, directory, permissions, subscriptions
 from store.db import Pool
+from store.notify import SettledListener
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 
@@ -73,6 +75,9 @@ Request = TypeVar("Request", ActorRequest, PlanChangeRequest, UsageRequest)
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+# How often an application waiting for its outcome looks at the row without being notified.
+SETTLED_RECHECK = 2.0
 
 # How long a request id keeps naming the same application: the Idempotency-Key's retention.
 REQUEST_ID_RETENTION = timedelta(hours=24)
@@ -89,6 +94,7 @@ class SubscriptionService:
         clock: Clock = wall_clock,
         history_event_limit: int = 2_000,
         temporal_deadline: float = 10.0,
+        invoice_spread: timedelta = timedelta(0),
     ) -> None:
         self.pool = pool
         self.client = client
@@ -96,7 +102,9 @@ class SubscriptionService:
         self.clock = clock
         self.history_event_limit = history_event_limit
         self.temporal_deadline = temporal_deadline
+        self.invoice_spread = invoice_spread
         self.authz = Authz(pool, catalog)
+        self.settlements = SettledListener(pool)
 
     # ── application (R-APPLY, R-LIFE-1) ──────────────────────────────────────────────────────
 
@@ -164,7 +172,13 @@ class SubscriptionService:
     async def _start(self, application: Application) -> None:
         """Start the subscription's workflow; one already running with its id is the same one
         (a retry, or a reconciler racing an application), not an error."""
-        data = SubscriptionData(application=application, plan_id=application.plan_id)
+        delay = invoice_delay(application.subscription_id, self.invoice_spread)
+        data = SubscriptionData(
+            application=application,
+            plan_id=application.plan_id,
+            version=CURRENT_VERSION,
+            invoice_delay_seconds=int(delay.total_seconds()),
+        )
         await self._bounded(
             self.client.start_workflow(
                 SubscriptionWorkflow.run,
@@ -256,14 +270,19 @@ class SubscriptionService:
             log.warning("could not resume reservation %s: %r", row["subscription_id"], err)
 
     async def _settled(self, subscription_id: str, wait_seconds: float) -> SubscriptionOut:
-        """Give provisioning a moment so the answer usually says `active` (or why not)."""
-        deadline = asyncio.get_running_loop().time() + wait_seconds
-        while True:
-            row = await subscriptions.by_id(self.pool, subscription_id)
-            assert row is not None
-            if row["state"] != "applied" or asyncio.get_running_loop().time() > deadline:
-                return await self.view(row)
-            await asyncio.sleep(0.05)
+        """Give provisioning a moment so the answer usually says `active` (or why not): woken
+        by the commit that settles it (store.notify), not by polling; a look every
+        SETTLED_RECHECK seconds covers a missed notification."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        async with self.settlements.watch(subscription_id) as settled:
+            while True:
+                row = await subscriptions.by_id(self.pool, subscription_id)
+                assert row is not None
+                remaining = deadline - loop.time()
+                if row["state"] != "applied" or remaining <= 0:
+                    return await self.view(row)
+                await settled.wait(min(remaining, SETTLED_RECHECK))
 
     # ── actions on a live subscription ───────────────────────────────────────────────────────
 

@@ -14,6 +14,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+Conn = AsyncConnection[DictRow]
 
 _MIGRATION_LOCK = 4_242_001
 

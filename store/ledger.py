@@ -7,8 +7,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from domain.billing import Invoice
-from store.db import Pool
+from domain.billing import Invoice, invoice_id
+from store.db import Conn, Pool
 
 
 async def issue_invoice(
@@ -21,26 +21,46 @@ async def issue_invoice(
     issued_at: datetime,
 ) -> str:
     """Insert the month's invoice once; a retry finds the first one and changes nothing."""
-    invoice_id = f"inv-{subscription_id}-{invoice.period}"
     async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO invoices (invoice_id, subscription_id, workplace_id, service_id, period,"
-            " issued_at, lines, subtotal, vat, total) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT (subscription_id, period) DO NOTHING",
-            (
-                invoice_id,
-                subscription_id,
-                workplace_id,
-                service_id,
-                invoice.period,
-                issued_at,
-                Jsonb([line.model_dump(mode="json") for line in invoice.lines]),
-                invoice.subtotal,
-                invoice.vat,
-                invoice.total,
-            ),
+        return await insert_invoice(
+            conn,
+            subscription_id=subscription_id,
+            workplace_id=workplace_id,
+            service_id=service_id,
+            invoice=invoice,
+            issued_at=issued_at,
         )
-    return invoice_id
+
+
+async def insert_invoice(
+    conn: Conn,
+    *,
+    subscription_id: str,
+    workplace_id: str,
+    service_id: str,
+    invoice: Invoice,
+    issued_at: datetime,
+) -> str:
+    """`issue_invoice` on a connection the caller holds (and may be in a transaction on)."""
+    issued = invoice_id(subscription_id, invoice.period)
+    await conn.execute(
+        "INSERT INTO invoices (invoice_id, subscription_id, workplace_id, service_id, period,"
+        " issued_at, lines, subtotal, vat, total) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+        " ON CONFLICT (subscription_id, period) DO NOTHING",
+        (
+            issued,
+            subscription_id,
+            workplace_id,
+            service_id,
+            invoice.period,
+            issued_at,
+            Jsonb([line.model_dump(mode="json") for line in invoice.lines]),
+            invoice.subtotal,
+            invoice.vat,
+            invoice.total,
+        ),
+    )
+    return issued
 
 
 async def invoices_for(pool: Pool, workplace_id: str, service_id: str) -> list[dict[str, Any]]:

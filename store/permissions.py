@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.permissions import MANAGEMENT_PERMISSIONS
-from store.db import Pool
+from store.db import Conn, Pool
 
 
 async def set_usage_holders(
@@ -14,17 +14,22 @@ async def set_usage_holders(
 ) -> None:
     """Make the stored holders exactly `holders` (the workflow's set is the source of truth)."""
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "DELETE FROM usage_permissions WHERE subscription_id = %s"
-            " AND NOT (member_id = ANY(%s))",
-            (subscription_id, holders),
-        )
-        for member_id in holders:
-            await conn.execute(
-                "INSERT INTO usage_permissions (subscription_id, member_id, granted_at)"
-                " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (subscription_id, member_id, at),
-            )
+        await write_usage_holders(conn, subscription_id, holders, at)
+
+
+async def write_usage_holders(
+    conn: Conn, subscription_id: str, holders: list[str], at: datetime
+) -> None:
+    """`set_usage_holders` on a connection the caller holds, inside its transaction."""
+    await conn.execute(
+        "DELETE FROM usage_permissions WHERE subscription_id = %s AND NOT (member_id = ANY(%s))",
+        (subscription_id, holders),
+    )
+    await conn.execute(
+        "INSERT INTO usage_permissions (subscription_id, member_id, granted_at)"
+        " SELECT %s, member_id, %s FROM unnest(%s::text[]) AS member_id ON CONFLICT DO NOTHING",
+        (subscription_id, at, holders),
+    )
 
 
 async def usage_holders(pool: Pool, subscription_id: str) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ from psycopg.types.json import Jsonb
 from domain.errors import BizError
 from domain.subscription import Publication
 from statemachines.lifecycle import LIVE_STATES
-from store.db import Pool
+from store import ledger, permissions
+from store.db import Conn, Pool
 
 _LIVE = list(LIVE_STATES)  # passed as a parameter: `state = ANY(%s)`
 
@@ -82,55 +83,92 @@ async def unstarted_reservations(
         return rows
 
 
+# A subscription left `applied` (activated or refused): what an application waits for
+# (services.subscriptions, `_settled`). Only that once-per-subscription change notifies: every
+# NOTIFY serialises its transaction's commit on one lock, which month-close must not pay for.
+SETTLED_CHANNEL = "subscription_settled"
+
+
 async def publish(pool: Pool, pub: Publication) -> None:
     """Write the workflow's snapshot (never over a newer one) and its audit entry, together."""
+    async with pool.connection() as conn, conn.transaction():
+        await write_publication(conn, pub)
+
+
+async def commit(pool: Pool, pub: Publication) -> None:
+    """One decision's writes in one transaction: the invoice, the usage holders, the snapshot
+    and the audit entry. Each write is keyed (invoice per period, holders as a set, snapshot by
+    sequence, audit by event key), so a repeated commit changes nothing."""
     s = pub.snapshot
     async with pool.connection() as conn, conn.transaction():
+        if pub.invoice is not None:
+            assert pub.audit is not None, "an invoice is committed with its audit entry"
+            await ledger.insert_invoice(
+                conn,
+                subscription_id=s.subscription_id,
+                workplace_id=s.workplace_id,
+                service_id=s.service_id,
+                invoice=pub.invoice,
+                issued_at=pub.audit.at,
+            )
+        if pub.usage_holders is not None:
+            assert pub.holders_at is not None
+            await permissions.write_usage_holders(
+                conn, s.subscription_id, pub.usage_holders, pub.holders_at
+            )
+        await write_publication(conn, pub)
+
+
+async def write_publication(conn: Conn, pub: Publication) -> None:
+    """The snapshot (never over a newer one) and its audit entry, on the caller's transaction."""
+    s = pub.snapshot
+    await conn.execute(
+        "UPDATE subscriptions SET state = %s, plan_id = %s, applied_at = %s,"
+        " activated_at = %s, cancelled_at = %s, cancel_reason = %s,"
+        " last_plan_change = %s, scheduled_plan_change = %s, data_deletion_at = %s,"
+        " final_invoice_at = %s, purged_at = %s, usage_permission_count = %s,"
+        " status_seq = %s, updated_at = now()"
+        " WHERE subscription_id = %s AND status_seq < %s",
+        (
+            s.state,
+            s.plan_id,
+            s.applied_at,
+            s.activated_at,
+            s.cancelled_at,
+            s.cancel_reason,
+            Jsonb({"period": s.last_plan_change_period, "notice": s.plan_change_notice}),
+            Jsonb(s.scheduled_plan_change.model_dump(mode="json"))
+            if s.scheduled_plan_change
+            else None,
+            s.data_deletion_at,
+            s.final_invoice_at,
+            s.purged_at,
+            s.usage_permission_count,
+            s.seq,
+            s.subscription_id,
+            s.seq,
+        ),
+    )
+    if pub.audit is not None:
+        a = pub.audit
         await conn.execute(
-            "UPDATE subscriptions SET state = %s, plan_id = %s, applied_at = %s,"
-            " activated_at = %s, cancelled_at = %s, cancel_reason = %s,"
-            " last_plan_change = %s, scheduled_plan_change = %s, data_deletion_at = %s,"
-            " final_invoice_at = %s, purged_at = %s, usage_permission_count = %s,"
-            " status_seq = %s, updated_at = now()"
-            " WHERE subscription_id = %s AND status_seq < %s",
+            "INSERT INTO audit_log (event_key, at, workplace_id, service_id, subscription_id,"
+            " actor, action, outcome, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (event_key) DO NOTHING",
             (
-                s.state,
-                s.plan_id,
-                s.applied_at,
-                s.activated_at,
-                s.cancelled_at,
-                s.cancel_reason,
-                Jsonb({"period": s.last_plan_change_period, "notice": s.plan_change_notice}),
-                Jsonb(s.scheduled_plan_change.model_dump(mode="json"))
-                if s.scheduled_plan_change
-                else None,
-                s.data_deletion_at,
-                s.final_invoice_at,
-                s.purged_at,
-                s.usage_permission_count,
-                s.seq,
+                f"{s.subscription_id}:{s.seq}",
+                a.at,
+                s.workplace_id,
+                s.service_id,
                 s.subscription_id,
-                s.seq,
+                a.actor,
+                a.action,
+                a.outcome,
+                Jsonb(a.details),
             ),
         )
-        if pub.audit is not None:
-            a = pub.audit
-            await conn.execute(
-                "INSERT INTO audit_log (event_key, at, workplace_id, service_id, subscription_id,"
-                " actor, action, outcome, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (event_key) DO NOTHING",
-                (
-                    f"{s.subscription_id}:{s.seq}",
-                    a.at,
-                    s.workplace_id,
-                    s.service_id,
-                    s.subscription_id,
-                    a.actor,
-                    a.action,
-                    a.outcome,
-                    Jsonb(a.details),
-                ),
-            )
+        if a.details.get("previous_state") == "applied" and s.state != "applied":
+            await conn.execute("SELECT pg_notify(%s, %s)", (SETTLED_CHANNEL, s.subscription_id))
 
 
 async def current(pool: Pool, workplace_id: str, service_id: str) -> dict[str, Any] | None:
