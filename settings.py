@@ -10,6 +10,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,6 +39,9 @@ class Settings:
     metrics_bind_address: str = "127.0.0.1"
     # The API's /metrics asks for a system bearer token unless this is set (METRICS_PUBLIC=1).
     metrics_public: bool = False
+    # Month-end spread (INVOICE_SPREAD_MINUTES): new subscriptions issue their invoice at their
+    # own instant within this long after 00:00 on the 1st, instead of all at 00:00.
+    invoice_spread: timedelta = timedelta(0)
 
     @property
     def worker_metrics_address(self) -> str | None:
@@ -65,7 +69,19 @@ def load_settings() -> Settings:
         worker_metrics_port=int(env.get("WORKER_METRICS_PORT", "9464") or "0") or None,
         metrics_bind_address=env.get("METRICS_BIND_ADDRESS") or "127.0.0.1",
         metrics_public=env.get("METRICS_PUBLIC", "") not in ("", "0", "false"),
+        invoice_spread=_minutes(env.get("INVOICE_SPREAD_MINUTES", "0"), "INVOICE_SPREAD_MINUTES"),
     )
+
+
+def _minutes(text: str, name: str) -> timedelta:
+    """A whole number of minutes within a day, or a refusal to start that says so."""
+    try:
+        minutes = int(text)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number of minutes, got {text!r}") from None
+    if not 0 <= minutes <= 24 * 60:
+        raise SystemExit(f"{name} must be between 0 and 1440 minutes (one day), got {minutes}")
+    return timedelta(minutes=minutes)
 
 
 class InsecureSetting(SystemExit):

@@ -54,7 +54,9 @@ async def serve() -> int:
     if settings.worker_metrics_address:
         logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     # Reservations left without a workflow by a crash are started here (services/reconcile.py).
-    service = SubscriptionService(pool, client, catalog, settings.task_queue)
+    service = SubscriptionService(
+        pool, client, catalog, settings.task_queue, invoice_spread=settings.invoice_spread
+    )
     async with worker:
         reconciling = asyncio.create_task(reconcile_periodically(service, stop))
         await stop.wait()

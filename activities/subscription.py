@@ -31,6 +31,7 @@ class SubscriptionActivities:
             self.record_application,
             self.provision,
             self.publish,
+            self.commit,
             self.present_members,
             self.sync_usage_holders,
             self.suspend_partner_account,
@@ -82,7 +83,14 @@ class SubscriptionActivities:
 
     @activity.defn
     async def publish(self, publication: Publication) -> None:
+        """Version 1: the snapshot and audit entry, after the decision's own effect activity."""
         await subscriptions.publish(self.pool, publication)
+
+    @activity.defn
+    async def commit(self, publication: Publication) -> None:
+        """Version 2: all of one decision's database writes in one transaction; run as a local
+        activity (short, keyed writes that are safe to repeat)."""
+        await subscriptions.commit(self.pool, publication)
 
     @activity.defn
     async def present_members(self, workplace_id: str) -> list[str]:

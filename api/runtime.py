@@ -113,7 +113,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     except BaseException:
         await pool.close()
         raise
-    subscriptions = SubscriptionService(pool, client, catalog, settings.task_queue)
+    subscriptions = SubscriptionService(
+        pool, client, catalog, settings.task_queue, invoice_spread=settings.invoice_spread
+    )
     runtime = assemble(
         pool=pool,
         client=client,

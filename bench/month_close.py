@@ -70,6 +70,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.calendar import SEOUL, first_instant_of_next_month, period_of
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# The issue's 2-activity floor: the shape of a version-1 month-close (issue_invoice, publish)
+# with no logic. Kept fixed, so the ratio shows what version 2's one local commit buys.
+BASELINE_ACTIVITIES = 2
 
 
 # ── the baseline: the same timers and activities, no business logic ─────────────────────────
@@ -414,8 +417,14 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
     try:
         # ── ours ──
         queue = f"bench-{tag}"
+        spread = timedelta(minutes=args.spread_minutes)
         service = SubscriptionService(
-            pool, env.client, default_catalog(), queue, clock=env.get_current_time
+            pool,
+            env.client,
+            default_catalog(),
+            queue,
+            clock=env.get_current_time,
+            invoice_spread=spread,
         )
         workplaces = [f"bench-{tag}-{i:05d}" for i in range(n)]
         async with build_worker(
@@ -462,9 +471,16 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                 f" {first.astimezone(SEOUL).isoformat(timespec='seconds')}: closes {period}",
                 flush=True,
             )
+            if spread:
+                print(
+                    f"month-end spread over {args.spread_minutes} min: ours sleeps to"
+                    f" {(first + spread).astimezone(SEOUL).isoformat(timespec='seconds')};"
+                    " the floors still fire together at 00:00",
+                    flush=True,
+                )
             ours = await watch(
                 env,
-                first,
+                first + spread,
                 n,
                 lambda: count(
                     pool,
@@ -509,7 +525,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
             async def start(key: str) -> None:
                 await env.client.start_workflow(
                     BaselineWorkflow.run,
-                    BaselineInput(key=key, first=first, activities=per_close),
+                    BaselineInput(key=key, first=first, activities=BASELINE_ACTIVITIES),
                     id=key,
                     task_queue=base_queue,
                 )
@@ -534,7 +550,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                     pool,
                     "SELECT count(*) AS n FROM bench_rows WHERE key LIKE %s AND seq = %s",
                     like,
-                    per_close - 1,
+                    BASELINE_ACTIVITIES - 1,
                 ),
                 "baseline",
             )
@@ -601,16 +617,26 @@ async def timer_started(handle: Any) -> None:
         await asyncio.sleep(0.05)
 
 
-async def month_close_activities(service: Any, sub_id: str) -> int:
-    """How many activities one SubscriptionWorkflow month-close ran: those after the timer."""
-    after_timer = 0
+async def month_close_activities(service: Any, sub_id: str) -> str:
+    """What one SubscriptionWorkflow month-close ran after its timer: activities and local
+    activities (marker events), in the run that closed the month (version 2 continues as new
+    right after it: that run is the one before the latest)."""
+    handle = service.handle(sub_id)
+    latest = await handle.fetch_history()
+    started = latest.events[0].workflow_execution_started_event_attributes
+    run_id = started.continued_execution_run_id or None
+    history = await service.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+    activities = markers = events = 0
     fired = False
-    async for event in service.handle(sub_id).fetch_history_events():
+    for event in history.events:
         if event.HasField("timer_fired_event_attributes"):
-            fired, after_timer = True, 0
-        elif fired and event.HasField("activity_task_scheduled_event_attributes"):
-            after_timer += 1
-    return max(after_timer, 1)
+            fired, activities, markers, events = True, 0, 0, 0
+        if not fired:
+            continue
+        events += 1
+        activities += event.HasField("activity_task_scheduled_event_attributes")
+        markers += event.HasField("marker_recorded_event_attributes")
+    return f"{activities} activities + {markers} local activities, {events} events"
 
 
 def report(
@@ -619,14 +645,16 @@ def report(
     ours: Phase,
     base: Phase,
     timer: Phase,
-    per_close: int,
+    per_close: str,
     invoices: InvoiceCheck,
     tally: LogTally,
     console: ConsoleTally,
 ) -> None:
     cpus = os.cpu_count()
     print()
-    print(f"month close, N={ours.n}, {per_close} activities per month-close")
+    print(f"month close, N={ours.n}; one month-close of ours: {per_close}")
+    if args.spread_minutes:
+        print(f"month-end spread: {args.spread_minutes} min (ours only)")
     start, end = (", ".join(f"{x:.2f}" for x in load) for load in (load_at_start, os.getloadavg()))
     print(f"machine: {platform.platform()}, {cpus} cores, Python {platform.python_version()}")
     print(f"load average (1, 5, 15 min): {start} at the start, {end} at the end")
@@ -702,6 +730,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--seed-concurrency", type=int, default=50, help="applications in flight while seeding"
+    )
+    parser.add_argument(
+        "--spread-minutes",
+        type=int,
+        default=0,
+        help="ours only: spread invoice issuing over this many minutes after 00:00 (default 0)",
     )
     args = parser.parse_args()
     if args.cache is None:

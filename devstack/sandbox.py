@@ -60,7 +60,12 @@ async def run_sandbox(settings: Settings) -> None:
         )
         catalog = default_catalog()
         subscriptions = SubscriptionService(
-            pool, env.client, catalog, settings.task_queue, clock=env.get_current_time
+            pool,
+            env.client,
+            catalog,
+            settings.task_queue,
+            clock=env.get_current_time,
+            invoice_spread=settings.invoice_spread,
         )
         runtime = assemble(
             pool=pool,

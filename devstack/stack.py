@@ -123,7 +123,13 @@ async def run_stack(settings: Settings) -> None:
             stack.push_async_callback(pool.close)
             wait_for_port(settings.api_port, "API", api)
             login = await seed_demo(
-                SubscriptionService(pool, client, default_catalog(), settings.task_queue)
+                SubscriptionService(
+                    pool,
+                    client,
+                    default_catalog(),
+                    settings.task_queue,
+                    invoice_spread=settings.invoice_spread,
+                )
             )
             if postgres is not None:
                 children.watch("postgres", postgres.poll, postgres.restart)

@@ -7,6 +7,7 @@ on the ambient decimal context (a ``sum`` of Decimals would round at its precisi
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -309,3 +310,22 @@ def _require_chronological(name: str, instants: Sequence[datetime]) -> None:
 
 def _at(event: SeatEvent | PlanChange) -> datetime:
     return event.at
+
+
+def invoice_id(subscription_id: str, period: Period) -> str:
+    """The invoice's id: one invoice per subscription and period (R-BILL-5), so a retried or
+    replayed issue names the same row."""
+    return f"inv-{subscription_id}-{period}"
+
+
+def invoice_delay(subscription_id: str, spread: timedelta) -> timedelta:
+    """How long after 00:00 on the 1st this subscription issues its invoice, when month-end is
+    spread over ``spread`` (issue 12): a whole second in [0, spread), fixed by the subscription
+    id alone, so every month and every replay picks the same instant and the subscriptions of a
+    workplace land evenly over the window. The invoice still covers the same days; only the
+    moment it is issued moves. No spread: 00:00 sharp."""
+    seconds = int(spread.total_seconds())
+    if seconds <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(subscription_id.encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)

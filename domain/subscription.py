@@ -11,11 +11,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.billing import BillingHistory, PlanFees
+from domain.billing import BillingHistory, Invoice, PlanFees
 from statemachines.lifecycle import StateName
 
 DATA_RETENTION = timedelta(days=30)  # R-CANCEL-2
 SYSTEM_ACTOR = "system"
+
+# How a run of the subscription's workflow makes its effects (docs/architecture.md, "Versions").
+#   1: each decision runs its effect activity, then a separate `publish` activity.
+#   2: each decision commits its database writes (invoice, usage holders, read model, audit) in
+#      one local activity, and the run continues-as-new after each month-close.
+# A run keeps the version it started with: histories recorded under 1 replay under 1. New
+# subscriptions start at CURRENT_VERSION; a version-1 run moves to it at its next continue-as-new.
+CURRENT_VERSION = 2
 
 
 class _Model(BaseModel):
@@ -64,6 +72,11 @@ class SubscriptionData(_Model):
     next_invoice_period: str | None = None
     data_deleted_at: datetime | None = None
     event_seq: int = 0
+    # Absent from data recorded before versions existed: those runs are version 1.
+    version: int = 1
+    # Seconds after 00:00 on the 1st at which this subscription issues its invoice (month-end
+    # spread, domain.billing.invoice_delay); fixed at application.
+    invoice_delay_seconds: int = 0
 
     @property
     def subscription_id(self) -> str:
@@ -149,5 +162,11 @@ class AuditEntry(_Model):
 
 
 class Publication(_Model):
+    """One decision's database writes, committed together (version 2 carries them all; version 1
+    wrote the holders and the invoice in their own activities first)."""
+
     snapshot: StatusSnapshot
     audit: AuditEntry | None = None
+    usage_holders: list[str] | None = None  # the complete new set, as of `holders_at`
+    holders_at: datetime | None = None
+    invoice: Invoice | None = None

@@ -60,7 +60,13 @@ async def _with_service(action: Callable[[SubscriptionService], Awaitable[Any]])
     pool = await open_pool(database_url, max_size=4)
     try:
         client = await connect(temporal_address, settings.temporal_namespace)
-        service = SubscriptionService(pool, client, default_catalog(), settings.task_queue)
+        service = SubscriptionService(
+            pool,
+            client,
+            default_catalog(),
+            settings.task_queue,
+            invoice_spread=settings.invoice_spread,
+        )
         return await action(service)
     finally:
         await pool.close()

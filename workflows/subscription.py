@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.subscription import SubscriptionActivities
-    from domain.billing import BillingHistory, PlanChange, compute_invoice
+    from domain.billing import BillingHistory, Invoice, PlanChange, compute_invoice, invoice_id
     from domain.billing import first_billable_day as billing_start_day
     from domain.calendar import (
         next_period,
@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.errors import BizError, window_closed_details
     from domain.subscription import (
+        CURRENT_VERSION,
         SYSTEM_ACTOR,
         ActorRequest,
         AuditEntry,
@@ -81,6 +82,16 @@ class SubscriptionWorkflow:
         self.indexed = (self.data.state, self.data.plan_id)
         self.lock = asyncio.Lock()
         self.wake = False
+        # Version 2 (domain.subscription.CURRENT_VERSION): the decision's writes wait here for
+        # its one commit, and a month-close ends the run (continue-as-new).
+        self.pending_holders: tuple[list[str], datetime] | None = None
+        self.pending_invoice: Invoice | None = None
+        self.period_closed = False
+
+    @property
+    def commits_once(self) -> bool:
+        """Version 2: one local-activity commit per decision (docs/architecture.md, Versions)."""
+        return self.data.version >= 2
 
     # ── main loop ────────────────────────────────────────────────────────────────────────────
 
@@ -92,8 +103,10 @@ class SubscriptionWorkflow:
         while not self.data.finished:
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                # The next run starts at the current version, whatever this one ran.
+                carried = self.data.model_copy(update={"version": CURRENT_VERSION})
                 workflow.continue_as_new(
-                    SubscriptionInput(data=self.data, history_event_limit=self.history_event_limit)
+                    SubscriptionInput(data=carried, history_event_limit=self.history_event_limit)
                 )
             await self._sleep_until_due_or_woken()
             async with self.lock:
@@ -107,7 +120,8 @@ class SubscriptionWorkflow:
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
         return (
-            info.is_continue_as_new_suggested()
+            self.period_closed
+            or info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= self.history_event_limit
         )
 
@@ -135,7 +149,14 @@ class SubscriptionWorkflow:
 
     def _invoice_due_at(self) -> datetime | None:
         period = self.data.next_invoice_period
-        return None if period is None else period_start(next_period(period))
+        return None if period is None else self._invoice_time(period)
+
+    def _invoice_time(self, period: str) -> datetime:
+        """When the invoice of `period` is issued: 00:00 on the next 1st, plus this
+        subscription's place in a spread-out month-end (0 unless configured at application)."""
+        return period_start(next_period(period)) + timedelta(
+            seconds=self.data.invoice_delay_seconds
+        )
 
     def _deletion_due_at(self) -> datetime | None:
         return self.data.data_deletion_at if self.data.data_deleted_at is None else None
@@ -145,19 +166,32 @@ class SubscriptionWorkflow:
         scheduled = self.data.scheduled_plan_change
         if scheduled is not None and scheduled.at <= now:
             await self._run_scheduled_plan_change(scheduled)
+        closed = None
         while (due := self._invoice_due_at()) is not None and due <= now:
+            closed = self.data.next_invoice_period
             await self._issue_invoice()
+        if closed is not None and not self.data.finished:
+            self.period_closed = self._ends_run_after_month_close(closed)
         deletion = self._deletion_due_at()
         if deletion is not None and deletion <= now:
             await self._delete_data()
 
     # ── application (R-APPLY, R-LIFE-2) ──────────────────────────────────────────────────────
 
+    def _ends_run_after_month_close(self, period: str) -> bool:
+        """Continue-as-new after each month-close, so a run's history is about a month long and
+        a replay stays cheap. A version-1 run did not: it asks through a patch named after the
+        closed month, so the month-closes already in its history replay unpatched and the first
+        one after this code is deployed ends the run (the next run is version 2)."""
+        if self.commits_once:
+            return True
+        return workflow.patched(f"continue-as-new-after-{period}")
+
     async def _apply(self) -> None:
         app = self.data.application
         applied_at = workflow.now()
         self.data.applied_at = applied_at
-        predecessor_cancelled_at = await self._act(
+        predecessor_cancelled_at = await self._write(
             SubscriptionActivities.record_application, app, applied_at
         )
         await self._publish("applied", app.applicant_id, terms_version=app.terms_version)
@@ -189,7 +223,7 @@ class SubscriptionWorkflow:
         self.data.next_invoice_period = period_of(first_day)
         granted: dict[str, Any] = {}
         if app.auto_grant_all_members:
-            members = await self._act(SubscriptionActivities.present_members, app.workplace_id)
+            members = await self._write(SubscriptionActivities.present_members, app.workplace_id)
             await self._set_holders(sorted(members), activated_at)
             # 이용 내역 names the automatic grants (R-PERM-6). Only the audit entry's details
             # change, not the commands: histories recorded before this still replay.
@@ -496,6 +530,9 @@ class SubscriptionWorkflow:
                 self.data.billing = self.data.billing.with_seat_event(at, -len(revoked))
             if granted:
                 self.data.billing = self.data.billing.with_seat_event(at, len(granted))
+        if self.commits_once:
+            self.pending_holders = (holders, at)  # written by the decision's commit
+            return
         await self._act(
             SubscriptionActivities.sync_usage_holders, self.data.subscription_id, holders, at
         )
@@ -508,16 +545,20 @@ class SubscriptionWorkflow:
         assert period is not None and billing is not None
         invoice = compute_invoice(billing, period, self.data.application.fees)
         if invoice is not None:
-            invoice_id = await self._act(
-                SubscriptionActivities.issue_invoice,
-                self.data.application,
-                invoice,
-                workflow.now(),
-            )
+            if self.commits_once:
+                self.pending_invoice = invoice  # written by the decision's commit
+                issued = invoice_id(self.data.subscription_id, period)
+            else:
+                issued = await self._act(
+                    SubscriptionActivities.issue_invoice,
+                    self.data.application,
+                    invoice,
+                    workflow.now(),
+                )
             await self._publish(
                 "invoice_issued",
                 SYSTEM_ACTOR,
-                invoice_id=invoice_id,
+                invoice_id=issued,
                 period=period,
                 total=str(invoice.total),
             )
@@ -545,7 +586,7 @@ class SubscriptionWorkflow:
             # No final invoice when the cancellation day was never billable (R-BILL-2:
             # re-applied and cancelled on the predecessor's cancellation day).
             if d.billing.first_billable_day <= seoul_date(d.cancelled_at):
-                final_invoice_at = period_start(next_period(period_of(d.cancelled_at)))
+                final_invoice_at = self._invoice_time(period_of(d.cancelled_at))
         return StatusSnapshot(
             subscription_id=d.subscription_id,
             workplace_id=d.application.workplace_id,
@@ -588,12 +629,32 @@ class SubscriptionWorkflow:
             outcome=outcome,  # type: ignore[arg-type]
             details={"state": self.data.state, "previous_state": previous, **details},
         )
-        await self._act(
-            SubscriptionActivities.publish, Publication(snapshot=self._snapshot(), audit=audit)
-        )
+        publication = Publication(snapshot=self._snapshot(), audit=audit)
+        if not self.commits_once:
+            await self._act(SubscriptionActivities.publish, publication)
+            return
+        if self.pending_holders is not None:
+            publication.usage_holders, publication.holders_at = self.pending_holders
+        publication.invoice = self.pending_invoice
+        self.pending_holders = self.pending_invoice = None
+        await self._write(SubscriptionActivities.commit, publication)
 
     async def _act(self, method: Callable[..., Any], *args: Any) -> Any:
+        """An activity: a partner call, or (version 1) any effect."""
         return await workflow.execute_activity_method(
+            method,
+            args=list(args),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+
+    async def _write(self, method: Callable[..., Any], *args: Any) -> Any:
+        """A short, keyed PostgreSQL read or write that is safe to repeat: a local activity in
+        version 2 (a marker in the history instead of an activity's three events and two
+        workflow tasks; retried by the worker with the same policy), an activity in version 1."""
+        if not self.commits_once:
+            return await self._act(method, *args)
+        return await workflow.execute_local_activity_method(
             method,
             args=list(args),
             start_to_close_timeout=ACTIVITY_TIMEOUT,

@@ -26,6 +26,7 @@ from domain.billing import (
     SeatEvent,
     compute_invoice,
     first_billable_day,
+    invoice_delay,
 )
 from domain.calendar import SEOUL
 
@@ -591,3 +592,31 @@ def test_r_life_5_compacted_history_refuses_days_before_the_cut() -> None:
     assert compute_invoice(compacted, "2026-03", FEES) == compute_invoice(history, "2026-03", FEES)
     with pytest.raises(ValueError):
         compute_invoice(compacted, "2026-02", FEES)
+
+
+# ── month-end spread (issue 12) ──────────────────────────────────────────────────────────────
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(min_value=1, max_value=24 * 3600))
+def test_invoice_delay_is_a_whole_second_inside_the_window_and_fixed_by_the_id(
+    subscription_id: str, seconds: int
+) -> None:
+    spread = timedelta(seconds=seconds)
+    delay = invoice_delay(subscription_id, spread)
+    assert timedelta(0) <= delay < spread
+    assert delay.microseconds == 0
+    assert invoice_delay(subscription_id, spread) == delay  # every month, every replay
+
+
+def test_invoice_delay_without_a_spread_is_midnight_sharp() -> None:
+    assert invoice_delay("sub_x", timedelta(0)) == timedelta(0)
+    assert invoice_delay("sub_x", timedelta(seconds=-5)) == timedelta(0)
+
+
+def test_invoice_delays_spread_evenly_over_the_window() -> None:
+    """1,000 subscriptions over 60 minutes: every 10-minute slice gets a fair share."""
+    spread = timedelta(minutes=60)
+    slices = [0] * 6
+    for i in range(1000):
+        slices[int(invoice_delay(f"sub_{i:05d}", spread).total_seconds() // 600)] += 1
+    assert min(slices) > 1000 / 6 * 0.7, slices

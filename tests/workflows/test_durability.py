@@ -1,8 +1,11 @@
 """Long life (R-LIFE-5): continue-as-new keeps the whole state; recorded histories still replay.
 
-Recording: `BIZSUPPORT_RECORD_HISTORIES=1 pytest tests/test_durability.py` rewrites
-tests/histories/*.json from a fresh run; commit them when a workflow change is intended to be
-compatible with running subscriptions, and never edit them by hand.
+Recorded histories: `ubob_full_life.json` is a whole version-1 life (recorded before versions
+existed, by the code of commit bb02659); `ubob_v2_run*.json` are the runs of a version-2 life
+(each month-close starts a new run). A change to the workflow must replay all of them; never
+re-record or edit one to make a change pass (docs/architecture.md, "Versions").
+`BIZSUPPORT_RECORD_HISTORIES=1 pytest tests/workflows/test_durability.py` records the current
+version's life into new files, for a new version only.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from domain.catalog import default_catalog
-from domain.subscription import SubscriptionData
+from domain.subscription import CURRENT_VERSION, SubscriptionData
 from services.subscriptions import SubscriptionService
 from store import audit, subscriptions
 from tests.conftest import Workplace, advance, eventually
@@ -149,6 +152,15 @@ async def test_record_history(
     await advance(env, timedelta(days=40))
     handle = service.handle(status.subscription_id)
     await eventually(lambda: _closed(handle), what="completion")
-    history = await handle.fetch_history()
-    HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / "ubob_full_life.json").write_text(history.to_json())
+    runs = []
+    run_id: str | None = (await handle.describe()).run_id
+    while run_id:  # from the last run back to the first, through continue-as-new
+        history = await env.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        runs.append(history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+    version = CURRENT_VERSION
+    for number, history in enumerate(reversed(runs), start=1):
+        path = HISTORIES / f"ubob_v{version}_run{number}.json"
+        assert not path.exists(), f"{path.name} is recorded already: never re-record a version"
+        path.write_text(history.to_json())

@@ -1,0 +1,200 @@
+"""Versions of the subscription workflow (docs/architecture.md, "Versions").
+
+Version 1 runs (every subscription started before versions existed) keep making their effects as
+they always did — an effect activity, then a `publish` activity — until their next month-close,
+which ends the run; the next run is version 2: one local-activity commit per decision and a new
+run after each month-close. Both are exercised here on the time-skipping server: the recorded
+histories (test_durability) prove the replay side, these prove the running side.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+import services.subscriptions as subscription_service
+from domain.billing import invoice_delay
+from domain.calendar import next_period, period_of, period_start
+from domain.subscription import CURRENT_VERSION, SubscriptionData
+from services.subscriptions import SubscriptionService, derived_subscription_id
+from store import ledger, permissions
+from tests.conftest import TERMS, Workplace, advance_to, apply_for, eventually
+
+
+async def _history(handle: WorkflowHandle[Any, Any], run_id: str) -> list[HistoryEvent]:
+    run = handle._client.get_workflow_handle(handle.id, run_id=run_id)
+    return list((await run.fetch_history()).events)
+
+
+async def _data(handle: WorkflowHandle[Any, Any]) -> SubscriptionData:
+    return SubscriptionData.model_validate(await handle.query("data_query"))
+
+
+async def _activity_types(handle: WorkflowHandle[Any, Any], run_id: str) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in await _history(handle, run_id)
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def _markers(handle: WorkflowHandle[Any, Any], run_id: str) -> int:
+    events = await _history(handle, run_id)
+    return sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in events)
+
+
+async def _holders(service: SubscriptionService, subscription_id: str) -> list[str]:
+    return [r["member_id"] for r in await permissions.usage_holders(service.pool, subscription_id)]
+
+
+async def _grant(service: SubscriptionService, wp: Workplace, member: str, grant: bool) -> None:
+    await service.set_usage(
+        workplace_id=wp.id,
+        service_id="miricanvas",
+        actor_id=wp.rep,
+        member_id=member,
+        grant=grant,
+    )
+
+
+async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_close(
+    service: SubscriptionService,
+    env: WorkflowEnvironment,
+    workplace: Workplace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A subscription started by the code before versions: its data says version 1.
+    monkeypatch.setattr(subscription_service, "CURRENT_VERSION", 1)
+    status = await apply_for(service, workplace, "miricanvas")
+    monkeypatch.undo()
+    handle = service.handle(status.subscription_id)
+    assert (await _data(handle)).version == 1
+    m1, m2, m3 = workplace.members
+    await _grant(service, workplace, m1, True)
+    await _grant(service, workplace, m2, True)
+    await _grant(service, workplace, m2, False)
+    assert await _holders(service, status.subscription_id) == [m1]
+    first_run = (await handle.describe()).run_id
+    assert first_run is not None
+    kinds = await _activity_types(handle, first_run)
+    assert "publish" in kinds and "sync_usage_holders" in kinds and "commit" not in kinds
+
+    period = period_of(await env.get_current_time())
+    await advance_to(env, period_start(next_period(period)) + timedelta(minutes=5))
+
+    async def new_run() -> str | None:
+        run = (await handle.describe()).run_id
+        return run if run != first_run else None
+
+    second_run = await eventually(new_run, what="the run after the month-close")
+    assert [i["period"] for i in await _invoices(service, workplace)] == [period]
+    assert "issue_invoice" in await _activity_types(handle, first_run)
+    data = await _data(handle)
+    assert data.version == CURRENT_VERSION == 2
+    assert data.usage_holders == [m1] and data.next_invoice_period == next_period(period)
+
+    # The version-2 run: the same actions, written by one local-activity commit each.
+    await _grant(service, workplace, m3, True)
+    assert await _holders(service, status.subscription_id) == [m1, m3]
+    assert await _activity_types(handle, second_run) == []
+    assert await _markers(handle, second_run) >= 1
+    row = await service.status(
+        workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep
+    )
+    assert row.state == "active" and row.usage_permission_count == 2
+
+
+async def test_version_2_month_close_is_one_commit_and_a_new_run(
+    service: SubscriptionService, env: WorkflowEnvironment, workplace: Workplace
+) -> None:
+    status = await apply_for(service, workplace, "miricanvas")
+    handle = service.handle(status.subscription_id)
+    assert (await _data(handle)).version == CURRENT_VERSION
+    first_run = (await handle.describe()).run_id
+    period = period_of(await env.get_current_time())
+    await advance_to(env, period_start(next_period(period)) + timedelta(minutes=5))
+
+    async def new_run() -> str | None:
+        run = (await handle.describe()).run_id
+        return run if run != first_run else None
+
+    await eventually(new_run, what="the run after the month-close")
+    assert first_run is not None
+    # Only the partner's provisioning is an activity; every database write was a local one.
+    assert await _activity_types(handle, first_run) == ["provision"]
+    invoices = await _invoices(service, workplace)
+    assert [i["period"] for i in invoices] == [period]
+    assert invoices[0]["invoice_id"] == f"inv-{status.subscription_id}-{period}"
+
+
+async def test_spread_month_end_issues_later_on_the_first_for_the_same_days(
+    service: SubscriptionService,
+    env: WorkflowEnvironment,
+    workplace: Workplace,
+    other_workplace: Workplace,
+) -> None:
+    """Issue 12: with a spread, the invoice waits for the subscription's own instant on the 1st
+    and bills exactly the days, plans and seats it would have billed at 00:00 — its twin, with
+    no spread and the same actions at the same instants, issues the same amount at 00:00."""
+    spread = timedelta(hours=6)
+    spreading = SubscriptionService(
+        service.pool,
+        service.client,
+        service.authz.catalog,
+        service.task_queue,
+        clock=service.clock,
+        invoice_spread=spread,
+    )
+    # A request id whose subscription lands at least an hour into the window (ids are random
+    # otherwise, and a delay of seconds would not show the wait).
+    request_id = next(
+        rid
+        for rid in (f"spread-{i}" for i in range(1000))
+        if invoice_delay(derived_subscription_id(rid, workplace.id, "miricanvas"), spread)
+        >= timedelta(hours=1)
+    )
+    status = await spreading.apply(
+        workplace_id=workplace.id,
+        service_id="miricanvas",
+        actor_id=workplace.rep,
+        plan_id=None,
+        terms_version=TERMS,
+        agree_terms=True,
+        request_id=request_id,
+    )
+    twin = await apply_for(service, other_workplace, "miricanvas")
+    delay = invoice_delay(status.subscription_id, spread)
+    assert (await _data(spreading.handle(status.subscription_id))).invoice_delay_seconds == int(
+        delay.total_seconds()
+    )
+    assert (await _data(service.handle(twin.subscription_id))).invoice_delay_seconds == 0
+    for wp, svc in ((workplace, spreading), (other_workplace, service)):
+        await _grant(svc, wp, wp.members[0], True)
+    period = period_of(await env.get_current_time())
+    first = period_start(next_period(period))
+    await advance_to(env, first + delay / 2)
+    # A seat granted on the 1st before the invoice goes out is the new month's, not the old's.
+    for wp, svc in ((workplace, spreading), (other_workplace, service)):
+        await _grant(svc, wp, wp.members[1], True)
+    twin_invoices = await eventually(
+        lambda: _invoices(service, other_workplace), what="the twin's invoice at 00:00"
+    )
+    assert await _invoices(service, workplace) == []
+    await advance_to(env, first + delay + timedelta(minutes=1))
+    invoices = await eventually(lambda: _invoices(service, workplace), what="the spread invoice")
+    assert invoices[0]["issued_at"] >= first + delay > twin_invoices[0]["issued_at"]
+    assert [i["period"] for i in invoices] == [i["period"] for i in twin_invoices] == [period]
+    assert invoices[0]["total"] == twin_invoices[0]["total"]
+    assert [x["seats"] for x in invoices[0]["lines"]] == [
+        x["seats"] for x in twin_invoices[0]["lines"]
+    ]
+
+
+async def _invoices(service: SubscriptionService, wp: Workplace) -> list[dict[str, Any]]:
+    return await ledger.invoices_for(service.pool, wp.id, "miricanvas")
