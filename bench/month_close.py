@@ -497,6 +497,19 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                 ),
                 "ours",
             )
+            # Version 2 continues as new after the month-close: wait until every next run waits on
+            # its timer (its first task done) before terminating. Terminating a run whose task is
+            # in flight leaves the time-skipping server's clock locked: the floors would never
+            # fire (seen as "Task not found when completing: Completed workflow").
+            waited = time.perf_counter()
+            await bounded(
+                lambda s: next_run_waiting(service.handle(s)), sub_ids, args.seed_concurrency
+            )
+            settled = time.perf_counter() - waited
+            ours.note = (ours.note + "; " if ours.note else "") + (
+                f"every next run (continue-as-new) was waiting on its timer {settled:.2f} s"
+                " after the last month-close was done"
+            )
             console.mark("ours: month-close")
             invoices = await check_invoices(pool, like, period, sub_ids)
             per_close = await month_close_activities(service, sub_ids[0])
@@ -614,6 +627,18 @@ async def timer_started(handle: Any) -> None:
         async for event in handle.fetch_history_events():
             if event.HasField("timer_started_event_attributes"):
                 return
+        await asyncio.sleep(0.05)
+
+
+async def next_run_waiting(handle: Any) -> None:
+    """Until the latest run was started by continue-as-new and waits on its timer."""
+    while True:
+        events = (await handle.fetch_history()).events
+        started = events[0].workflow_execution_started_event_attributes
+        if started.continued_execution_run_id and any(
+            e.HasField("timer_started_event_attributes") for e in events
+        ):
+            return
         await asyncio.sleep(0.05)
 
 
