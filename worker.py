@@ -15,7 +15,7 @@ from domain.catalog import CatalogError, default_catalog
 from services.reconcile import reconcile_periodically
 from services.subscriptions import SubscriptionService
 from settings import load_settings
-from starter.temporal import build_worker, connect
+from starter.temporal import build_worker, connect, partner_gateway
 from store.db import migrate, open_pool
 
 
@@ -53,12 +53,14 @@ async def serve() -> int:
     )
     if settings.worker_metrics_address:
         logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
-    # Reservations left without a workflow by a crash are started here (services/reconcile.py).
+    # What a crash or a restore left behind is repaired here (services/reconcile.py).
     service = SubscriptionService(
         pool, client, catalog, settings.task_queue, invoice_spread=settings.invoice_spread
     )
     async with worker:
-        reconciling = asyncio.create_task(reconcile_periodically(service, stop))
+        reconciling = asyncio.create_task(
+            reconcile_periodically(service, partner_gateway(pool), stop)
+        )
         await stop.wait()
         await reconciling
     await pool.close()

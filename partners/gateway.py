@@ -29,6 +29,14 @@ class DeletionCount(BaseModel):
     details: dict[str, int]
 
 
+class PartnerAccount(BaseModel):
+    """An account the partner keeps for a subscription (and so for one workplace and service)."""
+
+    subscription_id: str
+    workplace_id: str
+    service_id: str
+
+
 class PartnerGateway(Protocol):
     async def provision(
         self,
@@ -43,6 +51,10 @@ class PartnerGateway(Protocol):
 
     async def suspend(self, *, subscription_id: str, at_iso: str) -> None:
         """Suspend the account at once (R-CANCEL-1); idempotent."""
+
+    async def active_accounts(self, *, workplace_id: str | None = None) -> list[PartnerAccount]:
+        """Every account not suspended (of one workplace, or all): the reconciler looks for
+        accounts whose subscription is no longer live."""
 
     async def courses_in_progress(self, *, subscription_id: str) -> list[MemberCourses]: ...
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from partners.gateway import DeletionCount, MemberCourses, PartnerRefusal, PartnerUnavailable
+from partners.gateway import (
+    DeletionCount,
+    MemberCourses,
+    PartnerAccount,
+    PartnerRefusal,
+    PartnerUnavailable,
+)
 from store.db import Pool
 
 
@@ -71,6 +77,18 @@ class SandboxPartner:
                 " WHERE subscription_id = %s AND status = 'active'",
                 (datetime.fromisoformat(at_iso), subscription_id),
             )
+
+    async def active_accounts(self, *, workplace_id: str | None = None) -> list[PartnerAccount]:
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT subscription_id, workplace_id, service_id FROM partner_sandbox.accounts"
+                    " WHERE status = 'active' AND (%s::text IS NULL OR workplace_id = %s)"
+                    " ORDER BY subscription_id",
+                    (workplace_id, workplace_id),
+                )
+            ).fetchall()
+        return [PartnerAccount(**r) for r in rows]
 
     async def courses_in_progress(self, *, subscription_id: str) -> list[MemberCourses]:
         async with self.pool.connection() as conn:

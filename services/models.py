@@ -333,10 +333,43 @@ class ServiceOverview(Out):
 # ── operations ───────────────────────────────────────────────────────────────────────────────
 
 
-class ReconcileOut(Out):
-    """What one reconciliation pass over reservations did (`python -m starter.cli reconcile`)."""
+class ReservationsReconciled(Out):
+    """Reservations without a workflow (a crash between the reservation and the start)."""
 
     examined: int = Field(description="Reservations in `applied` whose workflow never published.")
     started: int = Field(description="Workflows started for reservations that had none.")
     already_running: int = Field(description="Reservations whose workflow exists (only slow).")
     failed: int = Field(description="Reservations left for the next pass (Temporal unreachable).")
+
+
+class ReadModelReconciled(Out):
+    """Read-model rows compared with their workflow's `status` (the workflow is the truth)."""
+
+    examined: int = Field(description="Rows compared: stale in a transient state, or quiet long.")
+    repaired: int = Field(description="Rows behind their workflow, rewritten from its snapshot.")
+    in_step: int = Field(description="Rows that agreed with their workflow.")
+    ahead: int = Field(
+        description="Rows newer than their workflow's snapshot (e.g. a reset workflow): left as "
+        "they are, logged."
+    )
+    workflow_missing: int = Field(description="Rows whose workflow Temporal does not know.")
+    failed: int = Field(description="Rows left for the next pass (Temporal unreachable).")
+
+
+class PartnerAccountsReconciled(Out):
+    """Partner accounts still active although their subscription is not live."""
+
+    examined: int = Field(description="Active partner accounts looked at.")
+    suspended: int = Field(description="Accounts of an ended subscription, suspended now.")
+    unknown: int = Field(
+        description="Accounts of a subscription the read model does not know: logged, untouched."
+    )
+    failed: int = Field(description="Accounts left for the next pass (the partner failed).")
+
+
+class ReconcileOut(Out):
+    """What one reconciliation pass did (`python -m starter.cli reconcile`)."""
+
+    reservations: ReservationsReconciled
+    read_model: ReadModelReconciled
+    partner_accounts: PartnerAccountsReconciled

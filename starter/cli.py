@@ -10,8 +10,10 @@ DATA_DIR/stack.json (written by `make run`), or DATABASE_URL and TEMPORAL_ADDRES
     change-plan  --workplace demo --service ubob --plan ubob-premium [--when next_window]
     invoices     --workplace demo --service ubob
     token        --workplace demo --member demo-rep   |   token --system
-    reconcile    [--older-than 60] [--workplace demo]   start workflows of reservations that have
-                 none (a crash between reservation and start); prints counts, audits each start
+    reconcile    [--older-than 60] [--workplace demo] [--all]   one reconciliation pass: start
+                 workflows of reservations that have none, repair read-model rows behind their
+                 workflow (--all: compare every row, e.g. after a restore), suspend partner
+                 accounts of ended subscriptions; prints the counts, audits each repair
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from domain.catalog import default_catalog
 from domain.errors import BizError
 from services.subscriptions import SubscriptionService
 from settings import auth_secret, load_settings
-from starter.temporal import connect
+from starter.temporal import connect, partner_gateway
 from store import directory
 from store.db import open_pool
 
@@ -85,12 +87,16 @@ async def _run(args: argparse.Namespace) -> Any:
     if args.command == "token":
         return _token(args)
     if args.command == "reconcile":
-        from services.reconcile import reconcile_reservations
+        from services.reconcile import reconcile
 
         older_than = timedelta(seconds=args.older_than)
         return await _with_service(
-            lambda service: reconcile_reservations(
-                service, older_than=older_than, workplace_id=args.workplace
+            lambda service: reconcile(
+                service,
+                partner_gateway(service.pool),
+                older_than=older_than,
+                workplace_id=args.workplace,
+                everything=args.all,
             )
         )
 
@@ -171,9 +177,19 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--workplace")
     token.add_argument("--member")
     token.add_argument("--system", action="store_true")
-    reconcile = sub.add_parser("reconcile", help="start workflows of reservations with none")
-    reconcile.add_argument("--older-than", type=float, default=60.0, help="seconds (default 60)")
-    reconcile.add_argument("--workplace", help="only this workplace's reservations")
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="repair reservations without a workflow, read-model drift, orphaned partner accounts",
+    )
+    reconcile.add_argument(
+        "--older-than", type=float, default=60.0, help="reservations older than (s, default 60)"
+    )
+    reconcile.add_argument("--workplace", help="only this workplace's subscriptions and accounts")
+    reconcile.add_argument(
+        "--all",
+        action="store_true",
+        help="compare every published row with its workflow, not only the suspect ones",
+    )
     return p
 
 

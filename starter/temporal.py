@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
 
 from activities.subscription import SubscriptionActivities
+from partners.gateway import PartnerGateway
 from partners.sandbox import SandboxPartner
 from store.db import Pool
 from workflows import search_attributes as sa
@@ -85,6 +86,11 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
         )
 
 
+def partner_gateway(pool: Pool) -> PartnerGateway:
+    """The partner the workflows' activities and the reconciler both talk to."""
+    return SandboxPartner(pool)
+
+
 def build_worker(
     client: Client,
     pool: Pool,
@@ -99,7 +105,7 @@ def build_worker(
     Activities are async (psycopg async pool), so they share the event loop; the pool size, not
     a thread count, bounds database concurrency.
     """
-    activities = SubscriptionActivities(pool, SandboxPartner(pool))
+    activities = SubscriptionActivities(pool, partner_gateway(pool))
     return Worker(
         client,
         task_queue=task_queue,

@@ -29,6 +29,11 @@ LIVE_STATES: tuple[StateName, ...] = ("applied", "active", "plan_changing")
 USABLE_STATES: tuple[StateName, ...] = ("active", "plan_changing")
 # Ended: cancelled, with or without its data.
 ENDED_STATES: tuple[StateName, ...] = ("cancelled", "purged")
+# Transient: the workflow moves on within seconds (provisioning, a plan change being applied),
+# so a read-model row left in one for minutes is suspect (services/reconcile.py).
+TRANSIENT_STATES: tuple[StateName, ...] = ("applied", "plan_changing")
+# Final: the workflow ends there and never publishes again.
+FINAL_STATES: tuple[StateName, ...] = ("purged",)
 
 
 class HasState(Protocol):
@@ -85,8 +90,10 @@ class SubscriptionLifecycle(StateMachine):
 
 __all__ = [
     "ENDED_STATES",
+    "FINAL_STATES",
     "LIVE_STATES",
     "STATE_NAMES",
+    "TRANSIENT_STATES",
     "USABLE_STATES",
     "StateName",
     "SubscriptionLifecycle",

@@ -46,6 +46,9 @@ ACTION_KO = {
     "representative_changed": "대표 관리자 변경",
     "workplace_created": "워크플레이스 생성",
     "workplace_renamed": "워크플레이스 이름 변경",
+    "reservation_resumed": "신청 처리 재개(자동 복구)",
+    "read_model_repaired": "상태 정보 복구(자동 복구)",
+    "partner_account_suspended": "제휴사 계정 정지(자동 복구)",
 }
 OUTCOME_KO = {"ok": "완료", "refused": "거절", "failed": "실패", "dropped": "취소"}
 BUTTON_KO = {

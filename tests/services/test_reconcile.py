@@ -1,7 +1,12 @@
-"""The reconciler (issue 11): a reservation with no workflow is started once, audited, counted.
+"""The reconciler (issue 11): each kind of drift is repaired once, audited once, counted.
 
-The process applying died between taking the slot and starting the workflow; the subscription
-shows `applied` and nothing else would move it. Real PostgreSQL and the time-skipping server.
+- a reservation with no workflow (the process applying died between taking the slot and
+  starting the workflow; the subscription shows `applied` and nothing else would move it);
+- a read-model row behind its workflow (written stale here, as a restore would leave it);
+- an active partner account of an ended subscription (re-activated here, as a restored
+  partner would have it), and one of a subscription nobody knows.
+
+Real PostgreSQL and the time-skipping server.
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from services.reconcile import reconcile_reservations
+from services.reconcile import (
+    reconcile_partner_accounts,
+    reconcile_read_model,
+    reconcile_reservations,
+)
 from services.subscriptions import SubscriptionService
+from starter.temporal import partner_gateway
 from store import audit, subscriptions
 from store.db import Pool
-from tests.conftest import TERMS, Workplace, eventually
+from tests.conftest import TERMS, Workplace, apply_for, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,13 +55,14 @@ async def orphan(pool: Pool, wp: Workplace, svc: str, *, age: timedelta) -> str:
     return sub
 
 
-async def resumed(pool: Pool, wp: Workplace) -> list[tuple[str, str]]:
+async def audited(pool: Pool, wp: Workplace, action: str) -> list[tuple[str, str]]:
+    """(subscription, by whom) of the workplace's audit entries of one action."""
     entries = await audit.entries(pool, wp.id, limit=1000)
-    return [
-        (e["subscription_id"], e["details"]["by"])
-        for e in entries
-        if e["action"] == "reservation_resumed"
-    ]
+    return [(e["subscription_id"], e["details"]["by"]) for e in entries if e["action"] == action]
+
+
+async def resumed(pool: Pool, wp: Workplace) -> list[tuple[str, str]]:
+    return await audited(pool, wp, "reservation_resumed")
 
 
 async def test_the_reconciler_starts_an_orphaned_reservation_once(
@@ -123,7 +134,18 @@ async def test_the_cli_reconciles_and_prints_counts(
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     counts = json.loads(out)
-    assert counts == {"examined": 1, "started": 1, "already_running": 0, "failed": 0}
+    assert counts["reservations"] == {
+        "examined": 1,
+        "started": 1,
+        "already_running": 0,
+        "failed": 0,
+    }
+    assert counts["read_model"] == dict.fromkeys(
+        ("examined", "repaired", "in_step", "ahead", "workflow_missing", "failed"), 0
+    )
+    assert counts["partner_accounts"] == dict.fromkeys(
+        ("examined", "suspended", "unknown", "failed"), 0
+    )
 
     async def active() -> bool:
         row = await subscriptions.by_id(pool, sub)
@@ -131,3 +153,191 @@ async def test_the_cli_reconciles_and_prints_counts(
 
     await eventually(active, what="the subscription the CLI resumed to activate")
     assert await resumed(pool, workplace) == [(sub, "reconciler")]
+
+
+# ── read-model rows that disagree with their workflow ────────────────────────────────────────
+
+
+async def rewrite_row(pool: Pool, sub: str, *, state: str, seq_delta: int, age: timedelta) -> int:
+    """Write the row as a restore would leave it: another state, another seq, last updated
+    `age` ago. Returns the seq the workflow published last (the row's before the rewrite)."""
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "UPDATE subscriptions s SET state = %s, status_seq = s.status_seq + %s,"
+                " updated_at = now() - %s FROM subscriptions old"
+                " WHERE s.subscription_id = %s AND old.subscription_id = s.subscription_id"
+                " RETURNING old.status_seq AS seq",
+                (state, seq_delta, age, sub),
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row["seq"])
+
+
+async def test_rows_behind_their_workflow_are_repaired_once_and_others_left_alone(
+    service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    # A plan change whose end was never published: stuck in a transient state for 10 minutes.
+    changing = (await apply_for(service, workplace, "juju")).subscription_id
+    published = await rewrite_row(
+        pool, changing, state="plan_changing", seq_delta=-1, age=timedelta(minutes=10)
+    )
+    # A cancellation never published: the row says active, quiet for 41 days.
+    cancelled = (await apply_for(service, workplace, "cartax")).subscription_id
+    await service.cancel(workplace_id=workplace.id, service_id="cartax", actor_id=workplace.rep)
+    cancelled_seq = await rewrite_row(
+        pool, cancelled, state="active", seq_delta=-1, age=timedelta(days=41)
+    )
+    # A row ahead of its workflow (say, the workflow was reset): never rewound.
+    ahead = (await apply_for(service, workplace, "tudy")).subscription_id
+    ahead_seq = await rewrite_row(
+        pool, ahead, state="plan_changing", seq_delta=5, age=timedelta(minutes=10)
+    )
+    # A young row in a transient state: its workflow may be about to publish; not looked at.
+    young = (await apply_for(service, workplace, "miricanvas")).subscription_id
+    await rewrite_row(pool, young, state="plan_changing", seq_delta=-1, age=timedelta(minutes=1))
+
+    report = await reconcile_read_model(service, workplace_id=workplace.id)
+    assert report.model_dump() == {
+        "examined": 3,
+        "repaired": 2,
+        "in_step": 0,
+        "ahead": 1,
+        "workflow_missing": 0,
+        "failed": 0,
+    }
+    row = await subscriptions.by_id(pool, changing)
+    assert (row["state"], row["status_seq"]) == ("active", published)
+    row = await subscriptions.by_id(pool, cancelled)
+    assert (row["state"], row["status_seq"]) == ("cancelled", cancelled_seq)
+    assert row["cancelled_at"] is not None and row["data_deletion_at"] is not None
+    row = await subscriptions.by_id(pool, ahead)
+    assert (row["state"], row["status_seq"]) == ("plan_changing", ahead_seq + 5)
+    assert (await subscriptions.by_id(pool, young))["state"] == "plan_changing"
+    repaired = sorted(await audited(pool, workplace, "read_model_repaired"))
+    assert repaired == sorted([(changing, "reconciler"), (cancelled, "reconciler")])
+    entry = next(
+        e
+        for e in await audit.entries(pool, workplace.id, "juju")
+        if e["action"] == "read_model_repaired"
+    )
+    assert entry["details"] == {
+        "by": "reconciler",
+        "state": "active",
+        "previous_state": "plan_changing",
+        "seq": published,
+        "previous_seq": published - 1,
+    }
+
+    # A second pass does nothing: the repaired rows are fresh, so not suspects any more…
+    again = await reconcile_read_model(service, workplace_id=workplace.id)
+    assert (again.examined, again.repaired, again.ahead) == (1, 0, 1)  # only the one ahead
+    # …and compared anyway (an operator's full pass), they agree with their workflow.
+    full = await reconcile_read_model(service, workplace_id=workplace.id, everything=True)
+    assert (full.examined, full.repaired, full.in_step, full.ahead) == (4, 1, 2, 1)  # young's
+    assert len(await audited(pool, workplace, "read_model_repaired")) == 3
+    last = await reconcile_read_model(service, workplace_id=workplace.id, everything=True)
+    assert (last.repaired, last.in_step) == (0, 3)
+    assert len(await audited(pool, workplace, "read_model_repaired")) == 3
+    await rewrite_row(pool, ahead, state="active", seq_delta=-5, age=timedelta(0))  # clean up
+
+
+async def test_a_row_whose_workflow_temporal_does_not_know_is_counted_not_touched(
+    service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    sub = await orphan(pool, workplace, "juju", age=timedelta(minutes=10))
+    await rewrite_row(pool, sub, state="plan_changing", seq_delta=3, age=timedelta(minutes=10))
+    report = await reconcile_read_model(service, workplace_id=workplace.id)
+    assert (report.examined, report.workflow_missing, report.repaired) == (1, 1, 0)
+    assert (await subscriptions.by_id(pool, sub))["state"] == "plan_changing"
+    assert await audited(pool, workplace, "read_model_repaired") == []
+    await rewrite_row(pool, sub, state="applied", seq_delta=-3, age=timedelta(0))
+    await subscriptions.release(pool, sub)
+
+
+# ── partner accounts with no live subscription ───────────────────────────────────────────────
+
+
+async def account_status(pool: Pool, sub: str) -> str | None:
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT status FROM partner_sandbox.accounts WHERE subscription_id = %s", (sub,)
+            )
+        ).fetchone()
+    return None if row is None else str(row["status"])
+
+
+async def test_active_accounts_of_ended_subscriptions_are_suspended_once(
+    service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    partner = partner_gateway(pool)
+    live = (await apply_for(service, workplace, "juju")).subscription_id
+    ended = (await apply_for(service, workplace, "cartax")).subscription_id
+    await service.cancel(workplace_id=workplace.id, service_id="cartax", actor_id=workplace.rep)
+    assert await account_status(pool, ended) == "suspended"  # the workflow suspended it
+    unknown = f"sub_{uuid.uuid4().hex[:20]}"
+    async with pool.connection() as conn:
+        # the account is active again (a restored partner), the cancellation 2 minutes old
+        await conn.execute(
+            "UPDATE partner_sandbox.accounts SET status = 'active', suspended_at = NULL"
+            " WHERE subscription_id = %s",
+            (ended,),
+        )
+        await conn.execute(
+            "UPDATE subscriptions SET updated_at = now() - interval '2 minutes'"
+            " WHERE subscription_id = %s",
+            (ended,),
+        )
+        # an account the read model has never heard of
+        await conn.execute(
+            "INSERT INTO partner_sandbox.accounts (subscription_id, workplace_id, service_id,"
+            " plan_id, status, sso_registered, created_at)"
+            " VALUES (%s, %s, 'tudy', 'tudy-standard', 'active', true, now())",
+            (unknown, workplace.id),
+        )
+    try:
+        report = await reconcile_partner_accounts(service, partner, workplace_id=workplace.id)
+        assert report.model_dump() == {"examined": 3, "suspended": 1, "unknown": 1, "failed": 0}
+        assert await account_status(pool, ended) == "suspended"
+        assert await account_status(pool, live) == "active"
+        assert await account_status(pool, unknown) == "active"  # not ours: untouched
+        suspended = [("partner_account_suspended", ended, "reconciler")]
+        assert [
+            (e["action"], e["subscription_id"], e["details"]["by"])
+            for e in await audit.entries(pool, workplace.id, limit=1000)
+            if e["action"] == "partner_account_suspended"
+        ] == suspended
+
+        again = await reconcile_partner_accounts(service, partner, workplace_id=workplace.id)
+        assert again.model_dump() == {"examined": 2, "suspended": 0, "unknown": 1, "failed": 0}
+        assert len(await audited(pool, workplace, "partner_account_suspended")) == 1
+    finally:
+        async with pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM partner_sandbox.accounts WHERE subscription_id = %s", (unknown,)
+            )
+
+
+async def test_an_account_of_a_subscription_ended_just_now_is_left_to_its_workflow(
+    service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    """Its workflow publishes `cancelled` before it suspends the account: within the grace the
+    reconciler does not race it."""
+    ended = (await apply_for(service, workplace, "juju")).subscription_id
+    await service.cancel(workplace_id=workplace.id, service_id="juju", actor_id=workplace.rep)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE partner_sandbox.accounts SET status = 'active' WHERE subscription_id = %s",
+            (ended,),
+        )
+    report = await reconcile_partner_accounts(
+        service, partner_gateway(pool), workplace_id=workplace.id
+    )
+    assert (report.examined, report.suspended) == (1, 0)
+    assert await account_status(pool, ended) == "active"
+    await reconcile_partner_accounts(
+        service, partner_gateway(pool), workplace_id=workplace.id, grace=timedelta(0)
+    )
+    assert await account_status(pool, ended) == "suspended"

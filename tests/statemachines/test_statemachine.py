@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from statemachines.lifecycle import (
+    FINAL_STATES,
     STATE_NAMES,
     SubscriptionLifecycle,
     TransitionNotAllowed,
@@ -46,3 +47,9 @@ def test_refused_transitions_leave_the_state(state: str, event: str) -> None:
 def test_new_machine_starts_applied_and_purged_is_final() -> None:
     assert SubscriptionLifecycle().state_name == "applied"
     assert SubscriptionLifecycle.at("purged").allowed_events == []
+
+
+def test_final_states_are_the_machines_final_states() -> None:
+    """The reconciler skips FINAL_STATES: the workflow never publishes from them again."""
+    assert FINAL_STATES == tuple(s.value for s in SubscriptionLifecycle.final_states)
+    assert all(SubscriptionLifecycle.at(s).allowed_events == [] for s in FINAL_STATES)
