@@ -38,6 +38,8 @@ class Settings:
     metrics_bind_address: str = "127.0.0.1"
     # The API's /metrics asks for a system bearer token unless this is set (METRICS_PUBLIC=1).
     metrics_public: bool = False
+    # The Temporal dev server's Web UI (`make run`); another port lets two stacks share a host.
+    temporal_ui_port: int = 8233
 
     @property
     def worker_metrics_address(self) -> str | None:
@@ -65,6 +67,7 @@ def load_settings() -> Settings:
         worker_metrics_port=int(env.get("WORKER_METRICS_PORT", "9464") or "0") or None,
         metrics_bind_address=env.get("METRICS_BIND_ADDRESS") or "127.0.0.1",
         metrics_public=env.get("METRICS_PUBLIC", "") not in ("", "0", "false"),
+        temporal_ui_port=int(env.get("TEMPORAL_UI_PORT", "8233")),
     )
 
 
