@@ -70,7 +70,9 @@ class StackFile:
             previous = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return
-        if running(previous.get("launcher")):
+        if "launcher" not in previous:
+            return  # the sandbox's (devstack/sandbox.py, no children): left as it is
+        if running(previous["launcher"]):
             raise SystemExit(
                 f"[bizsupport] cannot start: another launcher (pid {previous['launcher']['pid']})"
                 f" runs on {self.path.parent}. Stop it first, or set DATA_DIR."

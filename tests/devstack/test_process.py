@@ -106,3 +106,10 @@ def test_a_second_launcher_on_a_running_stacks_data_dir_refuses_to_start(tmp_pat
     with pytest.raises(SystemExit, match=r"another launcher \(pid \d+\) runs on"):
         StackFile(tmp_path / "stack.json", load_settings()).take_over()
     assert (tmp_path / "stack.json").exists()
+
+
+def test_the_sandboxs_stack_file_is_left_alone(tmp_path: Path) -> None:
+    sandbox = '{"database_url": "postgresql://u:secret@h/db", "temporal_address": "h:1"}'
+    write_private(tmp_path / "stack.json", sandbox)
+    StackFile(tmp_path / "stack.json", load_settings()).take_over()
+    assert (tmp_path / "stack.json").read_text() == sandbox
