@@ -42,6 +42,8 @@ class Settings:
     # Month-end spread (INVOICE_SPREAD_MINUTES): new subscriptions issue their invoice at their
     # own instant within this long after 00:00 on the 1st, instead of all at 00:00.
     invoice_spread: timedelta = timedelta(0)
+    # The Temporal dev server's Web UI (`make run`); another port lets two stacks share a host.
+    temporal_ui_port: int = 8233
 
     @property
     def worker_metrics_address(self) -> str | None:
@@ -70,6 +72,7 @@ def load_settings() -> Settings:
         metrics_bind_address=env.get("METRICS_BIND_ADDRESS") or "127.0.0.1",
         metrics_public=env.get("METRICS_PUBLIC", "") not in ("", "0", "false"),
         invoice_spread=_minutes(env.get("INVOICE_SPREAD_MINUTES", "0"), "INVOICE_SPREAD_MINUTES"),
+        temporal_ui_port=int(env.get("TEMPORAL_UI_PORT", "8233")),
     )
 
 

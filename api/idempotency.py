@@ -13,7 +13,10 @@ Crashes (issue 11): a retry while the owner is alive waits a few seconds for its
 the key over and runs the request again. That is safe because the action receives a request id
 derived from the caller and the key, and the service layer makes it the Temporal update id (and
 the subscription id of an application): Temporal answers a repeated update with the first
-outcome, so a change made before a crash is neither made twice nor refused on retry.
+outcome, so a change made before a crash is neither made twice nor refused on retry. A process
+that could not record a key's answer or give the key up because PostgreSQL went down during the
+request keeps trying in the background, so once the database is back the retry gets the answer
+or runs again within a second, instead of 503 until the lease runs out.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fastapi import Request
@@ -154,14 +158,15 @@ async def respond(
         if refusal.status in _NOT_KEPT or refusal.status >= 500 or refusal.code in _TRANSIENT:
             await _release(store, caller, key, policy)
         else:
-            await store.answer(caller, key, refusal.status, jsonable_encoder(refusal.body()))
+            await _answer(store, caller, key, refusal.status, refusal.body(), policy)
         raise
     except BaseException:
         renewing.cancel()
         await _release(store, caller, key, policy)
         raise
     renewing.cancel()
-    await store.answer(caller, key, status, body)
+    # The change is made: the caller gets its answer even if it cannot be recorded right now.
+    await _answer(store, caller, key, status, body, policy)
     return JSONResponse(body, status_code=status)
 
 
@@ -179,10 +184,50 @@ async def _keep_lease(store: IdempotencyStore, caller: str, key: str, policy: Le
             log.warning("could not renew an Idempotency-Key lease: %r", err)
 
 
+async def _answer(
+    store: IdempotencyStore, caller: str, key: str, status: int, body: Any, policy: LeasePolicy
+) -> None:
+    """Record the answer a retry gets replayed."""
+    kept = jsonable_encoder(body)
+    await _settle("answer", partial(store.answer, caller, key, status, kept), policy)
+
+
 async def _release(store: IdempotencyStore, caller: str, key: str, policy: LeasePolicy) -> None:
-    """Give the key up so a retry runs again; if the database is unreachable the lease runs out
-    by itself, which is the same thing a little later."""
+    """Give the key up so a retry runs again."""
+    await _settle("release", partial(store.release, caller, key, owner=policy.owner), policy)
+
+
+_settling: set[asyncio.Task[None]] = set()  # background writes, kept until they end
+SETTLE_RETRY_EVERY = 0.5  # seconds between attempts of a write that failed
+
+
+async def _settle(what: str, write: Callable[[], Awaitable[None]], policy: LeasePolicy) -> None:
+    """Record what became of a key (its answer, or its release). When PostgreSQL is what just
+    failed (it went down during the request), keep trying in the background for half a lease:
+    without that, the key would stay leased to this live process until the lease ran out, and
+    every retry would get 503 for up to `lease_seconds` though the database was back within
+    seconds (the kill matrix's postgres scenario, docs/faults.md). Half a lease is safe: the
+    lease was renewed at least every third of one while the request ran, so it still holds and
+    no other request can have taken the key over; and the first recorded answer always stays."""
     try:
-        await store.release(caller, key, owner=policy.owner)
+        await write()
+        return
     except Exception as err:
-        log.warning("could not release an Idempotency-Key (its lease will run out): %r", err)
+        log.warning("could not %s an Idempotency-Key now, trying again: %r", what, err)
+    task = asyncio.create_task(_retry(what, write, policy.lease_seconds / 2))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
+async def _retry(what: str, write: Callable[[], Awaitable[None]], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    failure: Exception | None = None
+    while loop.time() < deadline:
+        await asyncio.sleep(SETTLE_RETRY_EVERY)
+        try:
+            await write()
+            return
+        except Exception as err:
+            failure = err
+    log.warning("could not %s an Idempotency-Key (its lease will run out): %r", what, failure)

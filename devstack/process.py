@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from settings import REPO_ROOT, open_private_log
 
@@ -34,7 +37,8 @@ def require_ports(ports: dict[str, int]) -> None:
     if busy:
         raise SystemExit(
             f"[bizsupport] cannot start: {', '.join(busy)} already in use "
-            "(another `make run`?). Stop it, or set API_PORT for the API."
+            "(another `make run`?). Stop it, or choose other ports: API_PORT, TEMPORAL_ADDRESS"
+            " (host:port) and TEMPORAL_UI_PORT."
         )
 
 
@@ -115,6 +119,10 @@ class Children:
                 return
             say(f"{name} started again (restart {self.restarts[name]})")
 
+    def pids(self) -> dict[str, int]:
+        """The pid of each child as it runs now (a restart gives it a new one)."""
+        return {name: proc.pid for name, proc in self.procs}
+
     def stop(self) -> None:
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
@@ -155,3 +163,55 @@ async def wait_for_signal(failed: Callable[[], bool]) -> None:
         except TimeoutError:
             pass
     say("stopping…")
+
+
+# ── processes a dead launcher left behind ────────────────────────────────────────────────────
+
+
+def identity(pid: int) -> dict[str, int] | None:
+    """`{"pid", "started"}` of a running process, `started` being its start time in clock ticks
+    since boot (/proc/<pid>/stat): with it a later process given the same pid is not taken for
+    this one. None when no such process runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count fields after its ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return {"pid": pid, "started": int(fields[19])}  # field 22: starttime
+
+
+def running(recorded: Any) -> bool:
+    """Whether the process `identity` once described still runs (same pid, same start time)."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("pid"), int):
+        return False
+    return identity(recorded["pid"]) == recorded
+
+
+def stop_leftovers(
+    children: dict[str, Any], signals: dict[str, signal.Signals], timeout: float = 20.0
+) -> list[str]:
+    """Stop the children (name → identity, in start order) a launcher recorded and left running
+    when it died without stopping them (SIGKILL, out of memory): the last started first, each
+    with its own stop signal (default SIGTERM), killed if it has not ended within `timeout`.
+    Returns the names stopped. Only processes whose pid and start time both match are signalled,
+    so nothing that merely reuses a pid is touched."""
+    stopped = []
+    for name, recorded in reversed(list(children.items())):
+        if not running(recorded):
+            continue
+        say(f"stopping {name} (pid {recorded['pid']}), left running by a launcher that died")
+        with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
+            os.kill(recorded["pid"], signals.get(name, signal.SIGTERM))
+        deadline = time.monotonic() + timeout
+        while running(recorded) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if running(recorded):
+            with contextlib.suppress(ProcessLookupError):  # it ended by itself meanwhile
+                os.kill(recorded["pid"], signal.SIGKILL)
+            while running(recorded):
+                time.sleep(0.05)
+        stopped.append(name)
+    return stopped

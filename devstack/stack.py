@@ -14,12 +14,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
 
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
-from devstack.process import Children, require_ports, say, wait_for_port, wait_for_signal
+from devstack.process import (
+    Children,
+    identity,
+    require_ports,
+    running,
+    say,
+    stop_leftovers,
+    wait_for_port,
+    wait_for_signal,
+)
 from domain.catalog import CatalogError, default_catalog
 from services.subscriptions import SubscriptionService
 from settings import Settings, load_settings, write_private
@@ -27,15 +40,81 @@ from starter.temporal import binary, connect, ensure_search_attributes
 from store.db import migrate, open_pool
 from workflows import search_attributes as sa
 
-UI_PORT = 8233
+# How each child stops cleanly: PostgreSQL's fast shutdown is SIGINT (SIGTERM would wait for
+# every client to disconnect); the others stop on SIGTERM.
+STOP_SIGNALS = {"postgres": signal.SIGINT}
+
+
+class StackFile:
+    """DATA_DIR/stack.json (0600, it holds the database password): how to reach the running
+    stack (the CLI, tests) and which processes are its own: the launcher and each child as
+    `{"pid", "started"}` (devstack.process.identity), in start order. Rewritten whenever a child
+    starts or is started again, so a test can kill exactly one process; removed at a clean stop.
+    A launcher killed outright leaves it behind, and the next launcher on the same DATA_DIR
+    stops the children it lists that still run (they hold the ports and the cluster) before it
+    starts its own."""
+
+    def __init__(self, path: Path, settings: Settings) -> None:
+        self.path = path
+        self.fields: dict[str, Any] = {
+            "temporal_address": settings.temporal_address,
+            "api_port": settings.api_port,
+            "temporal_ui_port": settings.temporal_ui_port,
+            "launcher": identity(os.getpid()),
+            "children": {},
+        }
+
+    def take_over(self) -> None:
+        """Stop what a dead launcher left running on this DATA_DIR; refuse if it still runs."""
+        try:
+            previous = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if "launcher" not in previous:
+            return  # the sandbox's (devstack/sandbox.py, no children): left as it is
+        if running(previous["launcher"]):
+            raise SystemExit(
+                f"[bizsupport] cannot start: another launcher (pid {previous['launcher']['pid']})"
+                f" runs on {self.path.parent}. Stop it first, or set DATA_DIR."
+            )
+        stop_leftovers(previous.get("children") or {}, STOP_SIGNALS)
+        self.path.unlink(missing_ok=True)
+
+    def update(self, **fields: Any) -> None:
+        self.fields.update(fields)
+        self.write()
+
+    def children_now(self, children: Children, postgres: EmbeddedPostgres | None) -> None:
+        """Record the children's current pids; written only when one changed."""
+        pids = {}
+        if postgres is not None and postgres.process is not None:
+            pids["postgres"] = postgres.process.pid
+        pids.update(children.pids())
+        recorded = {name: (who or {}).get("pid") for name, who in self.fields["children"].items()}
+        if recorded != pids:
+            self.update(children={name: identity(pid) for name, pid in pids.items()})
+
+    def write(self) -> None:
+        write_private(self.path, json.dumps(self.fields))
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 async def run_stack(settings: Settings) -> None:
     data = settings.data_dir
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    stack_file = StackFile(data / "stack.json", settings)
+    stack_file.take_over()
     host, _, tport = settings.temporal_address.rpartition(":")
-    require_ports({"Temporal": int(tport), "Temporal UI": UI_PORT, "API": settings.api_port})
+    require_ports(
+        {
+            "Temporal": int(tport),
+            "Temporal UI": settings.temporal_ui_port,
+            "API": settings.api_port,
+        }
+    )
 
     postgres: EmbeddedPostgres | None = None
     children = Children(logs)
@@ -47,6 +126,8 @@ async def run_stack(settings: Settings) -> None:
             postgres = EmbeddedPostgres(data / "postgres")
             database_url = postgres.start()
             say(f"embedded PostgreSQL on {postgres.display_url}")
+        stack_file.update(database_url=database_url)
+        stack_file.children_now(children, postgres)
         migrate(database_url)
 
         temporal = children.start(
@@ -62,7 +143,7 @@ async def run_stack(settings: Settings) -> None:
                 "--port",
                 tport,
                 "--ui-port",
-                str(UI_PORT),
+                str(settings.temporal_ui_port),
                 "--namespace",
                 settings.temporal_namespace,
                 "--log-level",
@@ -75,6 +156,7 @@ async def run_stack(settings: Settings) -> None:
             ],
             dict(os.environ),
         )
+        stack_file.children_now(children, postgres)
         wait_for_port(int(tport), "Temporal dev server", temporal)
         say(f"Temporal dev server on {settings.temporal_address}")
 
@@ -90,16 +172,8 @@ async def run_stack(settings: Settings) -> None:
             env["BIZSUPPORT_DEMO_LOGIN"] = "1"
             env["BIZSUPPORT_DEMO_WORKPLACE"] = DEMO_WORKPLACE
             say("console demo login is ON (demo workplace only, loopback only, no password)")
-        write_private(
-            data / "stack.json",
-            json.dumps(
-                {
-                    "database_url": database_url,
-                    "temporal_address": settings.temporal_address,
-                }
-            ),
-        )
         children.start("worker", [sys.executable, "worker.py"], env)
+        stack_file.children_now(children, postgres)
         api = children.start(
             "api",
             [
@@ -115,6 +189,7 @@ async def run_stack(settings: Settings) -> None:
             ],
             env,
         )
+        stack_file.children_now(children, postgres)
 
         async with AsyncExitStack() as stack:
             client = await connect(settings.temporal_address, settings.temporal_namespace)
@@ -133,14 +208,15 @@ async def run_stack(settings: Settings) -> None:
             )
             if postgres is not None:
                 children.watch("postgres", postgres.poll, postgres.restart)
+            stack_file.update(ready=True)
             announce(settings, login)
-            await wait_until_stopped(children)
+            await wait_until_stopped(children, lambda: stack_file.children_now(children, postgres))
     finally:
         children.stop()
         if postgres is not None:
             postgres.stop()
             say("stopped PostgreSQL")
-        (data / "stack.json").unlink(missing_ok=True)
+        stack_file.remove()
 
 
 def announce(settings: Settings, login: str) -> None:
@@ -148,7 +224,7 @@ def announce(settings: Settings, login: str) -> None:
     say("ready:")
     say(f"  console      {base}/console/login   (demo login: {login})")
     say(f"  API docs     {base}/docs")
-    say(f"  Temporal UI  http://127.0.0.1:{UI_PORT}   (filter: ServiceId='ubob')")
+    say(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}   (filter: ServiceId='ubob')")
     say("  CLI          .venv/bin/python -m starter.cli list --workplace demo")
     for line in metrics_lines(settings):
         say(line)
@@ -168,9 +244,10 @@ def metrics_lines(settings: Settings) -> list[str]:
     return lines
 
 
-async def wait_until_stopped(children: Children) -> None:
+async def wait_until_stopped(children: Children, restarted: Callable[[], None]) -> None:
     def crashed() -> bool:
         children.check()  # restarts whatever died, with backoff
+        restarted()
         return False
 
     await wait_for_signal(crashed)

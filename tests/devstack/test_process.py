@@ -4,15 +4,18 @@ password) are 0600, whatever the umask."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from devstack.process import Children
-from settings import write_private
+from devstack.process import Children, identity, running, stop_leftovers
+from devstack.stack import StackFile
+from settings import load_settings, write_private
 
 
 def test_children_logs_and_stack_file_are_private(tmp_path: Path) -> None:
@@ -69,3 +72,44 @@ def test_supervision_covers_what_the_launcher_runs_itself(tmp_path: Path) -> Non
     children.check()
     children.check()
     assert state["restarted"] == 1 and children.restarts["postgres"] == 1
+
+
+def test_a_dead_launchers_children_are_stopped_and_nothing_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A launcher killed outright leaves its children running (each in its own session); the
+    next launcher stops those stack.json lists, and only if pid and start time both match."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    left = subprocess.Popen(sleeper, start_new_session=True)
+    other = subprocess.Popen(sleeper, start_new_session=True)
+    try:
+        recorded = identity(left.pid)
+        assert recorded is not None and running(recorded)
+        same_pid_later = identity(other.pid)
+        assert same_pid_later is not None
+        same_pid_later["started"] -= 1  # as if the recorded process ended and its pid was reused
+        stopped = stop_leftovers({"worker": recorded, "api": same_pid_later}, {}, timeout=10)
+        assert stopped == ["worker"]
+        assert left.wait(timeout=10) == -signal.SIGTERM
+        assert other.poll() is None  # not ours: untouched
+        assert not running(recorded)
+        assert "stopping worker (pid" in capsys.readouterr().out
+    finally:
+        for proc in (left, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_second_launcher_on_a_running_stacks_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    running_one = StackFile(tmp_path / "stack.json", load_settings())
+    running_one.write()  # names this (live) process as its launcher
+    with pytest.raises(SystemExit, match=r"another launcher \(pid \d+\) runs on"):
+        StackFile(tmp_path / "stack.json", load_settings()).take_over()
+    assert (tmp_path / "stack.json").exists()
+
+
+def test_the_sandboxs_stack_file_is_left_alone(tmp_path: Path) -> None:
+    sandbox = '{"database_url": "postgresql://u:secret@h/db", "temporal_address": "h:1"}'
+    write_private(tmp_path / "stack.json", sandbox)
+    StackFile(tmp_path / "stack.json", load_settings()).take_over()
+    assert (tmp_path / "stack.json").read_text() == sandbox
