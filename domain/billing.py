@@ -320,12 +320,17 @@ def invoice_id(subscription_id: str, period: Period) -> str:
 
 def invoice_delay(subscription_id: str, spread: timedelta) -> timedelta:
     """How long after 00:00 on the 1st this subscription issues its invoice, when month-end is
-    spread over ``spread`` (issue 12): a whole second in [0, spread), fixed by the subscription
-    id alone, so every month and every replay picks the same instant and the subscriptions of a
-    workplace land evenly over the window. The invoice still covers the same days; only the
-    moment it is issued moves. No spread: 00:00 sharp."""
-    seconds = int(spread.total_seconds())
+    spread over ``spread`` (issue 12): fixed by the subscription id alone, so every month and
+    every replay picks the same instant and the subscriptions land evenly over the window. The
+    invoice still covers the same days; only the moment it is issued moves. No spread: 00:00."""
+    return stable_offset(subscription_id, spread)
+
+
+def stable_offset(key: str, window: timedelta) -> timedelta:
+    """A whole number of seconds in [0, window), the same for the same key on every machine and
+    in every replay (a hash, not a random draw); 0 for an empty window."""
+    seconds = int(window.total_seconds())
     if seconds <= 0:
         return timedelta(0)
-    digest = hashlib.sha256(subscription_id.encode()).digest()
+    digest = hashlib.sha256(key.encode()).digest()
     return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)

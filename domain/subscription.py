@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.billing import BillingHistory, Invoice, PlanFees
+from domain.billing import BillingHistory, Invoice, PlanFees, stable_offset
 from statemachines.lifecycle import StateName
 
 DATA_RETENTION = timedelta(days=30)  # R-CANCEL-2
@@ -20,10 +20,23 @@ SYSTEM_ACTOR = "system"
 # How a run of the subscription's workflow makes its effects (docs/architecture.md, "Versions").
 #   1: each decision runs its effect activity, then a separate `publish` activity.
 #   2: each decision commits its database writes (invoice, usage holders, read model, audit) in
-#      one local activity, and the run continues-as-new after each month-close.
+#      one local activity, and the run continues-as-new once a month, some hours after its
+#      month-close (continue_as_new_delay).
 # A run keeps the version it started with: histories recorded under 1 replay under 1. New
 # subscriptions start at CURRENT_VERSION; a version-1 run moves to it at its next continue-as-new.
 CURRENT_VERSION = 2
+
+
+# A new run costs a fresh workflow instance on the worker; made at 00:00 on the 1st, it would
+# double the month-end herd. Each subscription starts its next run at its own instant in this
+# window after its month-close instead.
+CONTINUE_AS_NEW_WINDOW = (timedelta(hours=1), timedelta(hours=6))
+
+
+def continue_as_new_delay(subscription_id: str) -> timedelta:
+    """How long after its month-close a version-2 run continues as new: fixed by the id."""
+    earliest, width = CONTINUE_AS_NEW_WINDOW
+    return earliest + stable_offset(f"continue-as-new\n{subscription_id}", width)
 
 
 class _Model(BaseModel):

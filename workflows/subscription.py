@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionData,
         SubscriptionInput,
         UsageRequest,
+        continue_as_new_delay,
     )
     from partners.gateway import MemberCourses
     from statemachines.lifecycle import SubscriptionLifecycle
@@ -83,10 +84,10 @@ class SubscriptionWorkflow:
         self.lock = asyncio.Lock()
         self.wake = False
         # Version 2 (domain.subscription.CURRENT_VERSION): the decision's writes wait here for
-        # its one commit, and a month-close ends the run (continue-as-new).
+        # its one commit, and a month-close sets when this run continues as new.
         self.pending_holders: tuple[list[str], datetime] | None = None
         self.pending_invoice: Invoice | None = None
-        self.period_closed = False
+        self.continue_as_new_at: datetime | None = None
 
     @property
     def commits_once(self) -> bool:
@@ -120,7 +121,7 @@ class SubscriptionWorkflow:
     def _continue_as_new_due(self) -> bool:
         info = workflow.info()
         return (
-            self.period_closed
+            (self.continue_as_new_at is not None and self.continue_as_new_at <= workflow.now())
             or info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= self.history_event_limit
         )
@@ -143,6 +144,7 @@ class SubscriptionWorkflow:
             self._invoice_due_at(),
             self.data.scheduled_plan_change.at if self.data.scheduled_plan_change else None,
             self._deletion_due_at(),
+            self.continue_as_new_at,
         ]
         present = [c for c in candidates if c is not None]
         return min(present) if present else None
@@ -171,21 +173,22 @@ class SubscriptionWorkflow:
             closed = self.data.next_invoice_period
             await self._issue_invoice()
         if closed is not None and not self.data.finished:
-            self.period_closed = self._ends_run_after_month_close(closed)
+            self._end_run_after_month_close(closed, now)
         deletion = self._deletion_due_at()
         if deletion is not None and deletion <= now:
             await self._delete_data()
 
     # ── application (R-APPLY, R-LIFE-2) ──────────────────────────────────────────────────────
 
-    def _ends_run_after_month_close(self, period: str) -> bool:
-        """Continue-as-new after each month-close, so a run's history is about a month long and
-        a replay stays cheap. A version-1 run did not: it asks through a patch named after the
-        closed month, so the month-closes already in its history replay unpatched and the first
-        one after this code is deployed ends the run (the next run is version 2)."""
-        if self.commits_once:
-            return True
-        return workflow.patched(f"continue-as-new-after-{period}")
+    def _end_run_after_month_close(self, period: str, now: datetime) -> None:
+        """Continue-as-new once a month, so a run's history is about a month long and a replay
+        stays cheap: at this subscription's own instant some hours after its month-close (a new
+        run costs the worker a fresh instance; at 00:00 it would double the month-end herd).
+        A version-1 run did not: it asks through a patch named after the closed month, so the
+        month-closes already in its history replay unpatched and the first one after this code
+        is deployed ends the run the same way (the next run is version 2)."""
+        if self.commits_once or workflow.patched(f"continue-as-new-after-{period}"):
+            self.continue_as_new_at = now + continue_as_new_delay(self.data.subscription_id)
 
     async def _apply(self) -> None:
         app = self.data.application
