@@ -497,17 +497,16 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                 ),
                 "ours",
             )
-            # Version 2 continues as new after the month-close: wait until every next run waits on
-            # its timer (its first task done) before terminating. Terminating a run whose task is
-            # in flight leaves the time-skipping server's clock locked: the floors would never
-            # fire (seen as "Task not found when completing: Completed workflow").
+            # Wait until every month-close's workflow task has completed (the run waits on its
+            # next timer) before terminating: terminating a run whose task is in flight leaves
+            # the time-skipping server's clock locked, and the floors would never fire (seen as
+            # "Task not found when completing: Completed workflow").
             waited = time.perf_counter()
             await bounded(
-                lambda s: next_run_waiting(service.handle(s)), sub_ids, args.seed_concurrency
+                lambda s: waiting_again(service.handle(s)), sub_ids, args.seed_concurrency
             )
-            settled = time.perf_counter() - waited
             ours.note = (ours.note + "; " if ours.note else "") + (
-                f"every next run (continue-as-new) was waiting on its timer {settled:.2f} s"
+                f"every run was waiting on its next timer {time.perf_counter() - waited:.2f} s"
                 " after the last month-close was done"
             )
             console.mark("ours: month-close")
@@ -630,27 +629,21 @@ async def timer_started(handle: Any) -> None:
         await asyncio.sleep(0.05)
 
 
-async def next_run_waiting(handle: Any) -> None:
-    """Until the latest run was started by continue-as-new and waits on its timer."""
+async def waiting_again(handle: Any) -> None:
+    """Until the latest run's last event is a started timer after a fired one: the month-close's
+    workflow task is complete and the workflow sleeps again."""
     while True:
         events = (await handle.fetch_history()).events
-        started = events[0].workflow_execution_started_event_attributes
-        if started.continued_execution_run_id and any(
-            e.HasField("timer_started_event_attributes") for e in events
-        ):
+        fired = any(e.HasField("timer_fired_event_attributes") for e in events)
+        if fired and events[-1].HasField("timer_started_event_attributes"):
             return
         await asyncio.sleep(0.05)
 
 
 async def month_close_activities(service: Any, sub_id: str) -> str:
-    """What one SubscriptionWorkflow month-close ran after its timer: activities and local
-    activities (marker events), in the run that closed the month (version 2 continues as new
-    right after it: that run is the one before the latest)."""
-    handle = service.handle(sub_id)
-    latest = await handle.fetch_history()
-    started = latest.events[0].workflow_execution_started_event_attributes
-    run_id = started.continued_execution_run_id or None
-    history = await service.client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+    """What one SubscriptionWorkflow month-close ran after its timer fired: activities, local
+    activities (marker events) and events, up to the run's next timer."""
+    history = await service.handle(sub_id).fetch_history()
     activities = markers = events = 0
     fired = False
     for event in history.events:
