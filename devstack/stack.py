@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
@@ -28,6 +29,29 @@ from store.db import migrate, open_pool
 from workflows import search_attributes as sa
 
 UI_PORT = 8233
+
+
+def dev_server_argv(
+    *, host: str, port: int, ui_port: int | None, namespace: str, db_file: Path | None
+) -> list[str]:
+    """The Temporal dev server's command line, with our search attributes registered. Without
+    `db_file` it keeps its history in memory, without `ui_port` it has no Web UI (benchmarks)."""
+    return [
+        str(binary("temporal")),
+        "server",
+        "start-dev",
+        *(["--db-filename", str(db_file)] if db_file is not None else []),
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        *(["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+        *[arg for key in sa.ALL_KEYS for arg in ("--search-attribute", f"{key.name}=Keyword")],
+    ]
 
 
 async def run_stack(settings: Settings) -> None:
@@ -51,28 +75,13 @@ async def run_stack(settings: Settings) -> None:
 
         temporal = children.start(
             "temporal",
-            [
-                str(binary("temporal")),
-                "server",
-                "start-dev",
-                "--db-filename",
-                str(data / "temporal.db"),
-                "--ip",
-                host or "127.0.0.1",
-                "--port",
-                tport,
-                "--ui-port",
-                str(UI_PORT),
-                "--namespace",
-                settings.temporal_namespace,
-                "--log-level",
-                "warn",
-                *[
-                    arg
-                    for key in sa.ALL_KEYS
-                    for arg in ("--search-attribute", f"{key.name}=Keyword")
-                ],
-            ],
+            dev_server_argv(
+                host=host or "127.0.0.1",
+                port=int(tport),
+                ui_port=UI_PORT,
+                namespace=settings.temporal_namespace,
+                db_file=data / "temporal.db",
+            ),
             dict(os.environ),
         )
         wait_for_port(int(tport), "Temporal dev server", temporal)

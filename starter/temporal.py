@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.subscription import SubscriptionActivities
 from partners.sandbox import SandboxPartner
@@ -85,6 +86,12 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
         )
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """How the worker runs workflow code (bench/memory.py measures what one cached workflow
+    costs with it)."""
+    return SandboxedWorkflowRunner()
+
+
 def build_worker(
     client: Client,
     pool: Pool,
@@ -104,6 +111,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[SubscriptionWorkflow],
+        workflow_runner=workflow_runner(),
         activities=activities.all(),
         max_concurrent_activities=max_concurrent,
         max_concurrent_workflow_tasks=max_concurrent,
