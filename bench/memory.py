@@ -2,14 +2,13 @@
 
     python bench/memory.py [--n 1000] [--sample 50] [--frames 25] [--concurrency 10]
 
-One worker at a time runs in this process (the worker make-up of starter/temporal.py: its
-workflow runner, the same for both kinds), on Temporal's time-skipping server and embedded
+One worker at a time runs in this process, on Temporal's time-skipping server and embedded
 PostgreSQL (or DATABASE_URL), both removed at the end:
 
 1. OURS: N `cartax` subscriptions applied for through SubscriptionService, each an active, quiet
    SubscriptionWorkflow waiting on its invoice timer, all in the worker's cache.
 2. NO-LOGIC: N workflows (bench/floors.py) that only wait on a condition, in the cache of a
-   worker built the same way.
+   worker with the SDK's stock sandbox runner (a fixed floor, whichever runner ours uses).
 
 Before each kind, one workflow of that kind runs first (imports, first sandbox). Then N more are
 cached with tracemalloc on (one frame per allocation) and, after a full `gc.collect()`, the
@@ -34,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import sys
 import time
@@ -52,6 +52,7 @@ from temporalio.worker import (
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
 )
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 if not workflow.unsafe.in_sandbox():
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,6 +88,29 @@ class CountStarts(Interceptor):
 # ── measuring ────────────────────────────────────────────────────────────────────────────────
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def malloc_bytes() -> tuple[int, int]:
+    """(in use, free but held) by glibc's malloc in this process: Python's larger objects, and
+    everything native code allocates — the SDK's Rust core, pydantic-core, libpq — which
+    tracemalloc does not see. (0, 0) where glibc's mallinfo2 is not available."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return 0, 0
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd, info.fordblks
+
+
 @dataclass
 class Grown:
     name: str
@@ -95,6 +119,8 @@ class Grown:
     rss: float  # bytes RSS grew, tracemalloc's own growth taken out
     rss_raw: float
     seconds: float
+    malloc_used: int = 0  # glibc malloc in use grew (tracemalloc's own growth taken out)
+    malloc_free: int = 0  # glibc malloc free-but-held grew (fragmentation)
     where: Counter[str] = field(default_factory=Counter)
     files: Counter[str] = field(default_factory=Counter)
 
@@ -157,6 +183,7 @@ async def grow(name: str, n: int, frames: int, fill: Callable[[int], Awaitable[N
     with ``frames`` frames per allocation."""
     gc.collect()
     rss0 = rss_mb() * 1024 * 1024
+    used0, free0 = malloc_bytes()
     tracemalloc.start(frames)
     tm0 = tracemalloc.get_tracemalloc_memory()
     before = tracemalloc.take_snapshot()
@@ -167,8 +194,11 @@ async def grow(name: str, n: int, frames: int, fill: Callable[[int], Awaitable[N
     after = tracemalloc.take_snapshot()
     rss_raw = (rss_mb() * 1024 * 1024) - rss0
     tm_growth = tracemalloc.get_tracemalloc_memory() - tm0
+    used1, free1 = malloc_bytes()
     tracemalloc.stop()
-    grown = Grown(name, n, 0, rss_raw - tm_growth, rss_raw, seconds)
+    grown = Grown(
+        name, n, 0, rss_raw - tm_growth, rss_raw, seconds, used1 - used0 - tm_growth, free1 - free0
+    )
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
     for stat in after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "traceback"):
         grown.traced += stat.size_diff
@@ -215,7 +245,7 @@ async def run(args: argparse.Namespace) -> int:
 
     from domain.catalog import default_catalog
     from services.subscriptions import SubscriptionService
-    from starter.temporal import build_worker, workflow_runner
+    from starter.temporal import build_worker
 
     load_start = loadavg()
     print(machine_line(), flush=True)
@@ -243,7 +273,8 @@ async def run(args: argparse.Namespace) -> int:
         async with build_worker(env.client, pool, queue, max_cached_workflows=cache):
             ours = await measure("ours", args, subscribe)
 
-        # ── no-logic: the same runner, nothing else ──
+        # ── no-logic: the SDK's stock sandbox, nothing else (a fixed floor, whatever runner
+        # starter/temporal.py chooses for ours) ──
         nl_queue = f"bench-mem-nl-{run_tag}"
         started = 0
 
@@ -264,7 +295,7 @@ async def run(args: argparse.Namespace) -> int:
             task_queue=nl_queue,
             workflows=[NoLogicWorkflow],
             interceptors=[CountStarts()],
-            workflow_runner=workflow_runner(),
+            workflow_runner=SandboxedWorkflowRunner(),
             max_cached_workflows=cache,
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):
@@ -277,7 +308,9 @@ def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -
     from starter.temporal import workflow_runner
 
     print()
-    print(f"worker memory per cached workflow, N={args.n}, runner: {describe(workflow_runner())}")
+    print(f"worker memory per cached workflow, N={args.n}")
+    print(f"  ours' runner (starter/temporal.py): {describe(workflow_runner())}")
+    print(f"  no-logic's runner: {describe(SandboxedWorkflowRunner())}")
     print(f"load average (1, 5, 15 min): {load_start} at the start, {loadavg()} at the end")
     for kind in (ours, floor):
         g = kind.total
@@ -286,6 +319,10 @@ def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -
             f" | RSS {g.rss_per / KIB:7.1f} KiB/workflow (raw {g.rss_raw / g.n / KIB:.1f},"
             f" less tracemalloc's own growth) | sample of {kind.sample.n}:"
             f" {kind.sample.per / KIB:.1f} KiB traced"
+        )
+        print(
+            f"  {'':9s} glibc malloc: in use +{g.malloc_used / g.n / KIB:.1f} KiB/workflow,"
+            f" free but held +{g.malloc_free / g.n / KIB:.1f} KiB/workflow"
         )
     o, f = ours.total, floor.total
     print(
