@@ -2,8 +2,9 @@
 
     python bench/memory.py [--n 1000] [--sample 50] [--frames 25] [--concurrency 10]
 
-One worker at a time runs in this process, on Temporal's time-skipping server and embedded
-PostgreSQL (or DATABASE_URL), both removed at the end:
+Each kind runs in a fresh child process of this script (no-logic first), with its worker in that
+process, on Temporal's time-skipping server and embedded PostgreSQL (or DATABASE_URL), both
+removed at the end; so neither kind's RSS reuses memory the other freed:
 
 1. OURS: N `cartax` subscriptions applied for through SubscriptionService, each an active, quiet
    SubscriptionWorkflow waiting on its invoice timer, all in the worker's cache.
@@ -34,7 +35,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import dataclasses
 import gc
+import json
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -240,41 +244,41 @@ async def measure(
     return Kind(total, sample)
 
 
-async def run(args: argparse.Namespace) -> int:
+async def measure_kind(args: argparse.Namespace) -> Kind:
+    """One kind, in a process of its own (so neither kind reuses memory the other freed)."""
     from temporalio.worker import Worker
 
     from domain.catalog import default_catalog
     from services.subscriptions import SubscriptionService
     from starter.temporal import build_worker
 
-    load_start = loadavg()
-    print(machine_line(), flush=True)
     run_tag = tag()
     cache = args.n + args.sample + args.warmup + 100
     async with postgres() as (_url, pool), time_skipping() as env:
-        # ── ours: active, quiet subscriptions waiting on their invoice timer ──
-        queue = f"bench-mem-{run_tag}"
-        service = SubscriptionService(
-            pool, env.client, default_catalog(), queue, clock=env.get_current_time
-        )
-        batches = iter(range(1_000_000))
-
-        async def subscribe(count: int) -> None:
-            await seed(
-                service,
-                pool,
-                f"mem-{run_tag}-{next(batches)}",
-                count,
-                "cartax",
-                concurrency=args.concurrency,
-                wait_seconds=600,
+        if args.kind == "ours":
+            # active, quiet subscriptions waiting on their invoice timer
+            queue = f"bench-mem-{run_tag}"
+            service = SubscriptionService(
+                pool, env.client, default_catalog(), queue, clock=env.get_current_time
             )
+            batches = iter(range(1_000_000))
 
-        async with build_worker(env.client, pool, queue, max_cached_workflows=cache):
-            ours = await measure("ours", args, subscribe)
+            async def subscribe(count: int) -> None:
+                await seed(
+                    service,
+                    pool,
+                    f"mem-{run_tag}-{next(batches)}",
+                    count,
+                    "cartax",
+                    concurrency=args.concurrency,
+                    wait_seconds=600,
+                )
 
-        # ── no-logic: the SDK's stock sandbox, nothing else (a fixed floor, whatever runner
-        # starter/temporal.py chooses for ours) ──
+            async with build_worker(env.client, pool, queue, max_cached_workflows=cache):
+                return await measure("ours", args, subscribe)
+
+        # no-logic: the SDK's stock sandbox, nothing else (a fixed floor, whatever runner
+        # starter/temporal.py chooses for ours)
         nl_queue = f"bench-mem-nl-{run_tag}"
         started = 0
 
@@ -299,8 +303,49 @@ async def run(args: argparse.Namespace) -> int:
             max_cached_workflows=cache,
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):
-            floor = await measure("no-logic", args, start_no_logic)
-    report(args, ours, floor, load_start)
+            return await measure("no-logic", args, start_no_logic)
+
+
+RESULT = "RESULT "
+
+
+def child(args: argparse.Namespace) -> int:
+    kind = asyncio.run(measure_kind(args))
+
+    def plain(g: Grown) -> dict[str, Any]:  # asdict() would rebuild the Counters wrongly
+        fields = {f.name: getattr(g, f.name) for f in dataclasses.fields(g)}
+        return {**fields, "where": dict(g.where), "files": dict(g.files)}
+
+    print(RESULT + json.dumps({"total": plain(kind.total), "sample": plain(kind.sample)}))
+    return 0
+
+
+def from_json(raw: dict[str, Any]) -> Kind:
+    def grown(d: dict[str, Any]) -> Grown:
+        d = {**d, "where": Counter(d["where"]), "files": Counter(d["files"])}
+        return Grown(**d)
+
+    return Kind(grown(raw["total"]), grown(raw["sample"]))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Each kind in a child process of this script, no-logic first; then the report."""
+    load_start = loadavg()
+    print(machine_line(), flush=True)
+    kinds: dict[str, Kind] = {}
+    for kind in ("no-logic", "ours"):
+        argv = [sys.executable, __file__, *sys.argv[1:], "--kind", kind]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+        lines = proc.stdout.splitlines()
+        for line in lines:
+            if not line.startswith(RESULT):
+                print(line, flush=True)
+        found = [line for line in lines if line.startswith(RESULT)]
+        if proc.returncode != 0 or not found:
+            print(f"the {kind} process failed (exit {proc.returncode})", file=sys.stderr)
+            return 1
+        kinds[kind] = from_json(json.loads(found[-1].removeprefix(RESULT)))
+    report(args, kinds["ours"], kinds["no-logic"], load_start)
     return 0
 
 
@@ -309,8 +354,9 @@ def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -
 
     print()
     print(f"worker memory per cached workflow, N={args.n}")
-    print(f"  ours' runner (starter/temporal.py): {describe(workflow_runner())}")
-    print(f"  no-logic's runner: {describe(SandboxedWorkflowRunner())}")
+    doc = (workflow_runner.__doc__ or "").split(".")[0].replace("\n", " ")
+    print(f"  ours' runner (starter/temporal.py workflow_runner): {doc}")
+    print("  no-logic's runner: the SDK's stock SandboxedWorkflowRunner()")
     print(f"load average (1, 5, 15 min): {load_start} at the start, {loadavg()} at the end")
     for kind in (ours, floor):
         g = kind.total
@@ -344,17 +390,6 @@ def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -
         print(f"  {size / g.n / KIB:7.1f}  {name}")
 
 
-def describe(runner: Any) -> str:
-    restrictions = getattr(runner, "_restrictions", None)
-    if restrictions is None:
-        return type(runner).__name__
-    extra = sorted(
-        restrictions.passthrough_modules - type(restrictions).passthrough_modules_default
-    )
-    everything = " (all modules passed through)" if restrictions.passthrough_all_modules else ""
-    return f"{type(runner).__name__}, extra passthrough {extra or 'none'}{everything}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="cached workflows of each kind")
@@ -380,7 +415,9 @@ def main() -> int:
         "--warmup", type=int, default=20, help="workflows of each kind run before measuring"
     )
     parser.add_argument("--top", type=int, default=12, help="lines of each breakdown")
-    return asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--kind", choices=("ours", "no-logic"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    return child(args) if args.kind else run(args)
 
 
 if __name__ == "__main__":
