@@ -50,12 +50,6 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import workflow
-from temporalio.worker import (
-    ExecuteWorkflowInput,
-    Interceptor,
-    WorkflowInboundInterceptor,
-    WorkflowInterceptorClassInput,
-)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 if not workflow.unsafe.in_sandbox():
@@ -70,23 +64,6 @@ KIB = 1024
 
 
 # ── the no-logic floor ───────────────────────────────────────────────────────────────────────
-
-
-# Workflow ids whose first task ran: created outside the sandbox, so this process's own set.
-STARTED: set[str] = set()
-
-
-class _CountStarts(WorkflowInboundInterceptor):
-    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-        STARTED.add(workflow.info().workflow_id)
-        return await super().execute_workflow(input)
-
-
-class CountStarts(Interceptor):
-    def workflow_interceptor_class(
-        self, input: WorkflowInterceptorClassInput
-    ) -> type[WorkflowInboundInterceptor]:
-        return _CountStarts
 
 
 # ── measuring ────────────────────────────────────────────────────────────────────────────────
@@ -216,14 +193,6 @@ async def grow(name: str, n: int, frames: int, fill: Callable[[int], Awaitable[N
     return grown
 
 
-async def wait_for(predicate: Any, what: str, limit: float = 600) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} after {limit:.0f} s")
-        await asyncio.sleep(0.05)
-
-
 @dataclass
 class Kind:
     """One kind of workflow measured: the totals over N (1 frame per allocation: tracemalloc
@@ -290,15 +259,17 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
             async def start(key: str) -> None:
                 await env.client.start_workflow(NoLogicWorkflow.run, id=key, task_queue=nl_queue)
 
+            async def cached(key: str) -> None:
+                await env.client.get_workflow_handle(key).query(NoLogicWorkflow.ready)
+
             await bounded(start, keys, args.concurrency)
-            await wait_for(lambda: len(STARTED) == started, f"{started} no-logic workflows")
-            await asyncio.sleep(1.0)  # their first tasks complete and they sit in the cache
+            # a query is answered once the first task has run: each sits in the cache
+            await bounded(cached, keys, args.concurrency)
 
         async with Worker(
             env.client,
             task_queue=nl_queue,
             workflows=[NoLogicWorkflow],
-            interceptors=[CountStarts()],
             workflow_runner=SandboxedWorkflowRunner(),
             max_cached_workflows=cache,
             graceful_shutdown_timeout=timedelta(seconds=5),
