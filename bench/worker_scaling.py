@@ -93,7 +93,11 @@ async def run(args: argparse.Namespace) -> int:
                 names = start_workers(
                     procs, k, worker_env(url, address, queue, args.n + 500), tag=f"-{k}"
                 )
-                service = SubscriptionService(pool, client, default_catalog(), queue)
+                # Throughput, not latency: a call may wait longer than the API's 10 s before
+                # it counts as failed (a 503 would end the run on a loaded machine).
+                service = SubscriptionService(
+                    pool, client, default_catalog(), queue, temporal_deadline=args.deadline
+                )
                 directory = DirectoryService(pool, client, service)
                 seeded: list[Seeded] = []
 
@@ -192,6 +196,12 @@ def main() -> int:
     parser.add_argument("--workers", default="1,2,4", help="worker counts (default 1,2,4)")
     parser.add_argument(
         "--concurrency", type=int, default=50, help="requests in flight (default 50)"
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=60.0,
+        help="seconds one Temporal call may take before it fails the run (default 60)",
     )
     return asyncio.run(run(parser.parse_args()))
 
