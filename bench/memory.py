@@ -1,6 +1,6 @@
 """Worker memory per cached subscription (issue 12): N SubscriptionWorkflows vs N no-logic ones.
 
-    python bench/memory.py [--n 1000] [--sample 50] [--frames 25] [--concurrency 10]
+    python bench/memory.py [--n 1000] [--sample 50] [--frames 20] [--concurrency 10]
 
 Each kind runs in a fresh child process of this script (no-logic first), with its worker in that
 process, on Temporal's time-skipping server and embedded PostgreSQL (or DATABASE_URL), both
@@ -159,9 +159,12 @@ def owner(trace: tracemalloc.Traceback) -> str:
     return _short(frames[0].filename) if frames else "?"
 
 
-async def grow(name: str, n: int, frames: int, fill: Callable[[int], Awaitable[None]]) -> Grown:
-    """What ``fill(n)`` (n more workflows in the worker's cache) added to this process, traced
-    with ``frames`` frames per allocation."""
+Fill = Callable[[int, int], Awaitable[None]]  # (workflows, in flight)
+
+
+async def grow(name: str, n: int, frames: int, fill: Fill, in_flight: int) -> Grown:
+    """What ``fill(n, in_flight)`` (n more workflows in the worker's cache) added to this
+    process, traced with ``frames`` frames per allocation."""
     gc.collect()
     rss0 = rss_mb() * 1024 * 1024
     used0, free0 = malloc_bytes()
@@ -169,7 +172,7 @@ async def grow(name: str, n: int, frames: int, fill: Callable[[int], Awaitable[N
     tm0 = tracemalloc.get_tracemalloc_memory()
     before = tracemalloc.take_snapshot()
     start = time.perf_counter()
-    await fill(n)
+    await fill(n, in_flight)
     seconds = time.perf_counter() - start
     gc.collect()
     after = tracemalloc.take_snapshot()
@@ -203,13 +206,13 @@ class Kind:
     sample: Grown
 
 
-async def measure(
-    name: str, args: argparse.Namespace, fill: Callable[[int], Awaitable[None]]
-) -> Kind:
+async def measure(name: str, args: argparse.Namespace, fill: Fill) -> Kind:
     # Imports, the first sandbox, the database pool's connections: outside the measurement.
-    await fill(args.warmup)
-    total = await grow(name, args.n, 1, fill)
-    sample = await grow(name, args.sample, args.frames, fill)
+    await fill(args.warmup, args.concurrency)
+    total = await grow(name, args.n, 1, fill, args.concurrency)
+    # Deep tracebacks make every workflow task several times slower: two at a time, so none
+    # runs into its task timeout on a loaded machine (one run with 10 in flight never finished).
+    sample = await grow(name, args.sample, args.frames, fill, 2)
     return Kind(total, sample)
 
 
@@ -232,14 +235,14 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
             )
             batches = iter(range(1_000_000))
 
-            async def subscribe(count: int) -> None:
+            async def subscribe(count: int, in_flight: int) -> None:
                 await seed(
                     service,
                     pool,
                     f"mem-{run_tag}-{next(batches)}",
                     count,
                     "cartax",
-                    concurrency=args.concurrency,
+                    concurrency=in_flight,
                     wait_seconds=600,
                 )
 
@@ -251,7 +254,7 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
         nl_queue = f"bench-mem-nl-{run_tag}"
         started = 0
 
-        async def start_no_logic(count: int) -> None:
+        async def start_no_logic(count: int, in_flight: int) -> None:
             nonlocal started
             keys = [f"nl-{run_tag}-{started + i:05d}" for i in range(count)]
             started += count
@@ -262,9 +265,9 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
             async def cached(key: str) -> None:
                 await env.client.get_workflow_handle(key).query(NoLogicWorkflow.ready)
 
-            await bounded(start, keys, args.concurrency)
+            await bounded(start, keys, in_flight)
             # a query is answered once the first task has run: each sits in the cache
-            await bounded(cached, keys, args.concurrency)
+            await bounded(cached, keys, in_flight)
 
         async with Worker(
             env.client,
@@ -367,8 +370,8 @@ def main() -> int:
     parser.add_argument(
         "--frames",
         type=int,
-        default=25,
-        help="traceback depth for the sample's breakdown (default 25)",
+        default=20,
+        help="traceback depth for the sample's breakdown (default 20)",
     )
     parser.add_argument(
         "--concurrency",
