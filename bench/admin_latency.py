@@ -109,6 +109,17 @@ async def timed(calls: list[Call], ops: int) -> list[float]:
     return latencies
 
 
+def workers_rss_mb(procs: Processes) -> float:
+    """The resident memory of the worker.py processes, together."""
+    total = 0.0
+    for name, proc in procs.children.procs:
+        if name.startswith("worker"):
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+            total += int(kib) / 1024
+    return total
+
+
 def ok(response: Any, what: str) -> Any:
     if response.status_code >= 300:
         raise RuntimeError(f"{what}: HTTP {response.status_code} {response.text[:300]}")
@@ -161,13 +172,23 @@ async def run(args: argparse.Namespace) -> int:
                 handle = client.get_workflow_handle(wid)
                 return {"seq": await handle.execute_update(NoLogicWorkflow.noop, seq)}
 
+            # The workers' own memory, no tracemalloc: after a few subscriptions (imports, first
+            # sandbox, pool), then with all N + top cached.
+            await seed(subscriptions, pool, f"latw-{run_tag}", 5, "cartax")
+            rss_warm = workers_rss_mb(procs)
             seed_start = time.perf_counter()
             cartax = await seed(subscriptions, pool, f"lat-{run_tag}", args.n, "cartax")
             ubob = await seed(
                 subscriptions, pool, f"latu-{run_tag}", top, "ubob", plan_id=UBOB_PLANS[0]
             )
             seeded = time.perf_counter() - seed_start
-            print(f"seeded {args.n + top} live subscriptions in {seeded:.0f} s", flush=True)
+            rss_full = workers_rss_mb(procs)
+            print(
+                f"seeded {args.n + top} live subscriptions in {seeded:.0f} s; worker.py RSS"
+                f" {rss_warm:.0f} MB → {rss_full:.0f} MB ="
+                f" {(rss_full - rss_warm) * 1024 / (args.n + top):.0f} KiB per cached subscription",
+                flush=True,
+            )
             procs.check_alive()
             for wp in cartax[:top]:
                 await runtime.directory.put_member(
