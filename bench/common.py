@@ -7,11 +7,13 @@ from the checkout it lives in, like bench/month_close.py, whose helpers are reus
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -135,15 +137,27 @@ async def dev_server(procs: Processes) -> AsyncIterator[str]:
     from devstack.embedded import free_port
     from devstack.process import wait_for_port
     from devstack.stack import dev_server_argv
+    from starter.temporal import connect
 
     port = free_port()
     argv = dev_server_argv(
         host="127.0.0.1", port=port, ui_port=None, namespace="default", db_file=None
     )
     proc = procs.start("temporal", argv, dict(os.environ))
+    address = f"127.0.0.1:{port}"
     try:
         wait_for_port(port, "Temporal dev server", proc)
-        yield f"127.0.0.1:{port}"
+        # An open port is not yet a healthy frontend ("Frontend is not healthy yet").
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                await connect(address)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                await asyncio.sleep(0.5)
+        yield address
     finally:
         procs.stop(["temporal"])
 
