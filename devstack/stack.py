@@ -101,6 +101,29 @@ class StackFile:
         self.path.unlink(missing_ok=True)
 
 
+def dev_server_argv(
+    *, host: str, port: int, ui_port: int | None, namespace: str, db_file: Path | None
+) -> list[str]:
+    """The Temporal dev server's command line, with our search attributes registered. Without
+    `db_file` it keeps its history in memory, without `ui_port` it has no Web UI (benchmarks)."""
+    return [
+        str(binary("temporal")),
+        "server",
+        "start-dev",
+        *(["--db-filename", str(db_file)] if db_file is not None else []),
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        *(["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "warn",
+        *[arg for key in sa.ALL_KEYS for arg in ("--search-attribute", f"{key.name}=Keyword")],
+    ]
+
+
 async def run_stack(settings: Settings) -> None:
     data = settings.data_dir
     logs = data / "logs"
@@ -132,28 +155,13 @@ async def run_stack(settings: Settings) -> None:
 
         temporal = children.start(
             "temporal",
-            [
-                str(binary("temporal")),
-                "server",
-                "start-dev",
-                "--db-filename",
-                str(data / "temporal.db"),
-                "--ip",
-                host or "127.0.0.1",
-                "--port",
-                tport,
-                "--ui-port",
-                str(settings.temporal_ui_port),
-                "--namespace",
-                settings.temporal_namespace,
-                "--log-level",
-                "warn",
-                *[
-                    arg
-                    for key in sa.ALL_KEYS
-                    for arg in ("--search-attribute", f"{key.name}=Keyword")
-                ],
-            ],
+            dev_server_argv(
+                host=host or "127.0.0.1",
+                port=int(tport),
+                ui_port=settings.temporal_ui_port,
+                namespace=settings.temporal_namespace,
+                db_file=data / "temporal.db",
+            ),
             dict(os.environ),
         )
         stack_file.children_now(children, postgres)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import logging
 import os
+import sys
 import sysconfig
 from collections.abc import Sequence
 from datetime import timedelta
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import CodeType, ModuleType
+from typing import ClassVar
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -19,6 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.subscription import SubscriptionActivities
 from partners.gateway import PartnerGateway
@@ -91,6 +98,54 @@ def partner_gateway(pool: Pool) -> PartnerGateway:
     return SandboxPartner(pool)
 
 
+# The packages whose modules the sandbox loads again for every workflow it runs.
+SANDBOXED_PACKAGES = ("workflows",)
+
+
+class _SharedCodeLoader(importlib.machinery.SourceFileLoader):
+    """Loads a module's code object once per process and hands the same one to every later
+    load. A code object is immutable, so sharing it shares nothing a workflow could change:
+    each sandbox still executes the module afresh (its own globals, functions and classes)."""
+
+    _codes: ClassVar[dict[str, CodeType]] = {}
+
+    def get_code(self, fullname: str) -> CodeType:
+        code = self._codes.get(self.path)
+        if code is None:
+            code = super().get_code(fullname)
+            assert code is not None, f"{self.path} has no code"
+            self._codes[self.path] = code
+        return code
+
+
+class _SharedCodeFinder(importlib.abc.MetaPathFinder):
+    """Finds SANDBOXED_PACKAGES' modules as the path finder does, loaded by _SharedCodeLoader."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname.partition(".")[0] not in SANDBOXED_PACKAGES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _SharedCodeLoader(spec.loader.name, spec.loader.path)
+        return spec
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """How the worker runs workflow code: the SDK's sandbox, whose restrictions stay as they are,
+    with the workflow modules' code compiled once per process.
+
+    The sandbox imports workflows/subscription.py again for every workflow it runs, and each
+    import compiled the source anew: about 60 KiB of code objects per cached subscription, and
+    the CPU of a compile on every workflow start and every replay (bench/memory.py,
+    bench/README.md). A finder ahead of the path finder now gives those modules a loader that
+    keeps the first compile's code object. Installed once per process."""
+    if not any(isinstance(finder, _SharedCodeFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SharedCodeFinder())
+    return SandboxedWorkflowRunner()
+
+
 def build_worker(
     client: Client,
     pool: Pool,
@@ -110,6 +165,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[SubscriptionWorkflow],
+        workflow_runner=workflow_runner(),
         activities=activities.all(),
         max_concurrent_activities=max_concurrent,
         max_concurrent_workflow_tasks=max_concurrent,

@@ -1,0 +1,398 @@
+"""Worker memory per cached subscription (issue 12): N SubscriptionWorkflows vs N no-logic ones.
+
+    python bench/memory.py [--n 1000] [--sample 50] [--frames 20] [--concurrency 10]
+
+Each kind runs in a fresh child process of this script (no-logic first), with its worker in that
+process, on Temporal's time-skipping server and embedded PostgreSQL (or DATABASE_URL), both
+removed at the end; so neither kind's RSS reuses memory the other freed:
+
+1. OURS: N `cartax` subscriptions applied for through SubscriptionService, each an active, quiet
+   SubscriptionWorkflow waiting on its invoice timer, all in the worker's cache.
+2. NO-LOGIC: N workflows (bench/floors.py) that only wait on a condition, in the cache of a
+   worker with the SDK's stock sandbox runner (a fixed floor, whichever runner ours uses).
+
+Before each kind, one workflow of that kind runs first (imports, first sandbox). Then N more are
+cached with tracemalloc on (one frame per allocation) and, after a full `gc.collect()`, the
+traced memory that grew, over N, is the cost per cached workflow. RSS is read at the same two
+points and reported without the growth of tracemalloc's own bookkeeping (which RSS includes).
+Deep tracebacks slow the worker several times over, so the breakdown comes from a further
+sample (`--sample`, default 50) traced with `--frames` frames, grouped by the first meaningful
+frame of each allocation's traceback:
+
+- `sandbox import: FILE` — a module the sandbox executed again for this workflow (its globals,
+  functions, classes): the per-workflow module copies;
+- `python-statemachine`, `pydantic`, `temporalio (workflow instance)`, `temporalio (sandbox)`,
+  `temporalio (other)` — allocations made inside those libraries;
+- a project file (`workflows/subscription.py`, `domain/…`) — allocations made by our code;
+- anything else by its file.
+
+The ratio printed is ours / no-logic per cached workflow; the issue's goal is ≤ 100 KiB per
+cached subscription.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import dataclasses
+import gc
+import json
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import workflow
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+if not workflow.unsafe.in_sandbox():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import loadavg, machine_line, postgres, seed, tag, time_skipping
+from floors import NoLogicWorkflow
+from month_close import bounded, rss_mb
+
+ROOT = Path(__file__).resolve().parents[1]
+KIB = 1024
+
+
+# ── the no-logic floor ───────────────────────────────────────────────────────────────────────
+
+
+# ── measuring ────────────────────────────────────────────────────────────────────────────────
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def malloc_bytes() -> tuple[int, int]:
+    """(in use, free but held) by glibc's malloc in this process: Python's larger objects, and
+    everything native code allocates — the SDK's Rust core, pydantic-core, libpq — which
+    tracemalloc does not see. (0, 0) where glibc's mallinfo2 is not available."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return 0, 0
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd, info.fordblks
+
+
+@dataclass
+class Grown:
+    name: str
+    n: int
+    traced: int  # bytes tracemalloc saw grow
+    rss: float  # bytes RSS grew, tracemalloc's own growth taken out
+    rss_raw: float
+    seconds: float
+    malloc_used: int = 0  # glibc malloc in use grew (tracemalloc's own growth taken out)
+    malloc_free: int = 0  # glibc malloc free-but-held grew (fragmentation)
+    where: Counter[str] = field(default_factory=Counter)
+    files: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def per(self) -> float:
+        return self.traced / self.n
+
+    @property
+    def rss_per(self) -> float:
+        return self.rss / self.n
+
+
+def _short(filename: str) -> str:
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        parts = path.parts
+        if "site-packages" in parts:
+            return "/".join(parts[parts.index("site-packages") + 1 :])
+        return path.name
+
+
+def owner(trace: tracemalloc.Traceback) -> str:
+    """Who an allocation belongs to (see the module docstring)."""
+    frames = list(reversed(trace))  # a Traceback runs oldest first: innermost first here
+    for i, frame in enumerate(frames):
+        if "workflow_sandbox/_importer.py" in frame.filename:
+            # the sandbox is importing: the module it is executing is the nearest frame above
+            # that is not import machinery
+            for inner in reversed(frames[:i]):
+                if not inner.filename.startswith("<frozen") and "workflow_sandbox" not in (
+                    inner.filename
+                ):
+                    return f"sandbox import: {_short(inner.filename)}"
+            return "sandbox import: (import machinery)"
+    for frame in frames:
+        name = frame.filename
+        if name.startswith("<frozen"):
+            continue
+        short = _short(name)
+        if short.startswith("statemachine/"):
+            return "python-statemachine"
+        if short.startswith(("pydantic/", "pydantic_core/")):
+            return "pydantic"
+        if short.startswith("temporalio/worker/_workflow_instance"):
+            return "temporalio (workflow instance)"
+        if short.startswith("temporalio/worker/workflow_sandbox"):
+            return "temporalio (sandbox)"
+        if short.startswith("temporalio/"):
+            return "temporalio (other)"
+        if not Path(name).is_absolute() or str(Path(name).resolve()).startswith(str(ROOT)):
+            if ".venv" not in name:
+                return short
+    return _short(frames[0].filename) if frames else "?"
+
+
+Fill = Callable[[int, int], Awaitable[None]]  # (workflows, in flight)
+
+
+async def grow(name: str, n: int, frames: int, fill: Fill, in_flight: int) -> Grown:
+    """What ``fill(n, in_flight)`` (n more workflows in the worker's cache) added to this
+    process, traced with ``frames`` frames per allocation."""
+    gc.collect()
+    rss0 = rss_mb() * 1024 * 1024
+    used0, free0 = malloc_bytes()
+    tracemalloc.start(frames)
+    tm0 = tracemalloc.get_tracemalloc_memory()
+    before = tracemalloc.take_snapshot()
+    start = time.perf_counter()
+    await fill(n, in_flight)
+    seconds = time.perf_counter() - start
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    rss_raw = (rss_mb() * 1024 * 1024) - rss0
+    tm_growth = tracemalloc.get_tracemalloc_memory() - tm0
+    used1, free1 = malloc_bytes()
+    tracemalloc.stop()
+    grown = Grown(
+        name, n, 0, rss_raw - tm_growth, rss_raw, seconds, used1 - used0 - tm_growth, free1 - free0
+    )
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    for stat in after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "traceback"):
+        grown.traced += stat.size_diff
+        grown.where[owner(stat.traceback)] += stat.size_diff
+        grown.files[_short(stat.traceback[-1].filename)] += stat.size_diff
+    print(
+        f"  {name}: {n} more cached in {seconds:.0f} s (tracemalloc, {frames} frame(s)):"
+        f" {grown.per / KIB:.1f} KiB traced, {grown.rss_per / KIB:.1f} KiB RSS per workflow",
+        flush=True,
+    )
+    return grown
+
+
+@dataclass
+class Kind:
+    """One kind of workflow measured: the totals over N (1 frame per allocation: tracemalloc
+    with deep tracebacks slows the worker several times over) and the breakdown over a sample
+    (deep tracebacks, to tell which module or library allocated)."""
+
+    total: Grown
+    sample: Grown
+
+
+async def measure(name: str, args: argparse.Namespace, fill: Fill) -> Kind:
+    # Imports, the first sandbox, the database pool's connections: outside the measurement.
+    await fill(args.warmup, args.concurrency)
+    total = await grow(name, args.n, 1, fill, args.concurrency)
+    # Deep tracebacks make every workflow task several times slower: two at a time, so none
+    # runs into its task timeout on a loaded machine (one run with 10 in flight never finished).
+    sample = await grow(name, args.sample, args.frames, fill, 2)
+    return Kind(total, sample)
+
+
+async def measure_kind(args: argparse.Namespace) -> Kind:
+    """One kind, in a process of its own (so neither kind reuses memory the other freed)."""
+    from temporalio.worker import Worker
+
+    from domain.catalog import default_catalog
+    from services.subscriptions import SubscriptionService
+    from starter.temporal import build_worker
+
+    run_tag = tag()
+    cache = args.n + args.sample + args.warmup + 100
+    async with postgres() as (_url, pool), time_skipping() as env:
+        if args.kind == "ours":
+            # active, quiet subscriptions waiting on their invoice timer
+            queue = f"bench-mem-{run_tag}"
+            service = SubscriptionService(
+                pool, env.client, default_catalog(), queue, clock=env.get_current_time
+            )
+            batches = iter(range(1_000_000))
+
+            async def subscribe(count: int, in_flight: int) -> None:
+                await seed(
+                    service,
+                    pool,
+                    f"mem-{run_tag}-{next(batches)}",
+                    count,
+                    "cartax",
+                    concurrency=in_flight,
+                    wait_seconds=600,
+                )
+
+            async with build_worker(env.client, pool, queue, max_cached_workflows=cache):
+                return await measure("ours", args, subscribe)
+
+        # no-logic: the SDK's stock sandbox, nothing else (a fixed floor, whatever runner
+        # starter/temporal.py chooses for ours)
+        nl_queue = f"bench-mem-nl-{run_tag}"
+        started = 0
+
+        async def start_no_logic(count: int, in_flight: int) -> None:
+            nonlocal started
+            keys = [f"nl-{run_tag}-{started + i:05d}" for i in range(count)]
+            started += count
+
+            async def start(key: str) -> None:
+                await env.client.start_workflow(NoLogicWorkflow.run, id=key, task_queue=nl_queue)
+
+            async def cached(key: str) -> None:
+                await env.client.get_workflow_handle(key).query(NoLogicWorkflow.ready)
+
+            await bounded(start, keys, in_flight)
+            # a query is answered once the first task has run: each sits in the cache
+            await bounded(cached, keys, in_flight)
+
+        async with Worker(
+            env.client,
+            task_queue=nl_queue,
+            workflows=[NoLogicWorkflow],
+            workflow_runner=SandboxedWorkflowRunner(),
+            max_cached_workflows=cache,
+            graceful_shutdown_timeout=timedelta(seconds=5),
+        ):
+            return await measure("no-logic", args, start_no_logic)
+
+
+RESULT = "RESULT "
+
+
+def child(args: argparse.Namespace) -> int:
+    kind = asyncio.run(measure_kind(args))
+
+    def plain(g: Grown) -> dict[str, Any]:  # asdict() would rebuild the Counters wrongly
+        fields = {f.name: getattr(g, f.name) for f in dataclasses.fields(g)}
+        return {**fields, "where": dict(g.where), "files": dict(g.files)}
+
+    print(RESULT + json.dumps({"total": plain(kind.total), "sample": plain(kind.sample)}))
+    return 0
+
+
+def from_json(raw: dict[str, Any]) -> Kind:
+    def grown(d: dict[str, Any]) -> Grown:
+        d = {**d, "where": Counter(d["where"]), "files": Counter(d["files"])}
+        return Grown(**d)
+
+    return Kind(grown(raw["total"]), grown(raw["sample"]))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Each kind in a child process of this script, no-logic first; then the report."""
+    load_start = loadavg()
+    print(machine_line(), flush=True)
+    kinds: dict[str, Kind] = {}
+    for kind in ("no-logic", "ours"):
+        argv = [sys.executable, __file__, *sys.argv[1:], "--kind", kind]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+        lines = proc.stdout.splitlines()
+        for line in lines:
+            if not line.startswith(RESULT):
+                print(line, flush=True)
+        found = [line for line in lines if line.startswith(RESULT)]
+        if proc.returncode != 0 or not found:
+            print(f"the {kind} process failed (exit {proc.returncode})", file=sys.stderr)
+            return 1
+        kinds[kind] = from_json(json.loads(found[-1].removeprefix(RESULT)))
+    report(args, kinds["ours"], kinds["no-logic"], load_start)
+    return 0
+
+
+def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -> None:
+    from starter.temporal import workflow_runner
+
+    print()
+    print(f"worker memory per cached workflow, N={args.n}")
+    doc = (workflow_runner.__doc__ or "").split(".")[0].replace("\n", " ")
+    print(f"  ours' runner (starter/temporal.py workflow_runner): {doc}")
+    print("  no-logic's runner: the SDK's stock SandboxedWorkflowRunner()")
+    print(f"load average (1, 5, 15 min): {load_start} at the start, {loadavg()} at the end")
+    for kind in (ours, floor):
+        g = kind.total
+        print(
+            f"  {g.name:9s} traced {g.per / KIB:7.1f} KiB/workflow"
+            f" | RSS {g.rss_per / KIB:7.1f} KiB/workflow (raw {g.rss_raw / g.n / KIB:.1f},"
+            f" less tracemalloc's own growth) | sample of {kind.sample.n}:"
+            f" {kind.sample.per / KIB:.1f} KiB traced"
+        )
+        print(
+            f"  {'':9s} glibc malloc: in use +{g.malloc_used / g.n / KIB:.1f} KiB/workflow,"
+            f" free but held +{g.malloc_free / g.n / KIB:.1f} KiB/workflow"
+        )
+    o, f = ours.total, floor.total
+    print(
+        f"ratio ours/no-logic: {o.per / f.per:.2f} (traced), {o.rss_per / f.rss_per:.2f} (RSS);"
+        f" ours over no-logic: {(o.per - f.per) / KIB:.1f} KiB traced per workflow"
+    )
+    met = "met" if o.per <= 100 * KIB else "NOT met"
+    print(f"goal ≤ 100 KiB per cached subscription (traced): {met}")
+    for kind in (ours, floor):
+        g = kind.sample
+        print(f"where {g.name}'s growth was allocated, sample of {g.n} (KiB per workflow):")
+        for where, size in g.where.most_common(args.top):
+            print(f"  {size / g.n / KIB:7.1f}  {where}")
+        rest = g.traced - sum(size for _, size in g.where.most_common(args.top))
+        print(f"  {rest / g.n / KIB:7.1f}  (the rest)")
+    g = ours.sample
+    print(f"{g.name}: by allocating file, innermost frame (KiB per workflow):")
+    for name, size in g.files.most_common(args.top):
+        print(f"  {size / g.n / KIB:7.1f}  {name}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="cached workflows of each kind")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=20,
+        help="traceback depth for the sample's breakdown (default 20)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=10,
+        help="applications (starts) in flight while filling the cache (default 10)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=50,
+        help="workflows of each kind traced with deep tracebacks for the breakdown (default 50)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="workflows of each kind run before measuring"
+    )
+    parser.add_argument("--top", type=int, default=12, help="lines of each breakdown")
+    parser.add_argument("--kind", choices=("ours", "no-logic"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    return child(args) if args.kind else run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
