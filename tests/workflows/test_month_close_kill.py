@@ -4,9 +4,9 @@ subscription still gets exactly one invoice for the closed month and one `invoic
 
 How: N subscriptions (`MONTH_CLOSE_KILL_N`; unset, the test is skipped: see the test) are
 applied for through SubscriptionService, served by worker A in a process of its own. The
-time-skipping clock is moved in one sleep to exactly the next 1st 00:00 Seoul (one month boundary, as bench/month_close.py
-does). Once some but not all invoices are in PostgreSQL, worker A gets SIGKILL and worker B, a
-new process on the same task queue, takes over.
+time-skipping clock is moved in one sleep to exactly the next 1st 00:00 Seoul (one month
+boundary, as bench/month_close.py does). Once some but not all invoices are in PostgreSQL,
+worker A gets SIGKILL and worker B, a new process on the same task queue, takes over.
 
 Worker A runs with `max_cached_workflows=0`, so without a sticky queue: the time-skipping server
 keeps a cached workflow's next task on its worker's sticky queue forever once that worker is
@@ -46,6 +46,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import pytest
 import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
