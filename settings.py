@@ -30,7 +30,7 @@ class Settings:
     sandbox: bool
     api_port: int
     # Subscription workflows a worker keeps in memory between tasks; an evicted one replays its
-    # history on its next task. Size it to the live subscriptions one worker serves (~250 KB
+    # history on its next task. Size it to the live subscriptions one worker serves (~144 KiB
     # each): at month-end every one of them wakes at once (bench/README.md).
     worker_cache_size: int
     # The worker's Prometheus endpoint (the Temporal SDK's own metrics): None turns it off.

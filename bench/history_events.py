@@ -1,6 +1,6 @@
 """History events per busy subscription-year (issue 12): a ubob subscription through a year.
 
-    python bench/history_events.py [--weeks 52] [--members 5]
+    python bench/history_events.py [--weeks 52] [--members 5] [--member-every 4]
 
 Starts embedded PostgreSQL (or uses DATABASE_URL) and Temporal's time-skipping server, with a
 worker built by starter/temporal.py in this process; removes both at the end. Everything goes
@@ -8,9 +8,10 @@ through the service layer, as the API would send it, never the workflow's intern
 
 - a workplace with a representative admin and `--members` members (DirectoryService), which
   applies for `ubob` (the e-learning service that grants every member automatically);
-- every simulated week (one `env.sleep` of 7 days): a new member joins and the longest-standing
-  member leaves (DirectoryService.put_member / remove_member: the `member_joined` and
-  `member_left` signals);
+- every `--member-every` simulated weeks (default 4: the issue's "joins, leaves, plan changes
+  monthly"; 1 for weekly; one `env.sleep` of 7 days per week): a new member joins and the
+  longest-standing member leaves (DirectoryService.put_member / remove_member: the
+  `member_joined` and `member_left` signals);
 - once a Seoul month, where the rules allow it (R-PLAN-2, -3), a plan change `now` to the other
   ubob plan (SubscriptionService.change_plan); a week whose window is closed tries again the
   next week;
@@ -107,14 +108,15 @@ async def run(args: argparse.Namespace) -> int:
             plan, changed_in = PLANS[0], None
             for week in range(args.weeks):
                 await env.sleep(timedelta(days=7))
-                joining = f"{wp}-w{week:03d}"
-                await directory.put_member(
-                    wp, joining, login_id=joining, name="신입", role="member"
-                )
-                present.append(joining)
-                await directory.remove_member(wp, present.pop(0))
-                counts["members joined"] += 1
-                counts["members left"] += 1
+                if week % args.member_every == 0:
+                    joining = f"{wp}-w{week:03d}"
+                    await directory.put_member(
+                        wp, joining, login_id=joining, name="신입", role="member"
+                    )
+                    present.append(joining)
+                    await directory.remove_member(wp, present.pop(0))
+                    counts["members joined"] += 1
+                    counts["members left"] += 1
                 month = period_of(await env.get_current_time())
                 if changed_in != month:
                     other = PLANS[1] if plan == PLANS[0] else PLANS[0]
@@ -168,7 +170,8 @@ def report(
     print()
     print(
         f"history events of one busy ubob subscription over {days} simulated days"
-        f" ({args.weeks} weeks, {args.members} members at start), run in {seconds:.0f} s"
+        f" ({args.weeks} weeks, {args.members} members at start, a member joins and one leaves"
+        f" every {args.member_every} week(s)), run in {seconds:.0f} s"
     )
     print(f"load average (1, 5, 15 min): {load_start} at the start, {loadavg()} at the end")
     print("what happened: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -193,6 +196,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weeks", type=int, default=52, help="simulated weeks (default 52)")
     parser.add_argument("--members", type=int, default=5, help="members at the start (default 5)")
+    parser.add_argument(
+        "--member-every",
+        type=int,
+        default=4,
+        help="weeks between a member joining and one leaving: 4 (default) is the issue's busy"
+        " subscription (joins, leaves, plan changes monthly); 1 is weekly",
+    )
     return asyncio.run(run(parser.parse_args()))
 
 

@@ -11,7 +11,9 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest_asyncio
+from psycopg_pool import PoolTimeout
 
 from api import idempotency
 from api.idempotency import LeasePolicy
@@ -62,8 +64,12 @@ async def test_outcomes_that_could_not_be_written_are_written_once_postgres_is_b
     server.start()  # back, on the same port
 
     async def claimed(key: str) -> Claim | None:
-        """A retry's claim, from another process, once it runs again or gets the answer."""
-        claim = await store.claim(CALLER, key, FINGERPRINT, owner="retry", lease_seconds=60)
+        """A retry's claim, from another process, once it runs again or gets the answer (a
+        retry that finds the pool still reconnecting is a retry that comes again later)."""
+        try:
+            claim = await store.claim(CALLER, key, FINGERPRINT, owner="retry", lease_seconds=60)
+        except (PoolTimeout, psycopg.OperationalError):
+            return None
         return claim if claim.owned or claim.answered else None
 
     # the retries run again, or get the first answer, long before the 60 s lease would run out
