@@ -67,13 +67,28 @@ def load_settings() -> Settings:
         task_queue=env.get("TEMPORAL_TASK_QUEUE", TASK_QUEUE_DEFAULT),
         sandbox=env.get("SANDBOX", "") not in ("", "0", "false"),
         api_port=int(env.get("API_PORT", "8000")),
-        worker_cache_size=int(env.get("WORKER_CACHE_SIZE", "2500")),
+        worker_cache_size=_cache_size(env.get("WORKER_CACHE_SIZE", "2500")),
         worker_metrics_port=int(env.get("WORKER_METRICS_PORT", "9464") or "0") or None,
         metrics_bind_address=env.get("METRICS_BIND_ADDRESS") or "127.0.0.1",
         metrics_public=env.get("METRICS_PUBLIC", "") not in ("", "0", "false"),
         invoice_spread=_minutes(env.get("INVOICE_SPREAD_MINUTES", "0"), "INVOICE_SPREAD_MINUTES"),
         temporal_ui_port=int(env.get("TEMPORAL_UI_PORT", "8233")),
     )
+
+
+def _cache_size(text: str) -> int:
+    """WORKER_CACHE_SIZE: at least 1. Without a cache the workflow's local activities each wait
+    out a 10 s workflow task timeout (docs/architecture.md, Versions)."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise SystemExit(f"WORKER_CACHE_SIZE must be a whole number, got {text!r}") from None
+    if size < 1:
+        raise SystemExit(
+            f"WORKER_CACHE_SIZE must be at least 1, got {size}: the subscription workflow's"
+            " local activities need a workflow cache"
+        )
+    return size
 
 
 def _minutes(text: str, name: str) -> timedelta:
