@@ -394,20 +394,10 @@ class SubscriptionService:
         grant: bool,
         request_id: str | None = None,
     ) -> SubscriptionOut:
-        # Three independent reads, made together; a refusal is still the first in this order.
-        allowed, member, live = await asyncio.gather(
-            self.authz.require(workplace_id, service_id, actor_id, USAGE_GRANT),
-            directory.member(self.pool, workplace_id, member_id) if grant else _nothing(),
-            self._live(workplace_id, service_id),
-            return_exceptions=True,
-        )
-        for outcome in (allowed, member, live):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        if grant and member is None:
+        await self.authz.require(workplace_id, service_id, actor_id, USAGE_GRANT)
+        if grant and await directory.member(self.pool, workplace_id, member_id) is None:
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
-        assert isinstance(live, dict)
-        row = live
+        row = await self._live(workplace_id, service_id)
         request = UsageRequest(member_id=member_id, actor=actor_id)
         update = SubscriptionWorkflow.grant_usage if grant else SubscriptionWorkflow.revoke_usage
         answer = await self._update(row, update, request, request_id)
@@ -472,10 +462,6 @@ def _unreachable(failure: BaseException) -> bool:
     if isinstance(failure, RPCError):
         return failure.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
     return isinstance(failure, (TimeoutError, asyncio.CancelledError))
-
-
-async def _nothing() -> None:
-    return None
 
 
 def derived_subscription_id(request_id: str | None, workplace_id: str, service_id: str) -> str:
