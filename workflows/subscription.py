@@ -632,13 +632,18 @@ class SubscriptionWorkflow:
             outcome=outcome,  # type: ignore[arg-type]
             details={"state": self.data.state, "previous_state": previous, **details},
         )
-        publication = Publication(snapshot=self._snapshot(), audit=audit)
         if not self.commits_once:
+            publication = Publication(snapshot=self._snapshot(), audit=audit)
             await self._act(SubscriptionActivities.publish, publication)
             return
-        if self.pending_holders is not None:
-            publication.usage_holders, publication.holders_at = self.pending_holders
-        publication.invoice = self.pending_invoice
+        holders, holders_at = self.pending_holders or (None, None)
+        publication = Publication(
+            snapshot=self._snapshot(),
+            audit=audit,
+            usage_holders=holders,
+            holders_at=holders_at,
+            invoice=self.pending_invoice,
+        )
         self.pending_holders = self.pending_invoice = None
         await self._write(SubscriptionActivities.commit, publication)
 
