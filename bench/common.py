@@ -7,13 +7,11 @@ from the checkout it lives in, like bench/month_close.py, whose helpers are reus
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import shutil
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -147,16 +145,7 @@ async def dev_server(procs: Processes) -> AsyncIterator[str]:
     address = f"127.0.0.1:{port}"
     try:
         wait_for_port(port, "Temporal dev server", proc)
-        # An open port is not yet a healthy frontend ("Frontend is not healthy yet").
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                await connect(address)
-                break
-            except RuntimeError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                await asyncio.sleep(0.5)
+        await connect(address)  # waits out "Frontend is not healthy yet"
         yield address
     finally:
         procs.stop(["temporal"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.abc
 import importlib.machinery
 import logging
 import os
 import sys
 import sysconfig
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from importlib.machinery import ModuleSpec
@@ -52,6 +54,10 @@ def metrics_runtime(bind_address: str) -> Runtime:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
 
 
+# How long connect() waits for a Temporal server that is up but not yet serving.
+STARTING_SERVER_WAIT = 60.0
+
+
 async def connect(
     address: str, namespace: str = "default", *, metrics_address: str | None = None
 ) -> Client:
@@ -66,9 +72,21 @@ async def connect(
             runtime = metrics_runtime(metrics_address)
         except ValueError as err:
             log.error("Temporal SDK metrics are off: %s at %s", err, metrics_address)
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
-    )
+    # A dev server whose port is open may not serve yet ("Frontend is not healthy yet"): a
+    # starting server is waited for, briefly; any other failure is raised at once.
+    deadline = time.monotonic() + STARTING_SERVER_WAIT
+    while True:
+        try:
+            return await Client.connect(
+                address,
+                namespace=namespace,
+                data_converter=pydantic_data_converter,
+                runtime=runtime,
+            )
+        except RuntimeError as err:
+            if "not healthy yet" not in str(err) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def ensure_search_attributes(client: Client, namespace: str = "default") -> None:
