@@ -28,6 +28,7 @@ from api.ratelimit import rate_limit_of
 from api.runtime import Runtime
 from domain.catalog import Catalog, Service
 from domain.errors import BizError
+from domain.permissions import USAGE_GRANT
 from services import billing
 from services.clock import SandboxControl
 from services.models import (
@@ -330,7 +331,7 @@ async def _set_usage(
             grant=grant,
             request_id=request_id,
         )
-        return await rt.access.usage_permissions(wp, svc, actor)
+        return await rt.access.usage_permissions(wp, svc, actor, needs=USAGE_GRANT)
 
     return await once(request, who, 200, UsagePermissionsOut, act)
 

@@ -192,10 +192,13 @@ class AccessService:
     # ── usage permissions (R-PERM-2) ─────────────────────────────────────────────────────────
 
     async def usage_permissions(
-        self, workplace_id: str, service_id: str, actor_id: str
+        self, workplace_id: str, service_id: str, actor_id: str, needs: str = USAGE_VIEW
     ) -> UsagePermissionsOut:
+        """Who holds usage permission. The listing needs `usage.view`; the answer to a grant or
+        a revoke is the same list for whoever could make it (`needs=usage.grant`), as the
+        console shows it to anyone managing the service: a change made is never answered 403."""
         self.authz.service(service_id)
-        await self.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
+        await self.authz.require(workplace_id, service_id, actor_id, needs)
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None:
             raise BizError("NO_SUBSCRIPTION", service_id=service_id)

@@ -33,12 +33,12 @@ class Authz:
             raise BizError("UNKNOWN_WORKPLACE", workplace_id="?")
         if not storable(member_id):
             raise BizError("UNKNOWN_MEMBER", member_id="?")
+        found = await directory.member(self.pool, workplace_id, member_id)
+        if found is not None:  # members reference their workplace: it exists
+            return MemberOut.model_validate(found)
         if await directory.workplace(self.pool, workplace_id) is None:
             raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
-        found = await directory.member(self.pool, workplace_id, member_id)
-        if found is None:
-            raise BizError("UNKNOWN_MEMBER", member_id=member_id)
-        return MemberOut.model_validate(found)
+        raise BizError("UNKNOWN_MEMBER", member_id=member_id)
 
     async def require(
         self, workplace_id: str, service_id: str, member_id: str, permission: str

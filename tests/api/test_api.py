@@ -353,6 +353,36 @@ async def test_management_permissions_menu_and_sso(
     error(await api.post("/v1/me/services/tudy/launch", headers=other), 403, "FORBIDDEN")
 
 
+async def test_an_admin_holding_only_usage_grant_gets_the_grants_outcome(
+    api: httpx.AsyncClient, api_runtime: Runtime, workplace: Workplace
+) -> None:
+    """usage.grant without usage.view: the grant and the revoke answer 200 with the holders
+    after the change (the console shows them to anyone managing the service), never a 403 for
+    a change that was made; the separate listing still needs usage.view (API.md)."""
+    await apply(api, api_runtime, workplace, "tudy")
+    put = await api.put(
+        f"{base(workplace, 'tudy')}/management-permissions/{workplace.admin}",
+        json={"permissions": ["usage.grant"]},
+        headers=rep(api_runtime, workplace),
+    )
+    assert put.status_code == 200, put.text
+    admin = bearer(token(api_runtime, workplace.id, workplace.admin))
+    member = workplace.members[1]
+    grant = await api.put(f"{base(workplace, 'tudy')}/usage-permissions/{member}", headers=admin)
+    assert grant.status_code == 200, grant.text
+    assert member in [h["member_id"] for h in grant.json()["holders"]]
+    revoke = await api.delete(
+        f"{base(workplace, 'tudy')}/usage-permissions/{member}", headers=admin
+    )
+    assert revoke.status_code == 200, revoke.text
+    assert member not in [h["member_id"] for h in revoke.json()["holders"]]
+    error(
+        await api.get(f"{base(workplace, 'tudy')}/usage-permissions", headers=admin),
+        403,
+        "FORBIDDEN",
+    )
+
+
 # ── idempotency (R-ERR-2) ────────────────────────────────────────────────────────────────────
 
 
