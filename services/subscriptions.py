@@ -318,7 +318,10 @@ class SubscriptionService:
                 )
             )
         except WorkflowUpdateFailedError as failure:
-            raise _refusal(failure.cause) from failure
+            refusal = _refusal(failure.cause)
+            if _catching_up(row, refusal):
+                raise BizError("SERVICE_UNAVAILABLE") from failure
+            raise refusal from failure
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:  # workflow completed: nothing is live
                 raise BizError("ALREADY_CANCELLED") from err
@@ -510,6 +513,15 @@ def _application(
         fees={p.plan_id: PlanFees(base_fee=p.base_fee, seat_fee=p.seat_fee) for p in service.plans},
         auto_grant_all_members=service.auto_grant_all_members,
     )
+
+
+def _catching_up(row: dict[str, Any], refusal: BizError) -> bool:
+    """The workflow refused as not yet active although the read model shows it active: the
+    activation's commit (a local activity) landed, but the workflow task around it did not
+    complete before its worker died, so the run is replaying it on another worker. That is a
+    matter of seconds: a 503 to retry, not a 409 the admin cannot make sense of."""
+    behind = refusal.code == "NOT_ACTIVE" and refusal.details.get("state") == "applied"
+    return behind and row["state"] != "applied"
 
 
 def _refusal(cause: BaseException | None) -> BizError:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -22,7 +24,7 @@ from services.subscriptions import SubscriptionService
 from starter.temporal import build_worker
 from store import audit
 from store.db import Pool
-from tests.conftest import Workplace, apply_for
+from tests.conftest import Workplace, apply_for, eventually
 
 
 async def test_an_update_nobody_can_finish_answers_503_then_its_retry_the_one_outcome(
@@ -75,3 +77,54 @@ async def test_an_update_nobody_can_finish_answers_503_then_its_retry_the_one_ou
         # Its task queue's worker ends with this test: a workflow left with timers and no worker
         # would stall the session's time-skipping server for every later test.
         await service.handle(applied.subscription_id).terminate(reason="test over")
+
+
+async def test_a_workflow_behind_its_read_model_answers_503_not_a_refusal(
+    env: WorkflowEnvironment, service: SubscriptionService, pool: Pool, workplace: Workplace
+) -> None:
+    """After a worker dies between the activation's commit (a local activity: the read model
+    says active) and the end of its workflow task, the run replays on another worker and is
+    briefly still `applied`. A grant then must not be refused NOT_ACTIVE (the console shows the
+    service active); it answers 503 with Retry-After, and a retry succeeds once it caught up.
+    Here provisioning keeps failing (the run stays applied) and the row is set active."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO partner_sandbox.scripted_faults (workplace_id, service_id, kind,"
+            " remaining) VALUES (%s, 'miricanvas', 'transient', 1000)",
+            (workplace.id,),
+        )
+    applied = await apply_for(service, workplace, "miricanvas", expect_active=False)
+    assert applied.state == "applied"
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE subscriptions SET state = 'active' WHERE subscription_id = %s",
+            (applied.subscription_id,),
+        )
+    grant = {
+        "workplace_id": workplace.id,
+        "service_id": "miricanvas",
+        "actor_id": workplace.rep,
+        "member_id": workplace.members[0],
+        "grant": True,
+    }
+    with pytest.raises(BizError) as refused:
+        await service.set_usage(**grant)  # type: ignore[arg-type]
+    assert refused.value.code == "SERVICE_UNAVAILABLE"
+
+    async with pool.connection() as conn:  # the partner recovers; the run activates
+        await conn.execute(
+            "DELETE FROM partner_sandbox.scripted_faults WHERE workplace_id = %s", (workplace.id,)
+        )
+    await env.sleep(timedelta(minutes=2))  # past the provisioning retry's backoff
+    status = await eventually(
+        lambda: _granted(service, grant), within=30, what="the grant after activation"
+    )
+    assert status.usage_permission_count == 1
+
+
+async def _granted(service: SubscriptionService, grant: dict[str, Any]) -> Any:
+    try:
+        return await service.set_usage(**grant)
+    except BizError as busy:
+        assert busy.code == "SERVICE_UNAVAILABLE"
+        return None
