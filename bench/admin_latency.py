@@ -68,7 +68,7 @@ async def serve_noop(address: str, queue: str, cache: int) -> int:
     """A worker process for the floor: NoLogicWorkflow, built like build_worker's."""
     from temporalio.worker import Worker
 
-    from starter.temporal import connect, workflow_runner
+    from starter.temporal import WORKFLOW_TASK_SLOTS, connect, workflow_runner
 
     client = await connect(address)
     stop = asyncio.Event()
@@ -79,7 +79,7 @@ async def serve_noop(address: str, queue: str, cache: int) -> int:
         task_queue=queue,
         workflows=[NoLogicWorkflow],
         workflow_runner=workflow_runner(),
-        max_concurrent_workflow_tasks=200,
+        max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,  # as worker.py's
         max_cached_workflows=cache,
         graceful_shutdown_timeout=timedelta(seconds=5),
     ):

@@ -38,6 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -278,6 +279,7 @@ class Phase:
     done_s: float
     cpu: dict[str, float]
     note: str
+    tasks: TaskLatency | None = None
 
     @property
     def rate(self) -> float:
@@ -286,6 +288,47 @@ class Phase:
     @property
     def done_rate(self) -> float:
         return self.n / self.done_s
+
+
+@dataclass
+class TaskLatency:
+    """Workflow tasks one task queue's worker completed, from the SDK core's own histogram
+    `temporal_workflow_task_execution_latency` (milliseconds from the task's poll to its
+    completion; buckets up to 1,000 ms), and how many of them took over 1 s."""
+
+    tasks: int = 0
+    over_1s: int = 0
+    over_100ms: int = 0
+
+    def __sub__(self, other: TaskLatency) -> TaskLatency:
+        return TaskLatency(
+            self.tasks - other.tasks,
+            self.over_1s - other.over_1s,
+            self.over_100ms - other.over_100ms,
+        )
+
+    def __str__(self) -> str:
+        slow = f"{self.over_100ms} over 100 ms, {self.over_1s} over 1 s"
+        return f"{self.tasks} workflow tasks, {slow}"
+
+
+def task_latency(metrics_url: str, queue: str) -> TaskLatency:
+    """The SDK's histogram for `queue` as the worker's metrics endpoint serves it now."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    name = "temporal_workflow_task_execution_latency"
+    total = within_1s = within_100ms = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or f'task_queue="{queue}"' not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith(f"{name}_count"):
+            total += value
+        elif 'le="1000"' in line:
+            within_1s += value
+        elif 'le="100"' in line:
+            within_100ms += value
+    return TaskLatency(int(total), int(total - within_1s), int(total - within_100ms))
 
 
 async def bounded(
@@ -314,8 +357,11 @@ async def watch(
     rows: Callable[[], Awaitable[int]],
     done: Callable[[], Awaitable[int]],
     name: str,
+    metrics: tuple[str, str],
 ) -> Phase:
-    """Move the clock to ``target`` in one sleep and time the rows landing."""
+    """Move the clock to ``target`` in one sleep and time the rows landing; ``metrics`` is the
+    worker's metrics URL and task queue, for the workflow tasks' latency."""
+    tasks_before = await asyncio.to_thread(task_latency, *metrics)
     cpu_before = cpu_seconds()
     start = time.perf_counter()
     # The sleep runs beside the polling: the server may hold its answer until the tasks the
@@ -340,7 +386,8 @@ async def watch(
                 note = ""
             except RPCError as err:
                 note = f"env.sleep answered {err.message!r}"
-            return Phase(name, n, first_row, all_rows, elapsed, cpu, note)
+            tasks = await asyncio.to_thread(task_latency, *metrics) - tasks_before
+            return Phase(name, n, first_row, all_rows, elapsed, cpu, note, tasks)
         if now > 600:
             raise TimeoutError(f"{name}: {landed}/{n} rows after 10 minutes")
         await asyncio.sleep(0.02)
@@ -379,10 +426,10 @@ async def check_invoices(pool: Any, like: str, period: str, sub_ids: list[str]) 
 
 
 async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
-    from devstack.embedded import EmbeddedPostgres
+    from devstack.embedded import EmbeddedPostgres, free_port
     from domain.catalog import default_catalog
     from services.subscriptions import SubscriptionService
-    from starter.temporal import binary, build_worker, ensure_search_attributes
+    from starter.temporal import binary, build_worker, connect, ensure_search_attributes
     from store import directory
     from store.db import migrate, open_pool
 
@@ -411,6 +458,13 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
         data_converter=pydantic_data_converter,
     )
     await ensure_search_attributes(env.client)
+    # The workers' client runs on an SDK runtime serving Prometheus metrics, for the workflow
+    # tasks' latency (the core's own histogram; TMPRL1104 on the console only counts over 5 s).
+    metrics_address = f"127.0.0.1:{free_port()}"
+    metrics_url = f"http://{metrics_address}/metrics"
+    workers_client = await connect(
+        env.client.service_client.config.target_host, metrics_address=metrics_address
+    )
     tag = uuid.uuid4().hex[:6]
     n = args.n
     console.mark("setup")
@@ -428,10 +482,11 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
         )
         workplaces = [f"bench-{tag}-{i:05d}" for i in range(n)]
         async with build_worker(
-            env.client,
+            workers_client,
             pool,
             queue,
             max_concurrent=args.max_concurrent,
+            max_workflow_tasks=args.workflow_tasks,
             max_cached_workflows=args.cache,
         ):
             seed_start = time.perf_counter()
@@ -496,6 +551,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                     like,
                 ),
                 "ours",
+                (metrics_url, queue),
             )
             # Wait until every month-close's workflow task has completed (the run waits on its
             # next timer) before terminating: terminating a run whose task is in flight leaves
@@ -522,12 +578,12 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
         # ── baseline: the same timer and activities, no logic ──
         base_queue = f"bench-baseline-{tag}"
         async with Worker(
-            env.client,
+            workers_client,
             task_queue=base_queue,
             workflows=[BaselineWorkflow],
             activities=[write_row],
             max_concurrent_activities=args.max_concurrent,
-            max_concurrent_workflow_tasks=args.max_concurrent,
+            max_concurrent_workflow_tasks=args.workflow_tasks,
             max_cached_workflows=args.cache,
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):
@@ -565,17 +621,18 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                     BASELINE_ACTIVITIES - 1,
                 ),
                 "baseline",
+                (metrics_url, base_queue),
             )
             console.mark("baseline: month-close")
 
         # ── timer-only: the same timer, nothing after it ──
         timer_queue = f"bench-timer-{tag}"
         async with Worker(
-            env.client,
+            workers_client,
             task_queue=timer_queue,
             workflows=[TimerOnlyWorkflow],
             interceptors=[CountReturns()],
-            max_concurrent_workflow_tasks=args.max_concurrent,
+            max_concurrent_workflow_tasks=args.workflow_tasks,
             max_cached_workflows=args.cache,
             graceful_shutdown_timeout=timedelta(seconds=5),
         ):
@@ -598,7 +655,9 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
             async def returned() -> int:
                 return len(TIMER_ONLY_DONE)
 
-            timer = await watch(env, first, n, returned, returned, "timer-only")
+            timer = await watch(
+                env, first, n, returned, returned, "timer-only", (metrics_url, timer_queue)
+            )
             console.mark("timer-only: month-close")
     finally:
         await env.shutdown()
@@ -677,7 +736,8 @@ def report(
     print(f"machine: {platform.platform()}, {cpus} cores, Python {platform.python_version()}")
     print(f"load average (1, 5, 15 min): {start} at the start, {end} at the end")
     print(
-        f"settings: max_concurrent={args.max_concurrent} (workflow tasks and activities),"
+        f"settings: max_concurrent={args.max_concurrent} (activities),"
+        f" workflow task slots={args.workflow_tasks},"
         f" max_cached_workflows={args.cache}, PostgreSQL pool={args.pool}"
     )
     spread = ", ".join(f"{k} invoice(s): {v}" for k, v in sorted(invoices.per_subscription.items()))
@@ -701,6 +761,8 @@ def report(
         print(f"  {phase.name:10s} CPU seconds: {spent} (= {busy:.2f} cores busy on average)")
         if phase.note:
             print(f"  {phase.name:10s} note: {phase.note}")
+    for phase in (ours, base, timer):
+        print(f"  {phase.name:10s} month-close: {phase.tasks} (SDK core histogram)")
     print(
         f"ratio ours/timer-only: {ours.rate / timer.rate:.2f} (invoices/s),"
         f" {ours.done_rate / timer.done_rate:.2f} (month-closes/s)"
@@ -731,13 +793,21 @@ def report(
 
 
 def main() -> int:
+    from starter.temporal import WORKFLOW_TASK_SLOTS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="subscriptions (default 1000)")
     parser.add_argument(
         "--max-concurrent",
         type=int,
         default=200,
-        help="build_worker's max_concurrent: workflow tasks and activities (default 200)",
+        help="build_worker's max_concurrent: activities (default 200)",
+    )
+    parser.add_argument(
+        "--workflow-tasks",
+        type=int,
+        default=WORKFLOW_TASK_SLOTS,
+        help=f"workflow task slots of every worker (default {WORKFLOW_TASK_SLOTS}, build_worker's)",
     )
     parser.add_argument("--pool", type=int, default=40, help="PostgreSQL pool size (default 40)")
     parser.add_argument(

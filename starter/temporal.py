@@ -164,19 +164,30 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner()
 
 
+# Workflow task slots per worker (build_worker's docstring says why so few).
+WORKFLOW_TASK_SLOTS = 10
+
+
 def build_worker(
     client: Client,
     pool: Pool,
     task_queue: str,
     *,
     max_concurrent: int = 200,
+    max_workflow_tasks: int = WORKFLOW_TASK_SLOTS,
     interceptors: Sequence[Interceptor] = (),
     max_cached_workflows: int = 1000,
 ) -> Worker:
     """The one worker make-up used by worker.py, the dev stack, tests and benchmarks.
 
     Activities are async (psycopg async pool), so they share the event loop; the pool size, not
-    a thread count, bounds database concurrency.
+    a thread count, bounds database concurrency (`max_concurrent` activities).
+
+    Workflow tasks are Python under one GIL: taking more at once than a few adds no throughput,
+    only makes each task wait for all the others. A worker that takes over a month-end (or
+    replays 150 runs after another worker died) with 200 slots holds every task until the herd
+    is through, past the 10 s workflow task timeout on a loaded machine; with a few slots the
+    rest wait on the server's queue, where no timeout runs (`max_workflow_tasks`).
     """
     activities = SubscriptionActivities(pool, partner_gateway(pool))
     return Worker(
@@ -186,7 +197,7 @@ def build_worker(
         workflow_runner=workflow_runner(),
         activities=activities.all(),
         max_concurrent_activities=max_concurrent,
-        max_concurrent_workflow_tasks=max_concurrent,
+        max_concurrent_workflow_tasks=max_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=5),
         interceptors=interceptors,
         # Workflows kept in memory between tasks; a workflow evicted from the cache replays its
