@@ -27,6 +27,18 @@ from store.db import Pool
 from tests.conftest import Workplace, apply_for, eventually
 
 
+def first_member_grant(workplace: Workplace, **extra: Any) -> dict[str, Any]:
+    """set_usage's arguments: the representative grants miricanvas to the first member."""
+    return {
+        "workplace_id": workplace.id,
+        "service_id": "miricanvas",
+        "actor_id": workplace.rep,
+        "member_id": workplace.members[0],
+        "grant": True,
+        **extra,
+    }
+
+
 async def test_an_update_nobody_can_finish_answers_503_then_its_retry_the_one_outcome(
     env: WorkflowEnvironment, pool: Pool, workplace: Workplace
 ) -> None:
@@ -44,14 +56,7 @@ async def test_an_update_nobody_can_finish_answers_503_then_its_retry_the_one_ou
     async with build_worker(env.client, pool, queue, max_cached_workflows=0):
         applied = await apply_for(service, workplace, "miricanvas")
 
-    grant = {
-        "workplace_id": workplace.id,
-        "service_id": "miricanvas",
-        "actor_id": workplace.rep,
-        "member_id": workplace.members[0],
-        "grant": True,
-        "request_id": "grant-with-no-worker",
-    }
+    grant = first_member_grant(workplace, request_id="grant-with-no-worker")
     started = time.monotonic()
     with pytest.raises(BizError) as refused:
         await service.set_usage(**grant)  # type: ignore[arg-type]
@@ -100,13 +105,7 @@ async def test_a_workflow_behind_its_read_model_answers_503_not_a_refusal(
             "UPDATE subscriptions SET state = 'active' WHERE subscription_id = %s",
             (applied.subscription_id,),
         )
-    grant = {
-        "workplace_id": workplace.id,
-        "service_id": "miricanvas",
-        "actor_id": workplace.rep,
-        "member_id": workplace.members[0],
-        "grant": True,
-    }
+    grant = first_member_grant(workplace)
     with pytest.raises(BizError) as refused:
         await service.set_usage(**grant)  # type: ignore[arg-type]
     assert refused.value.code == "SERVICE_UNAVAILABLE"
