@@ -147,8 +147,6 @@ class AccessService:
         usage = None
         if row is not None:
             usage = await self._usage(workplace_id, row)
-            if row["state"] in ENDED_STATES:  # a cancelled subscription holds no seats
-                usage = usage.model_copy(update={"count": 0, "holders": []})
         live = row is not None and row["state"] in LIVE_STATES
         usable = row is not None and row["state"] in USABLE_STATES
         can_view_fees = USAGE_VIEW in held
@@ -205,8 +203,13 @@ class AccessService:
         return await self._usage(workplace_id, row)
 
     async def _usage(self, workplace_id: str, row: dict[str, Any]) -> UsagePermissionsOut:
-        """Who holds usage permission on the subscription (its read-model row)."""
-        holders = await access.usage_holders_named(self.pool, workplace_id, row["subscription_id"])
+        """Who holds usage permission on the subscription (its read-model row); a cancelled
+        subscription holds no seats, whatever rows its last holders left."""
+        holders = []
+        if row["state"] not in ENDED_STATES:
+            holders = await access.usage_holders_named(
+                self.pool, workplace_id, row["subscription_id"]
+            )
         return UsagePermissionsOut(
             service_id=row["service_id"],
             subscription_id=row["subscription_id"],

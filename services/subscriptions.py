@@ -442,7 +442,10 @@ class SubscriptionService:
             activated_at=row["activated_at"],
             cancelled_at=row["cancelled_at"],
             cancel_reason=row["cancel_reason"],
-            usage_permission_count=row["usage_permission_count"],
+            # a cancelled subscription holds no seats (as its usage-permissions list)
+            usage_permission_count=0
+            if row["state"] in ENDED_STATES
+            else row["usage_permission_count"],
             managers=await permissions.managers(self.pool, row["workplace_id"], row["service_id"]),
             next_plan_change_at=next_change,
             scheduled_plan_change=row["scheduled_plan_change"],

@@ -203,12 +203,18 @@ async def test_apply_status_cards_usage_and_cancel(
         "PERMISSION_NOT_HELD",
     )
 
+    seat = f"{base(workplace, 'miricanvas')}/usage-permissions/{member}"
+    assert (await api.put(seat, headers=headers)).status_code == 200
     cancelled = await api.post(
         f"{base(workplace, 'miricanvas')}/subscription/cancel", headers=headers
     )
     assert cancelled.status_code == 200, cancelled.text
     body = cancelled.json()
     assert body["state"] == "cancelled"
+    # a cancelled subscription holds no seats, here as on the console's usage page
+    after = await api.get(f"{base(workplace, 'miricanvas')}/usage-permissions", headers=headers)
+    assert (after.json()["count"], after.json()["holders"]) == (0, [])
+    assert body["usage_permission_count"] == 0
     deletion = datetime.fromisoformat(body["data_deletion_at"])
     assert deletion - datetime.fromisoformat(body["cancelled_at"]) == timedelta(days=30)
     assert body["final_invoice_at"].endswith("T00:00:00+09:00")
