@@ -16,9 +16,12 @@ sticky schedule-to-start timeout (the real server moves it after 10 s): in one f
 before the drainer, 2 of 200 did. tests/workflows/sticky.py reads A's sticky queue name from
 its traffic and plays the real server's part (fails those tasks with RESET_STICKY_TASK_QUEUE
 so they move to the normal queue); test_a_task_on_a_dead_workers_sticky_queue_reaches_the_
-replacement checks that drainer on one task it must move. The close ends about 13 s after the
-kill on a quiet machine, about 15.5 s with both cores kept busy by other processes (where the
-drainer moved 2 tasks in one run).
+replacement checks that drainer on one task it must move. With ten workflow task slots per
+worker (starter/temporal.py) A has taken few of the 200 tasks when it dies: the drainer moves
+about 145 of them, and the close ends about 9 s after the kill, with both cores kept busy by
+other processes too (three runs). With 200 slots A had taken nearly all of them and B's
+replays of ~150 runs at once outlasted the 10 s task timeout under load, where the test server
+once lost a rescheduled task.
 
 What it proves:
 - a month-close interrupted anywhere (between the invoice insert and its publication, in the
