@@ -28,7 +28,6 @@ from api.ratelimit import rate_limit_of
 from api.runtime import Runtime
 from domain.catalog import Catalog, Service
 from domain.errors import BizError
-from domain.permissions import USAGE_GRANT
 from services import billing
 from services.clock import SandboxControl
 from services.models import (
@@ -323,7 +322,7 @@ async def _set_usage(
     rt.authz.service(svc)
 
     async def act(request_id: str | None) -> Any:
-        await rt.subscriptions.set_usage(
+        return await rt.access.set_usage(
             workplace_id=wp,
             service_id=svc,
             actor_id=actor,
@@ -331,7 +330,6 @@ async def _set_usage(
             grant=grant,
             request_id=request_id,
         )
-        return await rt.access.usage_permissions(wp, svc, actor, needs=USAGE_GRANT)
 
     return await once(request, who, 200, UsagePermissionsOut, act)
 

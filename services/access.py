@@ -190,16 +190,37 @@ class AccessService:
     # ── usage permissions (R-PERM-2) ─────────────────────────────────────────────────────────
 
     async def usage_permissions(
-        self, workplace_id: str, service_id: str, actor_id: str, needs: str = USAGE_VIEW
+        self, workplace_id: str, service_id: str, actor_id: str
     ) -> UsagePermissionsOut:
-        """Who holds usage permission. The listing needs `usage.view`; the answer to a grant or
-        a revoke is the same list for whoever could make it (`needs=usage.grant`), as the
-        console shows it to anyone managing the service: a change made is never answered 403."""
         self.authz.service(service_id)
-        await self.authz.require(workplace_id, service_id, actor_id, needs)
+        await self.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None:
             raise BizError("NO_SUBSCRIPTION", service_id=service_id)
+        return await self._usage(workplace_id, row)
+
+    async def set_usage(
+        self,
+        *,
+        workplace_id: str,
+        service_id: str,
+        actor_id: str,
+        member_id: str,
+        grant: bool,
+        request_id: str | None = None,
+    ) -> UsagePermissionsOut:
+        """Grant or revoke (SubscriptionService.change_usage), answered with the holders after
+        it. Whoever may make the change gets that answer (`usage.grant`; the listing on its own
+        needs `usage.view`), as the console shows the holders to anyone managing the service:
+        a change made is never answered 403."""
+        row = await self.subscriptions.change_usage(
+            workplace_id=workplace_id,
+            service_id=service_id,
+            actor_id=actor_id,
+            member_id=member_id,
+            grant=grant,
+            request_id=request_id,
+        )
         return await self._usage(workplace_id, row)
 
     async def _usage(self, workplace_id: str, row: dict[str, Any]) -> UsagePermissionsOut:

@@ -305,8 +305,17 @@ class SubscriptionService:
         request: Request,
         request_id: str | None = None,
     ) -> SubscriptionOut:
-        """Send an update; with a request id, a retry of it gets the first outcome (Temporal
-        de-duplicates updates by id within a workflow run)."""
+        return await self.view(await self._send(row, update, request, request_id))
+
+    async def _send(
+        self,
+        row: dict[str, Any],
+        update: UpdateMethodMultiParam[[SubscriptionWorkflow, Request], StatusSnapshot],
+        request: Request,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Send an update and read the row it wrote; with a request id, a retry of it gets the
+        first outcome (Temporal de-duplicates updates by id within a workflow run)."""
         handle = self.handle(row["subscription_id"])
         try:
             await self._bounded(
@@ -328,7 +337,7 @@ class SubscriptionService:
             raise
         fresh = await subscriptions.by_id(self.pool, row["subscription_id"])
         assert fresh is not None
-        return await self.view(fresh)
+        return fresh
 
     async def cancel(
         self,
@@ -397,13 +406,35 @@ class SubscriptionService:
         grant: bool,
         request_id: str | None = None,
     ) -> SubscriptionOut:
+        return await self.view(
+            await self.change_usage(
+                workplace_id=workplace_id,
+                service_id=service_id,
+                actor_id=actor_id,
+                member_id=member_id,
+                grant=grant,
+                request_id=request_id,
+            )
+        )
+
+    async def change_usage(
+        self,
+        *,
+        workplace_id: str,
+        service_id: str,
+        actor_id: str,
+        member_id: str,
+        grant: bool,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Grant or revoke a member's usage permission (R-PERM-2); the row it wrote."""
         await self.authz.require(workplace_id, service_id, actor_id, USAGE_GRANT)
         if grant and await directory.member(self.pool, workplace_id, member_id) is None:
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         row = await self._live(workplace_id, service_id)
         request = UsageRequest(member_id=member_id, actor=actor_id)
         update = SubscriptionWorkflow.grant_usage if grant else SubscriptionWorkflow.revoke_usage
-        answer = await self._update(row, update, request, request_id)
+        fresh = await self._send(row, update, request, request_id)
         if grant and await directory.member(self.pool, workplace_id, member_id) is None:
             # The member left while this grant ran. The departure signals `member_left` only
             # where the read model shows a seat, and the seat may have been written after it
@@ -411,7 +442,7 @@ class SubscriptionService:
             await self.handle(row["subscription_id"]).signal(
                 SubscriptionWorkflow.member_left, MemberEvent(member_id=member_id)
             )
-        return answer
+        return fresh
 
     # ── reading ──────────────────────────────────────────────────────────────────────────────
 
