@@ -47,6 +47,7 @@ from services.models import (
     VerifiedOut,
     WorkplaceOut,
 )
+from services.subscriptions import UsageChange
 from store.idempotency import IdempotencyStore
 
 router = APIRouter(prefix="/v1")
@@ -322,14 +323,7 @@ async def _set_usage(
     rt.authz.service(svc)
 
     async def act(request_id: str | None) -> Any:
-        return await rt.access.set_usage(
-            workplace_id=wp,
-            service_id=svc,
-            actor_id=actor,
-            member_id=member_id,
-            grant=grant,
-            request_id=request_id,
-        )
+        return await rt.access.set_usage(UsageChange(wp, svc, actor, member_id, grant, request_id))
 
     return await once(request, who, 200, UsagePermissionsOut, act)
 

@@ -47,7 +47,7 @@ from services.models import (
     UsagePermissionsOut,
     VerifiedOut,
 )
-from services.subscriptions import SubscriptionService
+from services.subscriptions import SubscriptionService, UsageChange
 from statemachines.lifecycle import ENDED_STATES, LIVE_STATES, USABLE_STATES
 from store import access, audit, directory, permissions, subscriptions
 from store.db import Pool
@@ -199,29 +199,13 @@ class AccessService:
             raise BizError("NO_SUBSCRIPTION", service_id=service_id)
         return await self._usage(workplace_id, row)
 
-    async def set_usage(
-        self,
-        *,
-        workplace_id: str,
-        service_id: str,
-        actor_id: str,
-        member_id: str,
-        grant: bool,
-        request_id: str | None = None,
-    ) -> UsagePermissionsOut:
+    async def set_usage(self, change: UsageChange) -> UsagePermissionsOut:
         """Grant or revoke (SubscriptionService.change_usage), answered with the holders after
         it. Whoever may make the change gets that answer (`usage.grant`; the listing on its own
         needs `usage.view`), as the console shows the holders to anyone managing the service:
         a change made is never answered 403."""
-        row = await self.subscriptions.change_usage(
-            workplace_id=workplace_id,
-            service_id=service_id,
-            actor_id=actor_id,
-            member_id=member_id,
-            grant=grant,
-            request_id=request_id,
-        )
-        return await self._usage(workplace_id, row)
+        row = await self.subscriptions.change_usage(change)
+        return await self._usage(change.workplace_id, row)
 
     async def _usage(self, workplace_id: str, row: dict[str, Any]) -> UsagePermissionsOut:
         """Who holds usage permission on the subscription (its read-model row); a cancelled

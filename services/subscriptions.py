@@ -21,6 +21,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -406,41 +407,25 @@ class SubscriptionService:
         grant: bool,
         request_id: str | None = None,
     ) -> SubscriptionOut:
-        return await self.view(
-            await self.change_usage(
-                workplace_id=workplace_id,
-                service_id=service_id,
-                actor_id=actor_id,
-                member_id=member_id,
-                grant=grant,
-                request_id=request_id,
-            )
-        )
+        change = UsageChange(workplace_id, service_id, actor_id, member_id, grant, request_id)
+        return await self.view(await self.change_usage(change))
 
-    async def change_usage(
-        self,
-        *,
-        workplace_id: str,
-        service_id: str,
-        actor_id: str,
-        member_id: str,
-        grant: bool,
-        request_id: str | None = None,
-    ) -> dict[str, Any]:
+    async def change_usage(self, change: UsageChange) -> dict[str, Any]:
         """Grant or revoke a member's usage permission (R-PERM-2); the row it wrote."""
-        await self.authz.require(workplace_id, service_id, actor_id, USAGE_GRANT)
-        if grant and await directory.member(self.pool, workplace_id, member_id) is None:
-            raise BizError("UNKNOWN_MEMBER", member_id=member_id)
-        row = await self._live(workplace_id, service_id)
-        request = UsageRequest(member_id=member_id, actor=actor_id)
-        update = SubscriptionWorkflow.grant_usage if grant else SubscriptionWorkflow.revoke_usage
-        fresh = await self._send(row, update, request, request_id)
-        if grant and await directory.member(self.pool, workplace_id, member_id) is None:
+        wp, member = change.workplace_id, change.member_id
+        await self.authz.require(wp, change.service_id, change.actor_id, USAGE_GRANT)
+        if change.grant and await directory.member(self.pool, wp, member) is None:
+            raise BizError("UNKNOWN_MEMBER", member_id=member)
+        row = await self._live(wp, change.service_id)
+        request = UsageRequest(member_id=member, actor=change.actor_id)
+        grant, revoke = SubscriptionWorkflow.grant_usage, SubscriptionWorkflow.revoke_usage
+        fresh = await self._send(row, grant if change.grant else revoke, request, change.request_id)
+        if change.grant and await directory.member(self.pool, wp, member) is None:
             # The member left while this grant ran. The departure signals `member_left` only
             # where the read model shows a seat, and the seat may have been written after it
             # looked: the update has written it now, so drop it here (services/directory.py).
             await self.handle(row["subscription_id"]).signal(
-                SubscriptionWorkflow.member_left, MemberEvent(member_id=member_id)
+                SubscriptionWorkflow.member_left, MemberEvent(member_id=member)
             )
         return fresh
 
@@ -547,6 +532,18 @@ def _application(
         fees={p.plan_id: PlanFees(base_fee=p.base_fee, seat_fee=p.seat_fee) for p in service.plans},
         auto_grant_all_members=service.auto_grant_all_members,
     )
+
+
+@dataclass(frozen=True)
+class UsageChange:
+    """A grant (or, with `grant=False`, a revoke) of one member's usage permission."""
+
+    workplace_id: str
+    service_id: str
+    actor_id: str
+    member_id: str
+    grant: bool
+    request_id: str | None = None
 
 
 def _catching_up(row: dict[str, Any], refusal: BizError) -> bool:
