@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 import services.subscriptions as subscription_service
@@ -35,8 +35,8 @@ from tests.conftest import TERMS, Workplace, advance_to, apply_for, eventually
 AFTER_NEXT_RUN = CONTINUE_AS_NEW_WINDOW[0] + CONTINUE_AS_NEW_WINDOW[1] + timedelta(minutes=1)
 
 
-async def _history(handle: WorkflowHandle[Any, Any], run_id: str) -> list[HistoryEvent]:
-    run = handle._client.get_workflow_handle(handle.id, run_id=run_id)
+async def _history(client: Client, workflow_id: str, run_id: str) -> list[HistoryEvent]:
+    run = client.get_workflow_handle(workflow_id, run_id=run_id)
     return list((await run.fetch_history()).events)
 
 
@@ -44,16 +44,16 @@ async def _data(handle: WorkflowHandle[Any, Any]) -> SubscriptionData:
     return SubscriptionData.model_validate(await handle.query("data_query"))
 
 
-async def _activity_types(handle: WorkflowHandle[Any, Any], run_id: str) -> list[str]:
+async def _activity_types(client: Client, workflow_id: str, run_id: str) -> list[str]:
     return [
         e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in await _history(handle, run_id)
+        for e in await _history(client, workflow_id, run_id)
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     ]
 
 
-async def _markers(handle: WorkflowHandle[Any, Any], run_id: str) -> int:
-    events = await _history(handle, run_id)
+async def _markers(client: Client, workflow_id: str, run_id: str) -> int:
+    events = await _history(client, workflow_id, run_id)
     return sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in events)
 
 
@@ -90,7 +90,7 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     assert await _holders(service, status.subscription_id) == [m1]
     first_run = (await handle.describe()).run_id
     assert first_run is not None
-    kinds = await _activity_types(handle, first_run)
+    kinds = await _activity_types(env.client, handle.id, first_run)
     assert "publish" in kinds and "sync_usage_holders" in kinds and "commit" not in kinds
 
     period = period_of(await env.get_current_time())
@@ -102,7 +102,7 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
 
     second_run = await eventually(new_run, what="the run after the month-close")
     assert [i["period"] for i in await _invoices(service, workplace)] == [period]
-    assert "issue_invoice" in await _activity_types(handle, first_run)
+    assert "issue_invoice" in await _activity_types(env.client, handle.id, first_run)
     data = await _data(handle)
     assert data.version == CURRENT_VERSION == 2
     assert data.usage_holders == [m1] and data.next_invoice_period == next_period(period)
@@ -110,8 +110,8 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     # The version-2 run: the same actions, written by one local-activity commit each.
     await _grant(service, workplace, m3, True)
     assert await _holders(service, status.subscription_id) == [m1, m3]
-    assert await _activity_types(handle, second_run) == []
-    assert await _markers(handle, second_run) >= 1
+    assert await _activity_types(env.client, handle.id, second_run) == []
+    assert await _markers(env.client, handle.id, second_run) >= 1
     row = await service.status(
         workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep
     )
@@ -142,7 +142,7 @@ async def test_version_2_month_close_is_one_commit_and_a_new_run(
     await eventually(new_run, what="the run after the month-close")
     assert first_run is not None
     # Only the partner's provisioning is an activity; every database write was a local one.
-    assert await _activity_types(handle, first_run) == ["provision"]
+    assert await _activity_types(env.client, handle.id, first_run) == ["provision"]
     invoices = await _invoices(service, workplace)
     assert [i["period"] for i in invoices] == [period]
     assert invoices[0]["invoice_id"] == f"inv-{status.subscription_id}-{period}"
