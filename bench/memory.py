@@ -102,6 +102,7 @@ class Grown:
     seconds: float
     malloc_used: int = 0  # glibc malloc in use grew (tracemalloc's own growth taken out)
     malloc_free: int = 0  # glibc malloc free-but-held grew (fragmentation)
+    tracked: int = 0  # objects the cyclic collector tracks grew (a full collection visits each)
     where: Counter[str] = field(default_factory=Counter)
     files: Counter[str] = field(default_factory=Counter)
 
@@ -166,6 +167,7 @@ async def grow(name: str, n: int, frames: int, fill: Fill, in_flight: int) -> Gr
     """What ``fill(n, in_flight)`` (n more workflows in the worker's cache) added to this
     process, traced with ``frames`` frames per allocation."""
     gc.collect()
+    tracked0 = len(gc.get_objects())
     rss0 = rss_mb() * 1024 * 1024
     used0, free0 = malloc_bytes()
     tracemalloc.start(frames)
@@ -175,13 +177,22 @@ async def grow(name: str, n: int, frames: int, fill: Fill, in_flight: int) -> Gr
     await fill(n, in_flight)
     seconds = time.perf_counter() - start
     gc.collect()
+    tracked = len(gc.get_objects()) - tracked0
     after = tracemalloc.take_snapshot()
     rss_raw = (rss_mb() * 1024 * 1024) - rss0
     tm_growth = tracemalloc.get_tracemalloc_memory() - tm0
     used1, free1 = malloc_bytes()
     tracemalloc.stop()
     grown = Grown(
-        name, n, 0, rss_raw - tm_growth, rss_raw, seconds, used1 - used0 - tm_growth, free1 - free0
+        name,
+        n,
+        0,
+        rss_raw - tm_growth,
+        rss_raw,
+        seconds,
+        used1 - used0 - tm_growth,
+        free1 - free0,
+        tracked,
     )
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
     for stat in after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "traceback"):
@@ -340,6 +351,7 @@ def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -
             f" less tracemalloc's own growth) | sample of {kind.sample.n}:"
             f" {kind.sample.per / KIB:.1f} KiB traced"
         )
+        print(f"  {'':9s} objects the cyclic collector tracks: +{g.tracked / g.n:.0f} per workflow")
         print(
             f"  {'':9s} glibc malloc: in use +{g.malloc_used / g.n / KIB:.1f} KiB/workflow,"
             f" free but held +{g.malloc_free / g.n / KIB:.1f} KiB/workflow"
