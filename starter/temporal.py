@@ -15,7 +15,7 @@ from datetime import timedelta
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import CodeType, ModuleType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -27,7 +27,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
+from temporalio.worker._workflow_instance import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from activities.subscription import SubscriptionActivities
 from partners.gateway import PartnerGateway
@@ -150,18 +152,47 @@ class _SharedCodeFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
+class _CompiledOnceInstance(_SandboxInstance):
+    """The SDK's sandboxed workflow instance, except that the short snippets it runs inside the
+    sandbox are compiled once per process instead of on every call.
+
+    The sandbox enters a workflow by `exec` of a source string: once per activation, and once per
+    payload of every command and result to learn its serialization context. `exec` of a string
+    compiles it each time; that compile was about a tenth of the worker's CPU under admin load
+    (py-spy, bench/README.md). The snippets are a handful of constant strings, and `exec` takes
+    the code object in their place with the same effect. Everything else (the restrictions, the
+    importer, the globals) is the SDK's own."""
+
+    _codes: ClassVar[dict[str, CodeType]] = {}
+
+    def _run_code(self, code: str, **extra_globals: Any) -> None:
+        compiled = self._codes.get(code)
+        if compiled is None:
+            compiled = self._codes[code] = compile(code, "<string>", "exec")
+        super()._run_code(compiled, **extra_globals)  # type: ignore[arg-type]
+
+
+class _Runner(SandboxedWorkflowRunner):
+    """SandboxedWorkflowRunner making _CompiledOnceInstance instances."""
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _CompiledOnceInstance(det, self.runner_class, self.restrictions)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
     """How the worker runs workflow code: the SDK's sandbox, whose restrictions stay as they are,
-    with the workflow modules' code compiled once per process.
+    with the workflow modules' code, and the sandbox's own entry snippets, compiled once per
+    process.
 
     The sandbox imports workflows/subscription.py again for every workflow it runs, and each
     import compiled the source anew: about 60 KiB of code objects per cached subscription, and
     the CPU of a compile on every workflow start and every replay (bench/memory.py,
     bench/README.md). A finder ahead of the path finder now gives those modules a loader that
-    keeps the first compile's code object. Installed once per process."""
+    keeps the first compile's code object. Installed once per process. The snippets through
+    which the sandbox enters a workflow are compiled once too (_CompiledOnceInstance)."""
     if not any(isinstance(finder, _SharedCodeFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _SharedCodeFinder())
-    return SandboxedWorkflowRunner()
+    return _Runner()
 
 
 # Workflow task slots per worker (build_worker's docstring says why so few).
