@@ -98,13 +98,9 @@ async def publish(pool: Pool, pub: Publication) -> None:
 async def commit(pool: Pool, pub: Publication) -> None:
     """One decision's writes in one transaction: the invoice, the usage holders, the snapshot
     and the audit entry. Each write is keyed (invoice per period, holders as a set, snapshot by
-    sequence, audit by event key), so a repeated commit changes nothing.
-
-    The statements go out in pipeline mode: BEGIN, the writes and COMMIT reach PostgreSQL
-    together and their results come back together, one round trip instead of one per statement
-    (none of them reads a result; an error in any still rolls back the whole transaction)."""
+    sequence, audit by event key), so a repeated commit changes nothing."""
     s = pub.snapshot
-    async with pool.connection() as conn, conn.pipeline(), conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
         if pub.invoice is not None:
             assert pub.audit is not None, "an invoice is committed with its audit entry"
             await ledger.insert_invoice(

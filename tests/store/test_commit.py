@@ -1,7 +1,6 @@
 """store.subscriptions.commit on the real PostgreSQL: one decision's writes (invoice, usage
 holders, read model, audit entry) land together or not at all, and a repeated commit changes
-nothing. It sends them in pipeline mode (one round trip), so these also check that an error in
-a later statement still rolls back the earlier ones."""
+nothing."""
 
 from __future__ import annotations
 
