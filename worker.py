@@ -15,6 +15,7 @@ from domain.catalog import CatalogError, default_catalog
 from services.reconcile import reconcile_periodically
 from services.subscriptions import SubscriptionService
 from settings import load_settings
+from starter import process
 from starter.temporal import build_worker, connect, partner_gateway
 from store.db import migrate, open_pool
 
@@ -57,6 +58,7 @@ async def serve() -> int:
     service = SubscriptionService(
         pool, client, catalog, settings.task_queue, invoice_spread=settings.invoice_spread
     )
+    process.freeze_startup_heap()
     async with worker:
         reconciling = asyncio.create_task(
             reconcile_periodically(service, partner_gateway(pool), stop)
@@ -71,4 +73,4 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    sys.exit(asyncio.run(serve()))
+    sys.exit(process.run(serve()))

@@ -31,6 +31,7 @@ from api.runtime import Runtime, build_runtime
 from services.models import Health
 from settings import load_settings
 from settings import metrics_token as env_metrics_token
+from starter import process
 from store.idempotency import IdempotencyStore
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -66,6 +67,8 @@ def create_app(
         current = runtime if runtime is not None else await build_runtime(load_settings())
         app.state.runtime = current
         app.state.idempotency = IdempotencyStore(current.pool)
+        if built:  # the API process itself (uvicorn --factory): start-up is done
+            process.freeze_startup_heap()
         try:
             yield
         finally:

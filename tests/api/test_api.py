@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -563,17 +564,27 @@ async def test_factory_builds_the_production_runtime_in_its_lifespan(
     monkeypatch.delenv("BIZSUPPORT_AUTH_SECRET", raising=False)
     monkeypatch.delenv("SANDBOX", raising=False)
     app = create_app()
-    async with app.router.lifespan_context(app):
-        runtime: Runtime = app.state.runtime
-        assert runtime.sandbox is None and runtime.demo_workplace is None
-        assert (tmp_path / "auth-secret").read_text().strip() == runtime.secret
-        system = bearer(system_token(runtime))
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-            assert (await client.get("/healthz")).status_code == 200
-            assert len((await client.get("/v1/services", headers=system)).json()) == 7
-            error(await client.get("/v1/sandbox/clock", headers=system), 404, "SANDBOX_ONLY")
+    assert gc.get_freeze_count() == 0
+    try:
+        async with app.router.lifespan_context(app):
+            runtime: Runtime = app.state.runtime
+            # start-up is done: its objects are out of every later collection's walk
+            assert gc.get_freeze_count() > 0
+            await _serves_in_production(app, runtime, tmp_path)
+    finally:
+        gc.unfreeze()
     assert runtime.pool.closed
+
+
+async def _serves_in_production(app: FastAPI, runtime: Runtime, tmp_path: Path) -> None:
+    assert runtime.sandbox is None and runtime.demo_workplace is None
+    assert (tmp_path / "auth-secret").read_text().strip() == runtime.secret
+    system = bearer(system_token(runtime))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert len((await client.get("/v1/services", headers=system)).json()) == 7
+        error(await client.get("/v1/sandbox/clock", headers=system), 404, "SANDBOX_ONLY")
 
 
 # ── console (server-rendered; the browser walk-through is in test_browser.py) ────────────────
