@@ -57,6 +57,8 @@ from common import (
 from floors import NoLogicWorkflow
 from month_close import bounded
 
+from starter import process
+
 UBOB_PLANS = ("ubob-basic", "ubob-standard")
 MEMBER = "bench-member"
 
@@ -74,7 +76,7 @@ async def serve_noop(address: str, queue: str, cache: int) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with Worker(
+    worker = Worker(
         client,
         task_queue=queue,
         workflows=[NoLogicWorkflow],
@@ -82,7 +84,9 @@ async def serve_noop(address: str, queue: str, cache: int) -> int:
         max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,  # as worker.py's
         max_cached_workflows=cache,
         graceful_shutdown_timeout=timedelta(seconds=5),
-    ):
+    )
+    process.freeze_startup_heap()  # as worker.py does
+    async with worker:
         await stop.wait()
     return 0
 
@@ -120,6 +124,36 @@ def workers_rss_mb(procs: Processes) -> float:
     return total
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(procs: Processes) -> dict[str, float]:
+    """CPU time (user + system) so far of each part of the stack: this process (the API and the
+    bench's clients), the workers, the no-op worker, the Temporal server and PostgreSQL (all its
+    processes). Differences between two readings, per request, say where a request's CPU goes."""
+    pids = {proc.pid: name for name, proc in procs.children.procs}
+    pids[os.getpid()] = "api+bench"
+    spent: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        name = pids.get(int(entry.name))
+        if name is None and comm == "postgres":
+            name = "postgres"
+        if name is None:
+            continue
+        if name.startswith("worker"):
+            name = "worker"
+        spent[name] = spent.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return spent
+
+
 def ok(response: Any, what: str) -> Any:
     if response.status_code >= 300:
         raise RuntimeError(f"{what}: HTTP {response.status_code} {response.text[:300]}")
@@ -144,6 +178,21 @@ async def run(args: argparse.Namespace) -> int:
     queue, noop_queue = f"bench-lat-{run_tag}", f"bench-lat-noop-{run_tag}"
     procs = Processes()
     results: dict[tuple[int, str], list[float]] = {}
+    cpu: dict[tuple[int, str], dict[str, float]] = {}
+
+    async def measured(c: int, kinds: tuple[str, ...], batch: Awaitable[Any]) -> Any:
+        """Run one batch of requests, charging the CPU it took to its kinds (shared evenly
+        between the two kinds of an alternating batch)."""
+        before = cpu_seconds(procs)
+        out = await batch
+        after = cpu_seconds(procs)
+        for kind in kinds:
+            spent = cpu.setdefault((c, kind), {})
+            for name, seconds in after.items():
+                share = (seconds - before.get(name, seconds)) / len(kinds)
+                spent[name] = spent.get(name, 0.0) + share
+        return out
+
     try:
         async with postgres(pool_size=20) as (url, pool), dev_server(procs) as address:
             cache = args.n + top + 500
@@ -171,6 +220,9 @@ async def run(args: argparse.Namespace) -> int:
             async def noop(wid: str, seq: int) -> dict[str, int]:
                 handle = client.get_workflow_handle(wid)
                 return {"seq": await handle.execute_update(NoLogicWorkflow.noop, seq)}
+
+            # Start-up is done: as the API process does in its lifespan (api/app.py).
+            process.freeze_startup_heap()
 
             # The workers' own memory, no tracemalloc: after a few subscriptions (imports, first
             # sandbox, pool), then with all N + top cached.
@@ -262,7 +314,9 @@ async def run(args: argparse.Namespace) -> int:
                     rounds = 4
                     per_round = max(c, args.ops // rounds)
                     for _ in range(rounds):
-                        floor = await timed([noop_call(w) for _, _, w in targets], per_round)
+                        floor = await measured(
+                            c, ("no-op",), timed([noop_call(w) for _, _, w in targets], per_round)
+                        )
                         results.setdefault((c, "no-op"), []).extend(floor)
                         for (first, second), calls in (
                             (
@@ -280,14 +334,14 @@ async def run(args: argparse.Namespace) -> int:
                                 ),
                             ),
                         ):
-                            a, b = await alternate(*calls, per_round)
+                            a, b = await measured(c, (first, second), alternate(*calls, per_round))
                             results.setdefault((c, first), []).extend(a)
                             results.setdefault((c, second), []).extend(b)
                     print(f"c={c} done", flush=True)
             procs.check_alive()
     finally:
         procs.close()
-    report(args, levels, results, load_start)
+    report(args, levels, results, cpu, load_start)
     return 0
 
 
@@ -308,6 +362,7 @@ def report(
     args: argparse.Namespace,
     levels: list[int],
     results: dict[tuple[int, str], list[float]],
+    cpu: dict[tuple[int, str], dict[str, float]],
     load_start: str,
 ) -> None:
     print()
@@ -329,6 +384,13 @@ def report(
                 f"  {kind:9s} n={len(got):4d}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
                 f"  p99 {p99:7.1f} ms{ratio}"
             )
+        print("  CPU ms per request (grant and revoke, schedule and withdraw: each pair's mean):")
+        parts = ("api+bench", "worker", "noop-worker", "temporal", "postgres")
+        print("  " + " " * 9 + "".join(f"{p:>12s}" for p in parts) + f"{'total':>9s}")
+        for kind in kinds:
+            spent, n = cpu[(c, kind)], len(results[(c, kind)])
+            row = [spent.get(p, 0.0) * 1000 / n for p in parts]
+            print(f"  {kind:9s}" + "".join(f"{v:12.2f}" for v in row) + f"{sum(row):9.2f}")
     if 1 in levels:
         g = percentile(results[(1, "grant")], 50) / percentile(results[(1, "no-op")], 50)
         print(f"goal p50(grant) ≤ 3× no-op at c=1: {g:.2f}× — {'met' if g <= 3 else 'NOT met'}")
@@ -340,7 +402,7 @@ def report(
 
 def main() -> int:
     if len(sys.argv) == 5 and sys.argv[1] == "--serve-noop":
-        return asyncio.run(serve_noop(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        return process.run(serve_noop(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="live cartax subscriptions seeded")
     parser.add_argument(
@@ -348,7 +410,8 @@ def main() -> int:
     )
     parser.add_argument("--levels", default="1,10,50", help="concurrency levels (default 1,10,50)")
     parser.add_argument("--workers", type=int, default=1, help="worker.py processes (default 1)")
-    return asyncio.run(run(parser.parse_args()))
+    # The API process's event loop (uvicorn picks uvloop when it is installed).
+    return process.run(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ if not workflow.unsafe.in_sandbox():
 
 with workflow.unsafe.imports_passed_through():
     from domain.calendar import SEOUL, first_instant_of_next_month, period_of
+    from starter import process
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # The issue's 2-activity floor: the shape of a version-1 month-close (issue_invoice, publish)
@@ -468,6 +469,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
     tag = uuid.uuid4().hex[:6]
     n = args.n
     console.mark("setup")
+    process.freeze_startup_heap()  # start-up is done, as worker.py does before it serves
     try:
         # ── ours ──
         queue = f"bench-{tag}"
@@ -832,7 +834,7 @@ def main() -> int:
     console = ConsoleTally()
     try:
         with console.captured():
-            return asyncio.run(run(args, console))
+            return process.run(run(args, console))  # worker.py's event loop (uvloop)
     except BaseException:
         for line in console.tail():  # what the run wrote on the console, now that it is back
             print(line, file=sys.stderr)
