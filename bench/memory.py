@@ -339,7 +339,7 @@ def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -
 
     print()
     print(f"worker memory per cached workflow, N={args.n}")
-    doc = (workflow_runner.__doc__ or "").split(".")[0].replace("\n", " ")
+    doc = " ".join((workflow_runner.__doc__ or "").split(".")[0].split())
     print(f"  ours' runner (starter/temporal.py workflow_runner): {doc}")
     print("  no-logic's runner: the SDK's stock SandboxedWorkflowRunner()")
     print(f"load average (1, 5, 15 min): {load_start} at the start, {loadavg()} at the end")
