@@ -55,7 +55,7 @@ from common import (
     worker_env,
 )
 from floors import NoLogicWorkflow
-from month_close import bounded
+from month_close import bounded, descendants_cpu
 
 from starter import process
 
@@ -124,33 +124,18 @@ def workers_rss_mb(procs: Processes) -> float:
     return total
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(procs: Processes) -> dict[str, float]:
     """CPU time (user + system) so far of each part of the stack: this process (the API and the
-    bench's clients), the workers, the no-op worker, the Temporal server and PostgreSQL (all its
-    processes). Differences between two readings, per request, say where a request's CPU goes."""
-    pids = {proc.pid: name for name, proc in procs.children.procs}
-    pids[os.getpid()] = "api+bench"
+    bench's clients), the workers, the no-op worker, the Temporal server and PostgreSQL (the
+    embedded server's processes; nothing when DATABASE_URL names another). Differences between
+    two readings, per request, say where a request's CPU goes."""
+    parts = {proc.pid: name for name, proc in procs.children.procs}
+    parts[os.getpid()] = "api+bench"
     spent: dict[str, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # ended meanwhile
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        name = pids.get(int(entry.name))
-        if name is None and comm == "postgres":
-            name = "postgres"
-        if name is None:
-            continue
-        if name.startswith("worker"):
-            name = "worker"
-        spent[name] = spent.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    for pid, (program, seconds) in descendants_cpu().items():
+        part = parts.get(pid, program)
+        part = "worker" if part.startswith("worker") else part
+        spent[part] = spent.get(part, 0.0) + seconds
     return spent
 
 

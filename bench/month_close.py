@@ -244,6 +244,16 @@ class ConsoleTally:
 def cpu_seconds() -> dict[str, float]:
     """CPU time (user + system) of this process and its descendants, by program name: the
     worker (python), the time-skipping server, PostgreSQL (when embedded)."""
+    used: dict[str, float] = {}
+    for pid, (name, seconds) in descendants_cpu().items():
+        kind = "worker" if pid == os.getpid() else name.split()[0].split("-")[0]
+        used[kind] = used.get(kind, 0.0) + seconds
+    return used
+
+
+def descendants_cpu() -> dict[int, tuple[str, float]]:
+    """CPU time (user + system) so far of this process and each of its descendants:
+    pid → (program name, seconds)."""
     ticks = os.sysconf("SC_CLK_TCK")
     table: dict[int, tuple[int, str, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -262,13 +272,7 @@ def cpu_seconds() -> dict[str, float]:
         found = {pid for pid, (ppid, _, _) in table.items() if ppid in mine} - mine
         grew = bool(found)
         mine |= found
-    used: dict[str, float] = {}
-    for pid in mine:
-        if pid in table:
-            _, name, seconds = table[pid]
-            kind = "worker" if pid == os.getpid() else name.split()[0].split("-")[0]
-            used[kind] = used.get(kind, 0.0) + seconds
-    return used
+    return {pid: (table[pid][1], table[pid][2]) for pid in mine if pid in table}
 
 
 @dataclass
