@@ -14,7 +14,7 @@ from domain.subscription import Publication
 from store import subscriptions
 from store.db import Pool
 from tests.conftest import Workplace
-from tests.store.test_notify import _publication
+from tests.store.test_notify import publication
 
 
 async def _reserved(pool: Pool) -> tuple[str, str]:
@@ -34,7 +34,7 @@ async def _reserved(pool: Pool) -> tuple[str, str]:
 
 def _decision(sub: str, wp: str, seq: int, **audit_details: Any) -> Publication:
     """An active subscription's month-close with two holders, as version 2 commits it."""
-    pub = _publication(sub, wp, "active", seq, "active")
+    pub = publication(sub, wp, "active", seq, "active")
     assert pub.audit is not None
     line = InvoiceLine(
         plan_id="cartax-basic",

@@ -13,7 +13,7 @@ from store.notify import SettledListener
 from tests.conftest import Workplace
 
 
-def _publication(sub: str, wp: str, state: str, seq: int, previous: str) -> Publication:
+def publication(sub: str, wp: str, state: str, seq: int, previous: str) -> Publication:
     snapshot = StatusSnapshot(
         subscription_id=sub,
         workplace_id=wp,
@@ -58,14 +58,14 @@ async def test_the_commit_that_settles_an_application_wakes_its_waiter(pool: Poo
     listener = SettledListener(pool, linger=0.5)
     async with listener.watch(sub) as waiter:
         # published while still applied: no notification
-        await subscriptions.commit(pool, _publication(sub, wp.id, "applied", 1, "applied"))
+        await subscriptions.commit(pool, publication(sub, wp.id, "applied", 1, "applied"))
         assert not await waiter.wait(0.5)
         # another subscription settles: not this waiter's notification
-        await subscriptions.commit(pool, _publication(other, wp.id, "active", 1, "applied"))
+        await subscriptions.commit(pool, publication(other, wp.id, "active", 1, "applied"))
         assert not await waiter.wait(0.5)
         # this one leaves `applied`: woken
-        await subscriptions.commit(pool, _publication(sub, wp.id, "active", 2, "applied"))
+        await subscriptions.commit(pool, publication(sub, wp.id, "active", 2, "applied"))
         assert await waiter.wait(5.0)
         # later changes of a settled subscription do not notify again
-        await subscriptions.commit(pool, _publication(sub, wp.id, "cancelled", 3, "active"))
+        await subscriptions.commit(pool, publication(sub, wp.id, "cancelled", 3, "active"))
         assert not await waiter.wait(0.5)
