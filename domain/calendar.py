@@ -124,8 +124,8 @@ def plan_change_available_at(
     """The earliest instant >= ``now`` at which a plan change is allowed (R-PLAN-2, -3, -4).
 
     Returns ``now`` itself when a change is allowed now; otherwise a Seoul midnight. A change
-    scheduled for ``scheduled_at`` (R-PLAN-8) uses up that month, so an answer on or after it
-    moves on to the month after.
+    scheduled for ``scheduled_at`` (R-PLAN-8) takes that month's change, so an answer on or after
+    it moves on to the month after; withdrawing the schedule frees the month again.
     """
     if scheduled_at is not None:
         found = plan_change_available_at(now, applied_at, last_change_period)
@@ -142,3 +142,16 @@ def plan_change_available_at(
         else:
             candidate = first_instant_of_next_month(candidate)
     return candidate
+
+
+def month_taken_by_schedule(
+    now: datetime,
+    applied_at: datetime,
+    last_change_period: Period | None,
+    scheduled_at: datetime | None,
+) -> bool:
+    """Whether the change scheduled for ``scheduled_at`` is what makes the next possible change
+    a month later (R-PLAN-8): without it, a change would be allowed in the scheduled month."""
+    if scheduled_at is None:
+        return False
+    return plan_change_available_at(now, applied_at, last_change_period) >= scheduled_at

@@ -206,16 +206,32 @@ WINDOW_CLOSED_REASONS: dict[str, tuple[str, str]] = {
 }
 
 
-def window_closed_details(reason: str, next_plan_change_at: str) -> dict[str, str]:
-    """The details of a PLAN_CHANGE_WINDOW_CLOSED refusal (R-PLAN-2, R-PLAN-3)."""
+def window_closed_details(
+    reason: str, next_plan_change_at: str, scheduled_plan_change_at: str | None = None
+) -> dict[str, str]:
+    """The details of a PLAN_CHANGE_WINDOW_CLOSED refusal (R-PLAN-2, R-PLAN-3, R-PLAN-4).
+
+    ``scheduled_plan_change_at`` is given when a scheduled change (R-PLAN-8) is what moves
+    ``next_plan_change_at`` a month on: that change takes its month, and withdrawing it frees
+    the month. The refusal then names it, in the details and in both languages' words.
+    """
     why, why_ko = WINDOW_CLOSED_REASONS[reason]
     at = datetime.fromisoformat(next_plan_change_at).astimezone(SEOUL)  # KST, like every time
-    return {
-        "reason": reason.lower(),
-        "why": why,
-        "why_ko": why_ko,
-        "next_plan_change_at": at.isoformat(),
-    }
+    details = {"reason": reason.lower(), "why": why, "why_ko": why_ko}
+    if scheduled_plan_change_at is not None:
+        taken = datetime.fromisoformat(scheduled_plan_change_at).astimezone(SEOUL)
+        month, month_ko = f"{taken:%Y-%m}", f"{taken.year}년 {taken.month}월"
+        details["why"] += (
+            f" The plan change scheduled for {taken.date().isoformat()} is {month}'s change;"
+            f" withdraw it to change the plan in {month} instead."
+        )
+        details["why_ko"] += (
+            f" {month_ko} 1일로 예약된 상품 변경이 {month_ko}의 변경입니다."
+            f" 예약을 철회하면 {month_ko}에 변경할 수 있습니다."
+        )
+        details["scheduled_plan_change_at"] = taken.isoformat()
+    details["next_plan_change_at"] = at.isoformat()
+    return details
 
 
 # What a FORBIDDEN refusal needed, said in Korean (never a permission key): R-PERM-3.
