@@ -91,12 +91,20 @@ def window_refusal(
     return None
 
 
-def next_change_at(now: datetime, applied_at: datetime, last_change_month: str | None) -> datetime:
-    """The first instant from ``now`` on at which a change is allowed."""
+def next_change_at(
+    now: datetime,
+    applied_at: datetime,
+    last_change_month: str | None,
+    scheduled_month: str | None = None,
+) -> datetime:
+    """The first instant from ``now`` on at which a change is allowed: past the application day,
+    in a month whose change is neither made (``last_change_month``) nor taken by a change
+    scheduled for its 1st (``scheduled_month``, R-PLAN-8)."""
+    taken = {last_change_month, scheduled_month} - {None}
     candidate = now
     if seoul_day(candidate) <= seoul_day(applied_at):
         candidate = seoul_midnight(seoul_day(applied_at) + DAY)
-    if last_change_month == month_of(seoul_day(candidate)):
+    while month_of(seoul_day(candidate)) in taken:
         candidate = first_of_next_month(candidate)
     return candidate
 

@@ -290,12 +290,20 @@ class Run:
         if why is not None:  # R-PLAN-2, -3, -4
             refusal = self._refused(result, "PLAN_CHANGE_WINDOW_CLOSED")
             assert refusal.details["reason"] == why
-            expected = oracle.next_change_at(at, self.sub.applied_at, self.last_change_month)
+            expected = oracle.next_change_at(
+                at, self.sub.applied_at, self.last_change_month, self.scheduled_month()
+            )
             assert datetime.fromisoformat(refusal.details["next_plan_change_at"]) == expected
             return
         self.sub.plans.append((at, plan_id))
         self.last_change_month = oracle.month_of(oracle.seoul_day(at))
         assert self._accepted(result).plan_id == plan_id
+
+    def scheduled_month(self) -> str | None:
+        """The month a pending scheduled change takes (R-PLAN-8), if one is pending."""
+        if self.scheduled is None:
+            return None
+        return oracle.month_of(oracle.seoul_day(self.scheduled.at))
 
     async def _change_next(self, act: Act) -> None:
         plan_id = str(act.arg)
@@ -574,6 +582,59 @@ async def test_r_cancel_3_cancellation_on_the_first_and_on_the_last_day_of_a_mon
     assert final["lines"][-1]["to_day"] == cancel_day
     if when is is_first:
         assert lines_of([final]) == [("ubob-premium", cancel_day, cancel_day, 1, 5)]
+
+
+async def refused_change_now(run: Run, plan_id: str) -> BizError:
+    """A change now that must be refused because the window is closed (R-PLAN-2, -3, -4)."""
+    try:
+        await run.service.change_plan(**run._common(), plan_id=plan_id, when="now")
+    except BizError as refusal:
+        assert refusal.code == "PLAN_CHANGE_WINDOW_CLOSED", refusal
+        return refusal
+    raise AssertionError(f"the change to {plan_id} was not refused")
+
+
+async def test_r_plan_8_a_pending_scheduled_change_takes_next_month_until_withdrawn(
+    service: SubscriptionService, env: WorkflowEnvironment, pool: Pool
+) -> None:
+    """Issue 21's timeline (found by 2,000 generated lifecycles): this month's change made and a
+    change scheduled for the 1st of the next month, a change now at 00:30 late in the month is
+    refused until the 1st of the month AFTER next — the scheduled change is the next month's
+    change (R-PLAN-8). Withdrawn, the next month is free again: from its 1st. The oracle, which
+    named the next month's 1st in both cases, now agrees with the service; the invoices too."""
+    start = await upcoming(env, 10 * 3600, lambda d: d.day == 5)
+    month = oracle.month_of(oracle.seoul_day(start))
+    next_first = oracle.seoul_midnight(oracle.month_first(oracle.month_after(month)))
+    after_next = oracle.first_of_next_month(next_first)
+    run = await new_run(service, env, pool, UBOB)
+    for at, act in [
+        (start, Act("apply", "ubob-basic")),
+        (start + timedelta(days=2), Act("change_now", "ubob-standard")),  # this month's change
+        (start + timedelta(days=3), Act("change_next", "ubob-premium")),  # the next month's
+    ]:
+        await cross_to(env, [run], at)
+        await run.perform(act)
+    await cross_to(env, [run], oracle.seoul_at(oracle.seoul_day(start) + timedelta(days=20), 1800))
+    refusal = await refused_change_now(run, "ubob-premium")
+    assert refusal.details["reason"] == "monthly_limit"
+    assert datetime.fromisoformat(refusal.details["next_plan_change_at"]) == after_next
+    await run.perform(Act("change_now", "ubob-premium"))  # the oracle predicts the same refusal
+
+    await run.perform(Act("withdraw"))  # R-PLAN-8: withdrawing frees the next month
+    refusal = await refused_change_now(run, "ubob-premium")
+    assert refusal.details["reason"] == "monthly_limit"
+    assert datetime.fromisoformat(refusal.details["next_plan_change_at"]) == next_first
+    assert "scheduled_plan_change_at" not in refusal.details
+    await run.perform(Act("change_now", "ubob-premium"))
+
+    for at, act in [
+        (next_first + timedelta(hours=10), Act("change_now", "ubob-premium")),  # allowed now
+        (next_first + timedelta(days=3), Act("cancel")),
+    ]:
+        await cross_to(env, [run], at)
+        await run.perform(act)
+    assert [plan for _, plan in run.sub.plans] == ["ubob-basic", "ubob-standard", "ubob-premium"]
+    assert await finish(env, [run]) == 2
 
 
 async def test_r_bill_4_february_is_prorated_over_its_own_days(
