@@ -307,17 +307,26 @@ def bill(sub: Observed, period: str, fees: Mapping[str, Fees]) -> Bill | None:
     return Bill(period, tuple(lines), subtotal, vat, subtotal + vat)
 
 
+def billed_months(sub: Observed, through: str) -> list[str]:
+    """The months with a billable day (so with an invoice), through ``through``."""
+    first, ended = first_day(sub), last_day(sub)
+    if ended is not None and ended < first:
+        return []  # re-applied and cancelled on its predecessor's cancellation day
+    final = through if ended is None else min(through, month_of(ended))
+    months, period = [], month_of(first)
+    while period <= final:
+        months.append(period)
+        period = month_after(period)
+    return months
+
+
 def bills(sub: Observed, fees: Mapping[str, Fees], through: str) -> dict[str, Bill]:
     """Every invoice from the first billable month through ``through`` (or the final month)."""
     found: dict[str, Bill] = {}
-    period = month_of(first_day(sub))
-    ended = last_day(sub)
-    final = through if ended is None else min(through, month_of(ended))
-    while period <= final:
+    for period in billed_months(sub, through):
         issued = bill(sub, period, fees)
-        if issued is not None:
-            found[period] = issued
-        period = month_after(period)
+        assert issued is not None, (period, sub)
+        found[period] = issued
     return found
 
 
