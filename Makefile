@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 LOCK     := requirements.lock
 DEV_LOCK := requirements-dev.lock
 
-.PHONY: install run test browser lint bench clean lock
+.PHONY: install run test soak browser lint bench clean lock
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ run: install
 
 test: install browser
 	$(PY) -m pytest -q
+
+# The generated-lifecycle billing test at 10,000 lifecycles (CI runs 200), in two processes, with
+# progress and a summary: README "Soak". BIZSUPPORT_SOAK_SEED, _LIFECYCLES, _SHARDS change it.
+soak: install
+	$(PY) -m tests.soak
 
 # The browser test drives Debian's chromium (never a downloaded browser build); without a Korean
 # font it would draw the console's text as empty boxes.

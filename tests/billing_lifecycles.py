@@ -11,7 +11,8 @@ first minute of a day (and so of a month, on a 1st), the UTC date turn at 09:00,
 Many lifecycles laid on one clock then share instants: the runner advances the clock once per
 distinct instant and performs everything due at it together.
 
-Pure: no servers, no clock. ``generate`` draws with Hypothesis from a seed.
+Pure: no servers, no clock. ``generate`` draws with Hypothesis from a seed; CI runs
+CI_LIFECYCLES of them from CI_SEED (tests/test_billing_lifecycles.py checks what those cover).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests import billing_oracle as oracle
 
 CATALOG = default_catalog()
 PLANS = {s.service_id: [p.plan_id for p in s.plans] for s in CATALOG.services}
+CI_LIFECYCLES, CI_SEED = 200, 21
 MANUAL_SERVICES = sorted(s for s, plans in PLANS.items() if len(plans) == 1)
 UBOB = "ubob"
 
@@ -100,8 +102,12 @@ FEBRUARY_29 = offset_of(date(REFERENCE.year, 2, 29))
 FIRSTS = days_where(lambda d: d.day == 1)
 LAST_DAYS = [first - 1 for first in FIRSTS[1:]]
 
+any_day = st.integers(0, 365)
 application_days = st.one_of(
-    st.integers(0, 365),
+    any_day,
+    any_day,
+    any_day,
+    st.sampled_from(LATE_IN_MONTH),
     st.sampled_from(LATE_IN_MONTH),
     st.just(FEBRUARY_29),
     st.sampled_from(FIRSTS),

@@ -48,7 +48,15 @@ from services.subscriptions import SubscriptionService
 from store import ledger, subscriptions
 from store.db import Pool
 from tests import billing_oracle as oracle
-from tests.billing_lifecycles import PLANS, UBOB, Act, Lifecycle, generate
+from tests.billing_lifecycles import (
+    CI_LIFECYCLES,
+    CI_SEED,
+    PLANS,
+    UBOB,
+    Act,
+    Lifecycle,
+    generate,
+)
 from tests.conftest import Workplace, advance_to, eventually
 from workflows.subscription import SubscriptionWorkflow
 
@@ -62,8 +70,8 @@ TERMS = {s.service_id: s.terms.version for s in CATALOG.services}
 # which seed (CI: a fixed one), laid on one clock this many at a time (BATCH, bounded by the
 # session worker's workflow cache: a batch keeps about a third of its subscriptions open at once),
 # at most CONCURRENCY actions at once, and where progress goes (`make soak` reads it).
-LIFECYCLES = int(os.environ.get("BIZSUPPORT_ORACLE_EXAMPLES", "200"))
-SEED = int(os.environ.get("BIZSUPPORT_SOAK_SEED", "21"))
+LIFECYCLES = int(os.environ.get("BIZSUPPORT_ORACLE_EXAMPLES", CI_LIFECYCLES))
+SEED = int(os.environ.get("BIZSUPPORT_SOAK_SEED", CI_SEED))
 BATCH = int(os.environ.get("BIZSUPPORT_SOAK_BATCH", "1500"))
 CONCURRENCY = 32
 PROGRESS = os.environ.get("BIZSUPPORT_SOAK_PROGRESS")
