@@ -25,9 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 TEST = "tests/workflows/test_billing_workflow.py"
 SELECT = "generated_lifecycles"
@@ -42,6 +42,9 @@ class Shard:
     progress: Path
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    offset: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    mismatches: list[str] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         return {
@@ -63,21 +66,21 @@ class Shard:
                 self.command(), env={**os.environ, **self.env()}, stdout=out, stderr=out
             )
 
-    def read(self) -> tuple[dict[str, Any], list[str]]:
-        """The latest counts this shard reported, and its mismatches so far."""
-        counts: dict[str, Any] = {"lifecycles": 0, "invoices": 0, "won": 0}
-        mismatches: list[str] = []
-        if self.progress.exists():
-            for line in self.progress.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line being written
-                if "mismatch" in record:
-                    mismatches.append(record["mismatch"])
-                else:
-                    counts = record
-        return counts, mismatches
+    def read(self) -> None:
+        """Take in what the shard reported since the last read."""
+        if not self.progress.exists():
+            return
+        with self.progress.open("rb") as source:
+            source.seek(self.offset)
+            chunk = source.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written waits for next time
+        self.offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            record = json.loads(line)
+            if "mismatch" in record:
+                self.mismatches.append(record["mismatch"])
+            else:
+                self.counts = record
 
 
 def clock(seconds: float) -> str:
@@ -85,53 +88,50 @@ def clock(seconds: float) -> str:
     return f"{minutes}m{rest:02d}s"
 
 
-def totals(shards: list[Shard]) -> tuple[int, int, int, list[str]]:
-    done = invoices = won = 0
-    mismatches: list[str] = []
+def total(shards: list[Shard], key: str) -> int:
+    return sum(shard.counts.get(key, 0) for shard in shards)
+
+
+def progress_line(shards: list[Shard], lifecycles: int, started: float) -> str:
     for shard in shards:
-        counts, found = shard.read()
-        done += counts["lifecycles"]
-        invoices += counts["invoices"]
-        won += counts["won"]
-        mismatches += found
-    return done, invoices, won, mismatches
-
-
-def progress_line(shards: list[Shard], total: int, started: float) -> str:
-    done, invoices, _, mismatches = totals(shards)
+        shard.read()
+    done, acts = total(shards, "lifecycles"), total(shards, "acts")
+    all_acts = total(shards, "total_acts") if all(s.counts for s in shards) else 0
     elapsed = time.monotonic() - started
-    left = f"~{clock(elapsed * (total - done) / done)} left" if done else "starting"
+    # Lifecycles finish late in their timeline; the acts performed measure the way better.
+    left = f"~{clock(elapsed * (all_acts - acts) / acts)} left" if acts and all_acts else "starting"
+    mismatches = sum(len(shard.mismatches) for shard in shards)
     return (
-        f"soak: {done:,}/{total:,} lifecycles, {len(mismatches)} mismatches, "
-        f"{invoices:,} invoices, {clock(elapsed)} elapsed, {left}"
+        f"soak: {done:,}/{lifecycles:,} lifecycles, {mismatches} mismatches, "
+        f"{clock(elapsed)} elapsed, {left}"
     )
 
 
-def watch(shards: list[Shard], total: int, started: float, out: TextIO) -> None:
+def watch(shards: list[Shard], lifecycles: int, started: float, out: TextIO) -> None:
     tty = out.isatty()
     last = 0.0
     while any(shard.process and shard.process.poll() is None for shard in shards):
         time.sleep(1.0)
         if tty:
-            out.write("\r" + progress_line(shards, total, started).ljust(100))
+            out.write("\r" + progress_line(shards, lifecycles, started).ljust(100))
             out.flush()
         elif time.monotonic() - last >= EVERY:
             last = time.monotonic()
-            print(progress_line(shards, total, started), file=out, flush=True)
+            print(progress_line(shards, lifecycles, started), file=out, flush=True)
     if tty:
         out.write("\n")
 
 
 def main() -> int:
-    total = int(os.environ.get("BIZSUPPORT_SOAK_LIFECYCLES", "10000"))
+    lifecycles = int(os.environ.get("BIZSUPPORT_SOAK_LIFECYCLES", "10000"))
     seed_text = os.environ.get("BIZSUPPORT_SOAK_SEED")
     seed = int(seed_text) if seed_text else random.SystemRandom().randrange(1, 10**9)
-    count = max(1, min(int(os.environ.get("BIZSUPPORT_SOAK_SHARDS", "2")), total))
+    count = max(1, min(int(os.environ.get("BIZSUPPORT_SOAK_SHARDS", "2")), lifecycles))
     folder = Path(tempfile.mkdtemp(prefix="bizsupport-soak-"))
     shards = [
         Shard(
             index=i,
-            lifecycles=total // count + (1 if i < total % count else 0),
+            lifecycles=lifecycles // count + (1 if i < lifecycles % count else 0),
             seed=seed * 100 + i,
             progress=folder / f"shard-{i}.jsonl",
             log=folder / f"shard-{i}.log",
@@ -139,7 +139,7 @@ def main() -> int:
         for i in range(count)
     ]
     print(
-        f"soak: {total:,} lifecycles, seed {seed} (BIZSUPPORT_SOAK_SEED), {count} shards;"
+        f"soak: {lifecycles:,} lifecycles, seed {seed} (BIZSUPPORT_SOAK_SEED), {count} shards;"
         f" logs in {folder}",
         flush=True,
     )
@@ -147,14 +147,17 @@ def main() -> int:
     for shard in shards:
         shard.start()
     try:
-        watch(shards, total, started, sys.stdout)
+        watch(shards, lifecycles, started, sys.stdout)
     except KeyboardInterrupt:
         for shard in shards:
             if shard.process:
                 shard.process.terminate()
         raise
     elapsed = time.monotonic() - started
-    done, invoices, won, mismatches = totals(shards)
+    for shard in shards:
+        shard.read()
+    done, invoices, won = (total(shards, key) for key in ("lifecycles", "invoices", "won"))
+    mismatches = [mismatch for shard in shards for mismatch in shard.mismatches]
     failed = [s for s in shards if s.process is None or s.process.returncode != 0]
     print(
         f"soak summary (seed {seed}): {done:,} lifecycles, {invoices:,} invoices compared,"
@@ -165,7 +168,7 @@ def main() -> int:
     for shard in failed:
         print(f"shard {shard.index} failed; its log: {shard.log}\n  rerun alone: {shard.rerun()}")
         print("".join(shard.log.read_text(errors="replace").splitlines(keepends=True)[-15:]))
-    return 0 if done == total and not mismatches and not failed else 1
+    return 0 if done == lifecycles and not mismatches and not failed else 1
 
 
 if __name__ == "__main__":
