@@ -128,11 +128,17 @@ class Children:
         return {name: proc.pid for name, proc in self.procs}
 
     def stop(
-        self, until: float, hurried: Callable[[], bool] = lambda: False, after: int = 0
+        self,
+        until: float | None = None,
+        hurried: Callable[[], bool] = lambda: False,
+        after: int = 0,
     ) -> None:
-        """Stop every child still running, the last started first, by `until` (time.monotonic):
-        each gets SIGTERM and its share of the time left (`share_of`), then is killed. `after`:
-        how many more processes the caller stops within the same time once these are done."""
+        """Stop every child still running, the last started first, by `until` (time.monotonic;
+        STOP_TIME from now by default): each gets SIGTERM and its share of the time left
+        (`share_of`), then is killed. `after`: how many more processes the caller stops within
+        the same time once these are done."""
+        if until is None:
+            until = time.monotonic() + STOP_TIME
         alive = [(name, proc) for name, proc in reversed(self.procs) if proc.poll() is None]
         for index, (name, proc) in enumerate(alive):
             seconds = share_of(until, len(alive) - index + after)

@@ -69,7 +69,7 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
             settings.data_dir / "stack.json",
             json.dumps({"database_url": database_url, "temporal_address": target}),
         )
-        pool = await stop.guard(open_pool(database_url, max_size=20))
+        pool = await stop.guard(open_pool(database_url, max_size=20), undo=close_pool)
         in_flight = InFlight()
         worker = build_worker(
             env.client, pool, settings.task_queue, interceptors=[in_flight.interceptor()]

@@ -223,8 +223,7 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
 
         client = await stop.guard(connect(settings.temporal_address, settings.temporal_namespace))
         await stop.guard(ensure_search_attributes(client, settings.temporal_namespace))
-        # A stop while the pool opens leaves its tasks to devstack.stopping.run's clean-up.
-        pool = await stop.guard(open_pool(database_url))
+        pool = await stop.guard(open_pool(database_url), undo=close_pool)
         wait_for_port(settings.api_port, "API", api, stop=stop)
         say(f"API on http://127.0.0.1:{settings.api_port} (pid {api.pid})")
         service = SubscriptionService(

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -53,13 +53,14 @@ class StopSignals:
         """Take SIGINT and SIGTERM (and SIGHUP unless it was ignored, as under nohup) from now
         on, replacing whatever the process inherited (SIG_IGN included)."""
         stop = cls()
-        signal.signal(signal.SIGINT, stop._handle)
-        signal.signal(signal.SIGTERM, stop._handle)
+        signal.signal(signal.SIGINT, stop.handle)
+        signal.signal(signal.SIGTERM, stop.handle)
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-            signal.signal(signal.SIGHUP, stop._handle)  # the terminal closed
+            signal.signal(signal.SIGHUP, stop.handle)  # the terminal closed
         return stop
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The handler of the stop signals."""
         # Runs between two bytecodes of the main thread: record, nothing else (printing here
         # could re-enter a write to stdout the signal interrupted).
         if self.at is None:
@@ -94,9 +95,16 @@ class StopSignals:
                 return
             time.sleep(min(left, POLL))
 
-    async def guard(self, step: Awaitable[T], grace: float = 2.0) -> T:
-        """Await `step`; on a stop signal cancel it, give it `grace` seconds to unwind, and
-        raise Stopped (a step that ignores its cancellation is left to `run`'s clean-up)."""
+    async def guard(
+        self,
+        step: Awaitable[T],
+        grace: float = 1.0,
+        undo: Callable[[T], Awaitable[object]] | None = None,
+    ) -> T:
+        """Await `step`; on a stop signal end it and raise Stopped. A step that makes something
+        to undo (a pool to close: `undo`) is first given `grace` seconds to finish, so that what
+        it made is undone rather than lost; then, unfinished, it is cancelled and given `grace`
+        seconds to unwind (one that ignores its cancellation is left to `run`'s clean-up)."""
         import asyncio
 
         task = asyncio.ensure_future(step)
@@ -105,9 +113,15 @@ class StopSignals:
             if done:
                 return task.result()
             if self.received:
-                task.cancel()
-                await asyncio.wait({task}, timeout=grace)
-                self.check()
+                break
+        if undo is not None:
+            await asyncio.wait({task}, timeout=grace)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=grace)
+        if undo is not None and task.done() and not task.cancelled() and not task.exception():
+            await undo(task.result())
+        raise Stopped(self.received[0])
 
     def exit(self) -> None:
         """End this process by the first stop signal, as a program that does not catch it ends
@@ -121,16 +135,20 @@ class StopSignals:
         os._exit(128 + signum)  # not reached: the signal ends the process
 
 
-# How long the event loop's own leftovers (a task that ignored its cancellation) are waited for
-# once the launcher's coroutine has returned.
+# How long the tasks the launcher's coroutine leaves behind get to end once it has returned.
 LEFTOVER_GRACE = 2.0
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run, except that the tasks `main` leaves behind are cancelled and waited for at
-    most LEFTOVER_GRACE seconds (asyncio.run waits for them without end: a connection pool's
-    reconnect loop to a server already stopped kept the launcher alive), and that it leaves the
-    signal handlers alone (it takes SIGINT only while it is Python's default)."""
+    """asyncio.run, except that it leaves the signal handlers alone (asyncio.run takes SIGINT
+    while it is Python's default) and that the tasks `main` leaves behind are cancelled again
+    and again, for at most LEFTOVER_GRACE seconds, until they end.
+
+    asyncio.run cancels each leftover task once and then waits for it without end. A psycopg
+    pool's worker catches the CancelledError that lands while it connects (psycopg_pool 3.3,
+    CLIENT_EXCEPTIONS) and goes on: a pool whose opening was interrupted kept the launcher
+    alive for good, retrying the PostgreSQL it had just stopped ("error connecting in
+    'pool-1'"). Cancelled again while it waits for its next job, it ends."""
     import asyncio
 
     loop = asyncio.new_event_loop()
@@ -138,11 +156,11 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return loop.run_until_complete(main)
     finally:
         try:
-            leftovers = asyncio.all_tasks(loop)
-            for task in leftovers:
-                task.cancel()
-            if leftovers:
-                loop.run_until_complete(asyncio.wait(leftovers, timeout=LEFTOVER_GRACE))
+            deadline = time.monotonic() + LEFTOVER_GRACE
+            while (leftovers := asyncio.all_tasks(loop)) and time.monotonic() < deadline:
+                for task in leftovers:
+                    task.cancel()
+                loop.run_until_complete(asyncio.wait(leftovers, timeout=POLL))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
