@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devstack.stopping import POLL, StopSignals
+from devstack.stopping import POLL, StopSignals, within
 from settings import REPO_ROOT, open_private_log
 
 if TYPE_CHECKING:
@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 
 
 def say(message: str) -> None:
-    print(f"[bizsupport] {message}", flush=True)
+    try:
+        print(f"[bizsupport] {message}", flush=True)
+    except OSError:
+        pass  # the terminal is gone (SIGHUP): the launcher goes on stopping what it started
 
 
 def port_free(host: str, port: int) -> bool:
@@ -197,9 +200,7 @@ POOL_CLOSE_TIME = 1.0  # for the launcher's own database pool
 async def close_pool(pool: Pool) -> None:
     """Close the launcher's pool, before the servers it talks to go, without letting it hold the
     stop up (its tasks are then left to devstack.stopping.run's clean-up)."""
-    try:
-        await asyncio.wait_for(pool.close(timeout=POOL_CLOSE_TIME), POOL_CLOSE_TIME + 1)
-    except TimeoutError:
+    if not await within(POOL_CLOSE_TIME + 1, pool.close(timeout=POOL_CLOSE_TIME)):
         say("the launcher's database pool did not close in time; left to the process's end")
 
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import time
 
 import uvicorn
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -32,7 +31,7 @@ from devstack.process import (
     wait_for_signal,
 )
 from devstack.quiescence import InFlight
-from devstack.stopping import StopSignals
+from devstack.stopping import StopSignals, within
 from domain.catalog import default_catalog
 from services.subscriptions import SubscriptionService
 from settings import Settings, auth_secret, write_private
@@ -101,23 +100,30 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
                 log_level="warning",
             )
         )
-        async with worker:
-            serving = asyncio.create_task(server.serve())
-            try:
-                login = await stop.guard(seed_demo(subscriptions))
-                announce_sandbox(settings, login)
-                await wait_for_signal(stop, lambda: serving.done())
-            finally:
-                server.should_exit = True
-                await serving
+        # The worker and the server as tasks, not `async with`: each gets a bounded time to stop
+        # (a worker whose server is gone retries for long; a Ctrl-C from a terminal reaches the
+        # time-skipping server too, since the SDK starts it in this process group).
+        working = asyncio.create_task(worker.run())
+        serving = asyncio.create_task(server.serve())
+        try:
+            login = await stop.guard(seed_demo(subscriptions))
+            announce_sandbox(settings, login)
+            await wait_for_signal(stop, lambda: serving.done() or working.done())
+        finally:
+            until = stop.deadline(STOP_TIME)
+            server.should_exit = True
+            await within(share_of(until, 5), serving)
+            await within(share_of(until, 4), worker.shutdown())
+            if working.done() and not working.cancelled() and not stop.requested:
+                working.result()  # the worker's fatal error, if that is what ended the wait
     finally:
         if stop.requested:
             say(f"{stop.name}: stopping the sandbox…")
+        until = stop.deadline(STOP_TIME)
         if pool is not None:
             await close_pool(pool)
         if env is not None:
-            await env.shutdown()
-        until = (stop.at or time.monotonic()) + STOP_TIME
+            await within(share_of(until, 2), env.shutdown())
         postgres.stop(share_of(until, 1), lambda: stop.hurried)
         (settings.data_dir / "stack.json").unlink(missing_ok=True)
         say("stopped the sandbox")

@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -246,7 +245,7 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
             say(f"{stop.name}: stopping what it started…")
         if pool is not None:
             await close_pool(pool)
-        until = (stop.at or time.monotonic()) + STOP_TIME
+        until = stop.deadline(STOP_TIME)
         postgres_runs = postgres is not None and postgres.poll() is None
         children.stop(until, lambda: stop.hurried, after=int(postgres_runs))
         if postgres is not None and postgres_runs:

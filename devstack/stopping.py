@@ -13,6 +13,7 @@ instead of being given their grace period.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -123,16 +124,35 @@ class StopSignals:
             await undo(task.result())
         raise Stopped(self.received[0])
 
+    def deadline(self, seconds: float) -> float:
+        """`seconds` after the first stop signal (after now without one), as time.monotonic."""
+        return (self.at if self.at is not None else time.monotonic()) + seconds
+
     def exit(self) -> None:
         """End this process by the first stop signal, as a program that does not catch it ends
         (a shell reports 130 for SIGINT, 143 for SIGTERM, and a script running it stops too)."""
         signum = self.received[0]
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # a terminal already gone (SIGHUP)
+                stream.flush()
         signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
         os.kill(os.getpid(), signum)
         os._exit(128 + signum)  # not reached: the signal ends the process
+
+
+async def within(seconds: float, step: Awaitable[object]) -> bool:
+    """Await `step` for at most `seconds`, then cancel it (what ignores that is left to `run`'s
+    clean-up). Whether it ended in time; its own exception, if it raised one, is raised."""
+    import asyncio
+
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        return False
+    task.result()
+    return True
 
 
 # How long the tasks the launcher's coroutine leaves behind get to end once it has returned.
