@@ -379,10 +379,7 @@ class EmbeddedPostgres:
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
-                if stop is None:
-                    time.sleep(0.1)
-                else:
-                    stop.sleep(0.1)
+                (time.sleep if stop is None else stop.sleep)(0.1)
 
     def _ensure_database(self) -> None:
         with psycopg.connect(self._url_for("postgres"), autocommit=True) as conn:

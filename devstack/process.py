@@ -218,10 +218,7 @@ def wait_for_port(
             raise RuntimeError(f"{what} exited at start (code {proc.returncode})")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not open port {port} in {timeout:.0f} s")
-        if stop is None:
-            time.sleep(0.2)
-        else:
-            stop.sleep(0.2)
+        (time.sleep if stop is None else stop.sleep)(0.2)
 
 
 def port_open(port: int) -> bool:

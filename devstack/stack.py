@@ -225,14 +225,17 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
         pool = await stop.guard(open_pool(database_url), undo=close_pool)
         wait_for_port(settings.api_port, "API", api, stop=stop)
         say(f"API on http://127.0.0.1:{settings.api_port} (pid {api.pid})")
-        service = SubscriptionService(
-            pool,
-            client,
-            default_catalog(),
-            settings.task_queue,
-            invoice_spread=settings.invoice_spread,
+        login = await stop.guard(
+            seed_demo(
+                SubscriptionService(
+                    pool,
+                    client,
+                    default_catalog(),
+                    settings.task_queue,
+                    invoice_spread=settings.invoice_spread,
+                )
+            )
         )
-        login = await stop.guard(seed_demo(service))
         if postgres is not None:
             children.watch("postgres", postgres.poll, lambda: postgres.restart(stop))
         stack_file.update(ready=True)
