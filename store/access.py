@@ -31,11 +31,6 @@ async def drop_management_on(conn: Any, workplace_id: str, member_id: str) -> li
     return sorted(rows, key=lambda r: (r["service_id"], r["permission"]))
 
 
-async def drop_management(pool: Pool, workplace_id: str, member_id: str) -> list[dict[str, Any]]:
-    async with pool.connection() as conn, conn.transaction():
-        return await drop_management_on(conn, workplace_id, member_id)
-
-
 async def set_management(
     pool: Pool,
     *,
@@ -205,18 +200,6 @@ async def notices_for(
             )
         ).fetchall()
         return rows
-
-
-async def dismiss_notice(
-    pool: Pool, workplace_id: str, member_id: str, notice_id: int, at: datetime
-) -> bool:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE member_notices SET dismissed_at = %s WHERE notice_id = %s"
-            " AND workplace_id = %s AND member_id = %s AND dismissed_at IS NULL",
-            (at, notice_id, workplace_id, member_id),
-        )
-        return cur.rowcount > 0
 
 
 # ── launch tokens (R-PERM-8) ─────────────────────────────────────────────────────────────────

@@ -8,8 +8,6 @@ from domain.errors import BizError
 from store.access import drop_management_on
 from store.db import Pool
 
-ADMIN_ROLES = ("admin", "representative_admin")
-
 
 async def workplace(pool: Pool, workplace_id: str) -> dict[str, Any] | None:
     async with pool.connection() as conn:
@@ -88,18 +86,6 @@ async def upsert_workplace(pool: Pool, workplace_id: str, name: str) -> bool:
             )
         ).fetchone()
         return bool(row and row["created"])
-
-
-async def any_member(pool: Pool, workplace_id: str, member_id: str) -> dict[str, Any] | None:
-    """A member row whether present or departed."""
-    async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s",
-                (workplace_id, member_id),
-            )
-        ).fetchone()
-        return row
 
 
 async def sync_member(
@@ -193,17 +179,6 @@ async def representative(pool: Pool, workplace_id: str) -> dict[str, Any] | None
             )
         ).fetchone()
         return row
-
-
-async def recent_workplaces(pool: Pool, limit: int = 20) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT workplace_id, name FROM workplaces ORDER BY created_at DESC LIMIT %s",
-                (limit,),
-            )
-        ).fetchall()
-        return rows
 
 
 async def present_members(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
