@@ -332,9 +332,9 @@ async def test_management_listing_replace_and_remove(
     changes = [
         e
         for e in await audit.entries(pool, wp.id, "juju")
-        if e["action"] == "management_permissions_changed"
+        if e.action == "management_permissions_changed"
     ]
-    assert [(c["actor"], c["details"]["added"], c["details"]["removed"]) for c in changes] == [
+    assert [(c.actor, c.details["added"], c.details["removed"]) for c in changes] == [
         (wp.rep, [PLAN_CHANGE, USAGE_VIEW], []),
         (wp.rep, [USAGE_GRANT], [PLAN_CHANGE, USAGE_VIEW]),
         (wp.rep, [], [USAGE_GRANT]),
@@ -438,9 +438,7 @@ async def test_usage_grant_bad_input(
     first = await service.set_usage(**args, member_id=wp.members[0], grant=True)
     second = await service.set_usage(**args, member_id=wp.members[0], grant=True)
     assert first.usage_permission_count == second.usage_permission_count == 1
-    grants = [
-        e for e in await audit.entries(pool, wp.id, "wishket") if e["action"] == "usage_granted"
-    ]
+    grants = [e for e in await audit.entries(pool, wp.id, "wishket") if e.action == "usage_granted"]
     assert len(grants) == 1
     listing = await access.usage_permissions(wp.id, "wishket", wp.rep)
     assert listing.count == 1
@@ -527,4 +525,4 @@ async def test_audit_log_limits_and_order(
         await access.audit_log(wp.id, wp.rep, "netflix", 10)
     assert unknown.value.code == "UNKNOWN_SERVICE"
     rows = await subscriptions.for_workplace(pool, wp.id)
-    assert all(e.subscription_id == rows[0]["subscription_id"] for e in entries)
+    assert all(e.subscription_id == rows[0].subscription_id for e in entries)
