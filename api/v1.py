@@ -1,6 +1,6 @@
 """The HTTP API, version 1 (its conventions: docs/rules.md, "HTTP contract"; the full contract is
 served at /docs). Thin: every route checks the caller and calls the service layer
-(SubscriptionService, DirectoryService, AccessService, billing), which does the rest."""
+(SubscriptionService, DirectoryService, AccessService, BillingService), which does the rest."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ from api.ratelimit import rate_limit_of
 from api.runtime import Runtime
 from domain.catalog import Catalog, Service
 from domain.errors import BizError
-from services import billing
 from services.clock import SandboxControl
 from services.models import (
     AuditLogOut,
@@ -360,7 +359,7 @@ async def revoke_usage(
 async def invoices(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
     """Issued invoices of every subscription to the service, and this month's estimate."""
     actor = actor_on_service(rt, who, wp, svc)
-    return await billing.invoices(rt.subscriptions, workplace_id=wp, service_id=svc, actor_id=actor)
+    return await rt.billing.invoices(workplace_id=wp, service_id=svc, actor_id=actor)
 
 
 @router.get(

@@ -34,7 +34,7 @@ from devstack.process import (
     wait_for_signal,
 )
 from domain.catalog import CatalogError, default_catalog
-from services.subscriptions import SubscriptionService
+from services.root import build_services
 from settings import Settings, load_settings, write_private
 from starter.temporal import binary, connect, ensure_search_attributes
 from store.db import migrate, open_pool
@@ -206,13 +206,13 @@ async def run_stack(settings: Settings) -> None:
             stack.push_async_callback(pool.close)
             wait_for_port(settings.api_port, "API", api)
             login = await seed_demo(
-                SubscriptionService(
+                build_services(
                     pool,
                     client,
                     default_catalog(),
                     settings.task_queue,
                     invoice_spread=settings.invoice_spread,
-                )
+                ).subscriptions
             )
             if postgres is not None:
                 children.watch("postgres", postgres.poll, postgres.restart)
