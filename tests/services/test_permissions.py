@@ -1,4 +1,5 @@
-"""Permission matrix and permission screens (R-PERM-2..6, R-APPLY-4/5, API.md permission table).
+"""Permission matrix and permission screens (R-PERM-2..6, R-APPLY-4/5; docs/rules.md, "Who may
+call what").
 
 Every action is tried by an admin holding exactly one management permission (or none), by the
 representative admin and by a plain member. Without the permission the action is refused with
@@ -197,7 +198,7 @@ async def _assert_refused(w: World, pool: Pool, action: Action, actor: str) -> N
 async def test_admin_matrix_each_permission_allows_exactly_its_actions(
     world: World, pool: Pool, held: str | None
 ) -> None:
-    """R-PERM-3/4, API.md table: an admin holding only `held` on the services."""
+    """R-PERM-3/4, "Who may call what": an admin holding only `held` on the services."""
     w = world
     await _give(w, w.wp.admin, [held] if held else [])
     for action in ACTIONS:

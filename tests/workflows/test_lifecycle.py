@@ -1,4 +1,5 @@
-"""Subscription lifecycle on the real time-skipping server and real PostgreSQL (SPEC §3, §4, §6)."""
+"""Subscription lifecycle on the real time-skipping server and real PostgreSQL (R-LIFE, R-APPLY,
+R-CANCEL)."""
 
 from __future__ import annotations
 

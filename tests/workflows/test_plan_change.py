@@ -572,7 +572,7 @@ async def test_r_plan_7_two_changes_at_once_one_wins_the_other_is_refused(
 async def test_r_plan_7_cancel_during_a_change_waits_for_it(
     service: SubscriptionService, env: WorkflowEnvironment, pool: Pool, workplace: Workplace
 ) -> None:
-    """R-PLAN-7, SPEC §3: a cancellation asked for while a change is carried out waits for it;
+    """R-PLAN-7, R-LIFE: a cancellation asked for while a change is carried out waits for it;
     nothing interleaves, both outcomes are consistent and audited in order."""
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
     await apply(service, workplace)
