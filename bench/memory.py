@@ -232,7 +232,7 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
     from temporalio.worker import Worker
 
     from domain.catalog import default_catalog
-    from services.subscriptions import SubscriptionService
+    from services.root import build_services
     from starter.temporal import build_worker
 
     run_tag = tag()
@@ -241,9 +241,9 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
         if args.kind == "ours":
             # active, quiet subscriptions waiting on their invoice timer
             queue = f"bench-mem-{run_tag}"
-            service = SubscriptionService(
+            service = build_services(
                 pool, env.client, default_catalog(), queue, clock=env.get_current_time
-            )
+            ).subscriptions
             batches = iter(range(1_000_000))
 
             async def subscribe(count: int, in_flight: int) -> None:

@@ -1,9 +1,9 @@
 """`SANDBOX=1 make run`: the same stack on Temporal's time-skipping server (a rehearsal).
 
 The time-skipping server keeps workflows in memory and has no Web UI, so the sandbox has its own
-database under DATA_DIR/sandbox, emptied at each start (API.md, "Sandbox clock"). Everything runs
-in this one process, so the API's sandbox clock can move the server's time and then wait until
-the worker has finished what the fired timers caused.
+database under DATA_DIR/sandbox, emptied at each start (README, `SANDBOX=1 make run`). Everything
+runs in this one process, so the API's sandbox clock can move the server's time and then wait
+until the worker has finished what the fired timers caused.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.runtime import assemble, launch_base_url
+from api.runtime import Runtime, launch_base_url
 from devstack.clock import SandboxClock
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
@@ -33,7 +33,7 @@ from devstack.process import (
 from devstack.quiescence import InFlight
 from devstack.stopping import StopSignals, within
 from domain.catalog import default_catalog
-from services.subscriptions import SubscriptionService
+from services.root import build_services
 from settings import Settings, auth_secret, write_private
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store.db import Pool, migrate, open_pool
@@ -73,24 +73,18 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
         worker = build_worker(
             env.client, pool, settings.task_queue, interceptors=[in_flight.interceptor()]
         )
-        catalog = default_catalog()
-        subscriptions = SubscriptionService(
+        services = build_services(
             pool,
             env.client,
-            catalog,
+            default_catalog(),
             settings.task_queue,
+            secret=auth_secret(settings),
+            launch_url=launch_base_url(settings),
             clock=env.get_current_time,
             invoice_spread=settings.invoice_spread,
         )
-        runtime = assemble(
-            pool=pool,
-            client=env.client,
-            catalog=catalog,
-            subscriptions=subscriptions,
-            secret=auth_secret(settings),
-            launch_url=launch_base_url(settings),
-            sandbox=SandboxClock(env, in_flight.idle),
-            demo_workplace=DEMO_WORKPLACE,
+        runtime = Runtime(
+            services, sandbox=SandboxClock(env, in_flight.idle), demo_workplace=DEMO_WORKPLACE
         )
         server = _EmbeddedServer(
             uvicorn.Config(
@@ -106,7 +100,7 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
         working = asyncio.create_task(worker.run())
         serving = asyncio.create_task(server.serve())
         try:
-            login = await stop.guard(seed_demo(subscriptions))
+            login = await stop.guard(seed_demo(services.subscriptions))
             announce_sandbox(settings, login)
             await wait_for_signal(stop, lambda: serving.done() or working.done())
         finally:

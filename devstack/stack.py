@@ -44,7 +44,7 @@ from devstack.process import (
 )
 from devstack.stopping import Stopped, run
 from domain.catalog import CatalogError, default_catalog
-from services.subscriptions import SubscriptionService
+from services.root import build_services
 from settings import Settings, load_settings, write_private
 from starter.temporal import binary, connect, ensure_search_attributes
 from store.db import Pool, migrate, open_pool
@@ -227,13 +227,13 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
         say(f"API on http://127.0.0.1:{settings.api_port} (pid {api.pid})")
         login = await stop.guard(
             seed_demo(
-                SubscriptionService(
+                build_services(
                     pool,
                     client,
                     default_catalog(),
                     settings.task_queue,
                     invoice_spread=settings.invoice_spread,
-                )
+                ).subscriptions
             )
         )
         if postgres is not None:

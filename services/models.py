@@ -28,7 +28,8 @@ Money = Annotated[
 
 
 class Out(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # from_attributes: built from store rows (dataclasses) as well as from dicts
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
 
 
 # ── catalog ──────────────────────────────────────────────────────────────────────────────────
@@ -245,6 +246,14 @@ class MemberSyncOut(Out):
     member: MemberOut
     changes: list[str]
     notices: list[NoticeOut]
+
+
+class SessionOut(Out):
+    """A console session: the member it belongs to (as the directory says now) and the CSRF
+    token its forms send back."""
+
+    member: MemberOut
+    csrf_token: str
 
 
 class DroppedPermission(Out):

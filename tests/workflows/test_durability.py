@@ -22,6 +22,7 @@ from temporalio.worker import Replayer
 
 from domain.catalog import default_catalog
 from domain.subscription import CURRENT_VERSION, SubscriptionData
+from services.root import build_services
 from services.subscriptions import SubscriptionService
 from store import audit, subscriptions
 from tests.conftest import Workplace, advance, eventually
@@ -37,14 +38,14 @@ async def test_continue_as_new_keeps_state(
     workplace: Workplace,
 ) -> None:
     """R-LIFE-5: with a small history limit the workflow continues as new, state intact."""
-    small = SubscriptionService(
+    small = build_services(
         service.pool,
         service.client,
         default_catalog(),
         service.task_queue,
         clock=service.clock,
         history_event_limit=60,
-    )
+    ).subscriptions
     status = await small.apply(
         workplace_id=workplace.id,
         service_id="miricanvas",
@@ -90,8 +91,8 @@ async def test_continue_as_new_keeps_state(
         grant=True,
     )
     row = await subscriptions.by_id(service.pool, status.subscription_id)
-    assert row["usage_permission_count"] == 3 and row["status_seq"] == seq + 1
-    keys = [e["event_key"] for e in await audit.entries(service.pool, workplace.id, "miricanvas")]
+    assert row.usage_permission_count == 3 and row.status_seq == seq + 1
+    keys = [e.event_key for e in await audit.entries(service.pool, workplace.id, "miricanvas")]
     assert len(keys) == len(set(keys))  # every audit entry once, across runs
     await small.cancel(workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep)
     await advance(env, timedelta(days=62))

@@ -27,8 +27,10 @@ from domain.subscription import (
     SubscriptionData,
     continue_as_new_delay,
 )
+from services.root import build_services
 from services.subscriptions import SubscriptionService, derived_subscription_id
 from store import ledger, permissions
+from store.ledger import InvoiceRow
 from tests.conftest import TERMS, Workplace, advance_to, apply_for, eventually
 
 # The month-close, then the next run: it starts within CONTINUE_AS_NEW_WINDOW of the close.
@@ -58,7 +60,7 @@ async def _markers(client: Client, workflow_id: str, run_id: str) -> int:
 
 
 async def _holders(service: SubscriptionService, subscription_id: str) -> list[str]:
-    return [r["member_id"] for r in await permissions.usage_holders(service.pool, subscription_id)]
+    return [r.member_id for r in await permissions.usage_holders(service.pool, subscription_id)]
 
 
 async def _grant(service: SubscriptionService, wp: Workplace, member: str, grant: bool) -> None:
@@ -101,7 +103,7 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
         return run if run != first_run else None
 
     second_run = await eventually(new_run, what="the run after the month-close")
-    assert [i["period"] for i in await _invoices(service, workplace)] == [period]
+    assert [i.period for i in await _invoices(service, workplace)] == [period]
     assert "issue_invoice" in await _activity_types(env.client, handle.id, first_run)
     data = await _data(handle)
     assert data.version == CURRENT_VERSION == 2
@@ -144,8 +146,8 @@ async def test_version_2_month_close_is_one_commit_and_a_new_run(
     # Only the partner's provisioning is an activity; every database write was a local one.
     assert await _activity_types(env.client, handle.id, first_run) == ["provision"]
     invoices = await _invoices(service, workplace)
-    assert [i["period"] for i in invoices] == [period]
-    assert invoices[0]["invoice_id"] == f"inv-{status.subscription_id}-{period}"
+    assert [i.period for i in invoices] == [period]
+    assert invoices[0].invoice_id == f"inv-{status.subscription_id}-{period}"
 
 
 async def test_spread_month_end_issues_later_on_the_first_for_the_same_days(
@@ -158,14 +160,14 @@ async def test_spread_month_end_issues_later_on_the_first_for_the_same_days(
     and bills exactly the days, plans and seats it would have billed at 00:00 — its twin, with
     no spread and the same actions at the same instants, issues the same amount at 00:00."""
     spread = timedelta(hours=6)
-    spreading = SubscriptionService(
+    spreading = build_services(
         service.pool,
         service.client,
         service.authz.catalog,
         service.task_queue,
         clock=service.clock,
         invoice_spread=spread,
-    )
+    ).subscriptions
     # A request id whose subscription lands at least an hour into the window (ids are random
     # otherwise, and a delay of seconds would not show the wait).
     request_id = next(
@@ -203,13 +205,11 @@ async def test_spread_month_end_issues_later_on_the_first_for_the_same_days(
     assert await _invoices(service, workplace) == []
     await advance_to(env, first + delay + timedelta(minutes=1))
     invoices = await eventually(lambda: _invoices(service, workplace), what="the spread invoice")
-    assert invoices[0]["issued_at"] >= first + delay > twin_invoices[0]["issued_at"]
-    assert [i["period"] for i in invoices] == [i["period"] for i in twin_invoices] == [period]
-    assert invoices[0]["total"] == twin_invoices[0]["total"]
-    assert [x["seats"] for x in invoices[0]["lines"]] == [
-        x["seats"] for x in twin_invoices[0]["lines"]
-    ]
+    assert invoices[0].issued_at >= first + delay > twin_invoices[0].issued_at
+    assert [i.period for i in invoices] == [i.period for i in twin_invoices] == [period]
+    assert invoices[0].total == twin_invoices[0].total
+    assert [x["seats"] for x in invoices[0].lines] == [x["seats"] for x in twin_invoices[0].lines]
 
 
-async def _invoices(service: SubscriptionService, wp: Workplace) -> list[dict[str, Any]]:
+async def _invoices(service: SubscriptionService, wp: Workplace) -> list[InvoiceRow]:
     return await ledger.invoices_for(service.pool, wp.id, "miricanvas")
