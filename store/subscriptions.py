@@ -136,7 +136,12 @@ async def write_publication(conn: Conn, pub: Publication) -> None:
             s.activated_at,
             s.cancelled_at,
             s.cancel_reason,
-            Jsonb({"period": s.last_plan_change_period, "notice": s.plan_change_notice}),
+            Jsonb(
+                {
+                    "period": s.last_plan_change_period,
+                    "notice": s.plan_change_notice.model_dump() if s.plan_change_notice else None,
+                }
+            ),
             Jsonb(s.scheduled_plan_change.model_dump(mode="json"))
             if s.scheduled_plan_change
             else None,
