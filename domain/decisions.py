@@ -14,6 +14,7 @@ machine, only its state in `data.state`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -213,9 +214,9 @@ def activate(
 # ── cancellation and deletion (R-CANCEL) ─────────────────────────────────────────────────────
 
 
-def cancel(data: SubscriptionData, now: datetime) -> ScheduledPlanChange | None:
+def cancel(data: SubscriptionData, now: datetime) -> dict[str, Any]:
     """Cancelled at `now`: billing ends today, no invoice after this month's, and a scheduled
-    plan change is dropped (returned, for the audit entry)."""
+    plan change is dropped (named in the audit entry's details, returned)."""
     _machine(data).cancel()
     data.cancelled_at = now
     dropped = data.scheduled_plan_change
@@ -225,7 +226,7 @@ def cancel(data: SubscriptionData, now: datetime) -> ScheduledPlanChange | None:
     last_period = period_of(now)
     if data.next_invoice_period is not None and data.next_invoice_period > last_period:
         data.next_invoice_period = None
-    return dropped
+    return {"dropped_plan_change": dropped.plan_id} if dropped else {}
 
 
 def purge(data: SubscriptionData, now: datetime) -> None:
@@ -251,6 +252,14 @@ def schedule_plan_change(
     data.scheduled_plan_change = scheduled
     data.plan_change_notice = None
     return scheduled
+
+
+def withdraw_plan_change(data: SubscriptionData) -> ScheduledPlanChange:
+    """The scheduled change, taken off the schedule (withdraw_refusal said there is one)."""
+    dropped = data.scheduled_plan_change
+    assert dropped is not None
+    data.scheduled_plan_change = None
+    return dropped
 
 
 def start_plan_change(data: SubscriptionData) -> None:
@@ -284,21 +293,51 @@ def take_due_plan_change(data: SubscriptionData, now: datetime) -> ScheduledPlan
     return scheduled if _machine(data).can("start_plan_change") else None
 
 
+@dataclass(frozen=True)
+class DroppedChange:
+    """A due scheduled change that does not happen: the notice shown with the status, and what
+    the audit entry (`plan_change_dropped`) says."""
+
+    notice: PlanChangeNotice
+    courses: list[dict[str, Any]] | None = None
+
+    def details(self) -> dict[str, Any]:
+        why = {"reason": self.notice.code} if self.courses is None else course_details(self.courses)
+        return {"plan_id": self.notice.plan_id, **why}
+
+
 def scheduled_change_dropped(
-    data: SubscriptionData, scheduled: ScheduledPlanChange, now: datetime
-) -> PlanChangeNotice | None:
-    """Why a due scheduled change has nothing to do: already on that plan (changed `now` to it
-    since), or the month already had its change (a `now` change handled in the same task as the
-    timer). A change that does not happen must not use up the month, and a month never gets two
-    (R-PLAN-2). None: go ahead."""
+    data: SubscriptionData,
+    scheduled: ScheduledPlanChange,
+    now: datetime,
+    courses: list[dict[str, Any]] | None = None,
+) -> DroppedChange | None:
+    """Why a due scheduled change does not happen, or None: go ahead (R-PLAN-8).
+
+    Nothing left to do (changed `now` to that plan since), or the month already had its change
+    (a `now` change handled in the same task as the timer): a change that does not happen must
+    not use up the month, and a month never gets two (R-PLAN-2). Then, once the partner has said
+    who has `courses` in progress: courses the admin did not agree to stop when scheduling."""
     code: PlanChangeNoticeCode
     if scheduled.plan_id == data.plan_id:
         code = "scheduled_change_dropped_same_plan"
     elif data.last_plan_change_period == period_of(now):
         code = "scheduled_change_dropped_month_used"
+    elif courses and not scheduled.confirm_course_reset:
+        notice = PlanChangeNotice(
+            code="scheduled_change_dropped_courses_in_progress", plan_id=scheduled.plan_id
+        )
+        return DroppedChange(notice, courses)
     else:
         return None
-    return PlanChangeNotice(code=code, plan_id=scheduled.plan_id)
+    return DroppedChange(PlanChangeNotice(code=code, plan_id=scheduled.plan_id))
+
+
+def scheduled_change_failed(data: SubscriptionData, scheduled: ScheduledPlanChange) -> None:
+    """The partner could not make the scheduled change: shown with the status."""
+    data.plan_change_notice = PlanChangeNotice(
+        code="scheduled_change_failed", plan_id=scheduled.plan_id
+    )
 
 
 # ── usage permissions and seats (R-PERM-2, -6, -7; R-BILL-3) ─────────────────────────────────
@@ -313,6 +352,14 @@ def with_holder(data: SubscriptionData, member_id: str) -> list[str] | None:
 
 def without_holder(data: SubscriptionData, member_id: str) -> list[str]:
     return [m for m in data.usage_holders if m != member_id]
+
+
+def after_leaving(data: SubscriptionData, member_id: str) -> list[str] | None:
+    """The holders once `member_id` left the workplace, or None when that changes nothing (it
+    held no seat, or the data is gone)."""
+    if member_id not in data.usage_holders or data.state == "purged":
+        return None
+    return without_holder(data, member_id)
 
 
 def grants_automatically(data: SubscriptionData) -> bool:

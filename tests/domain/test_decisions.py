@@ -84,8 +84,7 @@ def test_a_refused_application_ends_cancelled_and_cannot_activate() -> None:
 def test_cancel_ends_billing_drops_the_schedule_and_bills_no_later_month(now: datetime) -> None:
     data = active()
     decide.schedule_plan_change(data, request(when="next_window"), now)
-    dropped = decide.cancel(data, now)
-    assert dropped is not None and dropped.plan_id == "premium"
+    assert decide.cancel(data, now) == {"dropped_plan_change": "premium"}
     assert data.state == "cancelled" and data.scheduled_plan_change is None
     assert data.billing is not None and data.billing.ended_at == now
     assert data.next_invoice_period is None or data.next_invoice_period <= period_of(now)
@@ -214,14 +213,29 @@ def test_a_due_scheduled_change_is_taken_once_and_dropped_with_a_reason(
     taken = decide.take_due_plan_change(data, due)
     assert taken == scheduled and data.scheduled_plan_change is None
     assert decide.take_due_plan_change(data, due) is None
-    notice = decide.scheduled_change_dropped(data, scheduled, due)
+    dropped = decide.scheduled_change_dropped(data, scheduled, due)
     if changed_to_it:
         expected: str | None = "scheduled_change_dropped_same_plan"
     elif month_used:
         expected = "scheduled_change_dropped_month_used"
     else:
         expected = None
-    assert (notice.code if notice else None) == expected
+    assert (dropped.notice.code if dropped else None) == expected
+    if dropped is not None:
+        assert dropped.details() == {"plan_id": "premium", "reason": expected}
+    # once the partner named courses in progress: dropped unless confirmed when scheduling
+    courses = [{"member_id": "m1", "courses": ["ml-401"]}]
+    with_courses = decide.scheduled_change_dropped(data, scheduled, due, courses)
+    if expected is None:
+        assert with_courses is not None and with_courses.notice.code == (
+            "scheduled_change_dropped_courses_in_progress"
+        )
+        assert with_courses.details()["member_count"] == 1
+        confirmed = scheduled.model_copy(update={"confirm_course_reset": True})
+        assert decide.scheduled_change_dropped(data, confirmed, due, courses) is None
+        assert decide.scheduled_change_dropped(data, scheduled, due, []) is None
+    else:
+        assert with_courses == dropped
 
 
 def test_a_scheduled_change_is_dropped_silently_when_no_change_can_start() -> None:
@@ -273,6 +287,26 @@ def test_snapshot_carries_the_state_and_the_final_invoice() -> None:
     assert shown.state == "cancelled" and shown.final_invoice_at == period_start("2026-06")
     assert shown.data_deletion_at == cancelled + timedelta(days=30)
     assert decide.next_due(data, None) == period_start("2026-04")
-    assert decide.scheduled_change_dropped(
-        data, ScheduledPlanChange(plan_id="basic", at=cancelled, requested_by="rep"), cancelled
-    ) == PlanChangeNotice(code="scheduled_change_dropped_same_plan", plan_id="basic")
+    same = ScheduledPlanChange(plan_id="basic", at=cancelled, requested_by="rep")
+    dropped = decide.scheduled_change_dropped(data, same, cancelled)
+    assert dropped is not None
+    assert dropped.notice == PlanChangeNotice(
+        code="scheduled_change_dropped_same_plan", plan_id="basic"
+    )
+    decide.scheduled_change_failed(data, same)
+    assert data.plan_change_notice is not None
+    assert data.plan_change_notice.code == "scheduled_change_failed"
+
+
+def test_withdraw_and_leave() -> None:
+    data = active()
+    decide.schedule_plan_change(data, request(when="next_window"), APPLIED)
+    assert decide.withdraw_refusal(data) is None
+    assert decide.withdraw_plan_change(data).plan_id == "premium"
+    assert data.scheduled_plan_change is None
+    decide.set_holders(data, ["m1", "m2"], APPLIED)
+    assert decide.after_leaving(data, "m1") == ["m2"]
+    assert decide.after_leaving(data, "m3") is None
+    decide.cancel(data, APPLIED + timedelta(days=1))
+    decide.purge(data, APPLIED + timedelta(days=31))
+    assert decide.after_leaving(data, "m2") is None
