@@ -16,18 +16,9 @@ from typing import Any
 
 from temporalio import activity
 
+import domain.effects as fx
 from activities.effects import Effects
 from domain.billing import Invoice
-from domain.effects import (
-    ChangePartnerPlan,
-    CoursesInProgress,
-    DeleteSubscriptionData,
-    PresentMembers,
-    Provision,
-    RecordApplication,
-    ResetLearningRecords,
-    SuspendPartnerAccount,
-)
 from domain.subscription import Application, Publication
 from partners.gateway import MemberCourses
 from store import ledger, permissions, subscriptions
@@ -55,11 +46,11 @@ class LegacyActivities:
 
     @activity.defn
     async def record_application(self, app: Application, at: datetime) -> datetime | None:
-        return await self.current.record_application(RecordApplication(application=app, at=at))
+        return await self.current.record_application(fx.RecordApplication(application=app, at=at))
 
     @activity.defn
     async def provision(self, app: Application, at: datetime) -> None:
-        await self.current.provision(Provision(application=app, at=at))
+        await self.current.provision(fx.Provision(application=app, at=at))
 
     @activity.defn
     async def publish(self, publication: Publication) -> None:
@@ -68,7 +59,7 @@ class LegacyActivities:
 
     @activity.defn
     async def present_members(self, workplace_id: str) -> list[str]:
-        return await self.current.present_members(PresentMembers(workplace_id=workplace_id))
+        return await self.current.present_members(fx.PresentMembers(workplace_id=workplace_id))
 
     @activity.defn
     async def sync_usage_holders(
@@ -79,13 +70,13 @@ class LegacyActivities:
     @activity.defn
     async def suspend_partner_account(self, subscription_id: str, at: datetime) -> None:
         await self.current.suspend_partner_account(
-            SuspendPartnerAccount(subscription_id=subscription_id, at=at)
+            fx.SuspendPartnerAccount(subscription_id=subscription_id, at=at)
         )
 
     @activity.defn
     async def courses_in_progress(self, subscription_id: str) -> list[MemberCourses]:
         return await self.current.courses_in_progress(
-            CoursesInProgress(subscription_id=subscription_id)
+            fx.CoursesInProgress(subscription_id=subscription_id)
         )
 
     @activity.defn
@@ -93,7 +84,7 @@ class LegacyActivities:
         self, subscription_id: str, plan_id: str, stop_courses: bool, at: datetime
     ) -> int:
         return await self.current.change_partner_plan(
-            ChangePartnerPlan(
+            fx.ChangePartnerPlan(
                 subscription_id=subscription_id, plan_id=plan_id, stop_courses=stop_courses, at=at
             )
         )
@@ -101,7 +92,7 @@ class LegacyActivities:
     @activity.defn
     async def reset_learning_records(self, subscription_id: str, member_id: str) -> int:
         return await self.current.reset_learning_records(
-            ResetLearningRecords(subscription_id=subscription_id, member_id=member_id)
+            fx.ResetLearningRecords(subscription_id=subscription_id, member_id=member_id)
         )
 
     @activity.defn
@@ -118,5 +109,5 @@ class LegacyActivities:
     @activity.defn
     async def delete_subscription_data(self, subscription_id: str, at: datetime) -> int:
         return await self.current.delete_subscription_data(
-            DeleteSubscriptionData(subscription_id=subscription_id, at=at)
+            fx.DeleteSubscriptionData(subscription_id=subscription_id, at=at)
         )

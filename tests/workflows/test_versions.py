@@ -63,6 +63,17 @@ async def _holders(service: SubscriptionService, subscription_id: str) -> list[s
     return [r["member_id"] for r in await permissions.usage_holders(service.pool, subscription_id)]
 
 
+async def _next_run(handle: WorkflowHandle[Any, Any], first_run: str) -> str:
+    """The run after `first_run` (the month-close's continue-as-new), once it has started."""
+
+    async def new_run() -> str | None:
+        run = (await handle.describe()).run_id
+        return run if run != first_run else None
+
+    found: str = await eventually(new_run, what="the run after the month-close")
+    return found
+
+
 async def _grant(service: SubscriptionService, wp: Workplace, member: str, grant: bool) -> None:
     await service.set_usage(
         workplace_id=wp.id,
@@ -98,11 +109,7 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     period = period_of(await env.get_current_time())
     await advance_to(env, period_start(next_period(period)) + AFTER_NEXT_RUN)
 
-    async def new_run() -> str | None:
-        run = (await handle.describe()).run_id
-        return run if run != first_run else None
-
-    second_run = await eventually(new_run, what="the run after the month-close")
+    second_run = await _next_run(handle, first_run)
     assert [i["period"] for i in await _invoices(service, workplace)] == [period]
     assert "issue_invoice" in await _activity_types(env.client, handle.id, first_run)
     data = await _data(handle)
@@ -142,11 +149,7 @@ async def test_version_2_run_keeps_its_activities_then_moves_to_version_3(
     period = period_of(await env.get_current_time())
     await advance_to(env, period_start(next_period(period)) + AFTER_NEXT_RUN)
 
-    async def new_run() -> str | None:
-        run = (await handle.describe()).run_id
-        return run if run != first_run else None
-
-    second_run = await eventually(new_run, what="the run after the month-close")
+    second_run = await _next_run(handle, first_run)
     data = await _data(handle)
     assert data.version == CURRENT_VERSION == 3 and data.usage_holders == [m1]
     assert [i["period"] for i in await _invoices(service, workplace)] == [period]
@@ -174,13 +177,8 @@ async def test_current_version_month_close_is_one_commit_and_a_new_run(
     await eventually(lambda: _invoices(service, workplace), what="the invoice at 00:00")
     assert (await handle.describe()).run_id == first_run
     await advance_to(env, first + delay + timedelta(minutes=1))
-
-    async def new_run() -> str | None:
-        run = (await handle.describe()).run_id
-        return run if run != first_run else None
-
-    await eventually(new_run, what="the run after the month-close")
     assert first_run is not None
+    await _next_run(handle, first_run)
     # Only the partner's provisioning is an activity; every database write was a local one.
     assert await _activity_types(env.client, handle.id, first_run) == ["provision.v3"]
     invoices = await _invoices(service, workplace)
