@@ -25,9 +25,9 @@ SYSTEM_ACTOR = "system"
 #      one local activity, and the run continues-as-new once a month, some hours after its
 #      month-close (continue_as_new_delay).
 #   3: as 2, with typed effects: each activity takes one input model (domain/effects.py) under
-#      a name of its own (activities/subscription.py; versions 1 and 2 call the same effects by
-#      their old names with positional arguments, activities/legacy.py), and a run returns only
-#      once every update and signal handler has finished.
+#      a name of its own (activities/effects.py; versions 1 and 2 call the same effects by their
+#      old names with positional arguments, activities/legacy.py; workflows/calls.py chooses),
+#      and a run returns only once every update and signal handler has finished.
 # A run keeps the version it started with: histories recorded under 1 replay under 1. New
 # subscriptions start at CURRENT_VERSION; an older run moves to it at its next continue-as-new.
 CURRENT_VERSION = 3
