@@ -13,7 +13,7 @@ import sys
 
 from domain.catalog import CatalogError, default_catalog
 from services.reconcile import reconcile_periodically
-from services.subscriptions import SubscriptionService
+from services.root import build_services
 from settings import load_settings
 from starter import process
 from starter.temporal import build_worker, connect, partner_gateway
@@ -55,13 +55,13 @@ async def serve() -> int:
     if settings.worker_metrics_address:
         logging.info("worker metrics at http://%s/metrics", settings.worker_metrics_address)
     # What a crash or a restore left behind is repaired here (services/reconcile.py).
-    service = SubscriptionService(
+    services = build_services(
         pool, client, catalog, settings.task_queue, invoice_spread=settings.invoice_spread
     )
     process.freeze_startup_heap()
     async with worker:
         reconciling = asyncio.create_task(
-            reconcile_periodically(service, partner_gateway(pool), stop)
+            reconcile_periodically(services.subscriptions, partner_gateway(pool), stop)
         )
         await stop.wait()
         await reconciling

@@ -1,4 +1,4 @@
-"""Who is calling (API.md R-TOKEN): HS256 bearer tokens, roles from the directory.
+"""Who is calling (docs/rules.md, "HTTP contract"): HS256 bearer tokens, roles from the directory.
 
 - missing, expired, forged, or launch token → 401; a member who is unknown or has left → 401;
 - a system token is read only for `"role": "system"` and only opens directory sync (and the
@@ -23,7 +23,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.runtime import Runtime
 from domain.errors import BizError
 from domain.tokens import refusal_reason, verify_access_token
-from store import directory
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +74,10 @@ async def authenticate(runtime: Runtime, token: str | None) -> Caller:
     if claims.system:
         return Caller(member_id=None, workplace_id=None, role="system")
     assert claims.workplace_id is not None and claims.member_id is not None
-    member = await directory.member(runtime.pool, claims.workplace_id, claims.member_id)
+    member = await runtime.directory.member(claims.workplace_id, claims.member_id)
     if member is None:
         raise unauthorized("unknown member")
-    return Caller(member_id=claims.member_id, workplace_id=claims.workplace_id, role=member["role"])
+    return Caller(member_id=claims.member_id, workplace_id=claims.workplace_id, role=member.role)
 
 
 async def caller(

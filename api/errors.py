@@ -1,4 +1,5 @@
-"""The error model of API.md for every answer that is not a success, the framework's included.
+"""The error model (docs/rules.md, R-ERR-1 and "HTTP contract") for every answer that is not a
+success, the framework's included.
 
 `{"error": {"code", "message", "message_ko", "details"}}`: codes come from `domain.errors`, the
 one list. The handlers here turn refusals (`BizError`), FastAPI's validation errors (400, not its
@@ -46,12 +47,6 @@ class ErrorResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     error: ErrorInfo
-
-
-def error_body(code: str, **details: Any) -> tuple[int, dict[str, Any]]:
-    """(status, body) for a code of the domain's one list."""
-    err = BizError(code, **details)
-    return err.status, err.body()
 
 
 RETRY_AFTER_SECONDS = 2

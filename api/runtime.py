@@ -1,4 +1,5 @@
-"""What the API and the console run on: one object holding the connections and the services.
+"""What the API and the console run on: the services (built by services/root.py) and what only
+the HTTP side needs (the sandbox clock, the demo login, resources to close).
 
 `create_app(runtime)` takes it ready-made (tests, the sandbox stack); `create_app()` builds the
 production one from the settings in its lifespan (`uvicorn api.app:create_app --factory`).
@@ -18,11 +19,13 @@ from temporalio.client import Client
 
 import settings as settings_module
 from domain.catalog import Catalog, default_catalog
-from domain.tokens import check_secret
 from services.access import AccessService
 from services.authz import Authz
+from services.billing import BillingService
 from services.clock import SandboxControl
 from services.directory import DirectoryService
+from services.root import Services, build_services
+from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
 from settings import Settings
 from starter.temporal import connect
@@ -35,13 +38,7 @@ POOL_WAIT_SECONDS = 5.0
 
 @dataclass
 class Runtime:
-    pool: Pool
-    client: Client
-    catalog: Catalog
-    subscriptions: SubscriptionService
-    directory: DirectoryService
-    access: AccessService
-    secret: str
+    services: Services
     sandbox: SandboxControl | None = None
     # The console's password-less "pick a demo member" login, limited to this workplace's people
     # and to loopback (api/console/login.py); None: closed. Only make run's embedded stack opens it.
@@ -50,8 +47,45 @@ class Runtime:
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     @property
+    def subscriptions(self) -> SubscriptionService:
+        return self.services.subscriptions
+
+    @property
+    def billing(self) -> BillingService:
+        return self.services.billing
+
+    @property
+    def directory(self) -> DirectoryService:
+        return self.services.directory
+
+    @property
+    def sessions(self) -> SessionService:
+        return self.services.sessions
+
+    @property
+    def access(self) -> AccessService:
+        return self.services.access
+
+    @property
+    def pool(self) -> Pool:
+        return self.services.pool
+
+    @property
+    def client(self) -> Client:
+        return self.services.client
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.services.catalog
+
+    @property
     def authz(self) -> Authz:
-        return self.subscriptions.authz
+        return self.services.authz
+
+    @property
+    def secret(self) -> str:
+        """The token-signing secret (bearer tokens, launch tokens)."""
+        return self.access.secret
 
     async def business_now(self) -> datetime:
         """Business time: the subscription service's clock (the sandbox clock in sandbox mode)."""
@@ -66,32 +100,6 @@ class Runtime:
 def launch_base_url(settings: Settings) -> str:
     """Where the (sandbox) partner receives single-sign-on launches: this app's landing page."""
     return f"http://127.0.0.1:{settings.api_port}/sso/launch"
-
-
-def assemble(
-    *,
-    pool: Pool,
-    client: Client,
-    catalog: Catalog,
-    subscriptions: SubscriptionService,
-    secret: str,
-    launch_url: str,
-    sandbox: SandboxControl | None = None,
-    demo_workplace: str | None = None,
-) -> Runtime:
-    """The directory and access services on top of a subscription service: one make-up for all."""
-    check_secret(secret)  # a weak secret stops start-up, however it was passed in
-    return Runtime(
-        pool=pool,
-        client=client,
-        catalog=catalog,
-        subscriptions=subscriptions,
-        directory=DirectoryService(pool, client, subscriptions),
-        access=AccessService(pool, subscriptions, secret, launch_base_url=launch_url),
-        secret=secret,
-        sandbox=sandbox,
-        demo_workplace=demo_workplace,
-    )
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -113,16 +121,17 @@ async def build_runtime(settings: Settings) -> Runtime:
     except BaseException:
         await pool.close()
         raise
-    subscriptions = SubscriptionService(
-        pool, client, catalog, settings.task_queue, invoice_spread=settings.invoice_spread
-    )
-    runtime = assemble(
-        pool=pool,
-        client=client,
-        catalog=catalog,
-        subscriptions=subscriptions,
+    services = build_services(
+        pool,
+        client,
+        catalog,
+        settings.task_queue,
         secret=secret,
         launch_url=launch_base_url(settings),
+        invoice_spread=settings.invoice_spread,
+    )
+    runtime = Runtime(
+        services,
         demo_workplace=(
             os.environ.get("BIZSUPPORT_DEMO_WORKPLACE", "demo")
             if _flag("BIZSUPPORT_DEMO_LOGIN")

@@ -1,12 +1,15 @@
-"""The HTTP API, version 1 (API.md). Thin: every route checks the caller and calls the service
-layer (SubscriptionService, DirectoryService, AccessService, billing), which does the rest."""
+"""The HTTP API, version 1 (its conventions: docs/rules.md, "HTTP contract"; the full contract is
+served at /docs). Thin: every route checks the caller and calls the service layer
+(SubscriptionService, DirectoryService, AccessService, BillingService), which does the rest."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -28,7 +31,6 @@ from api.ratelimit import rate_limit_of
 from api.runtime import Runtime
 from domain.catalog import Catalog, Service
 from domain.errors import BizError
-from services import billing
 from services.clock import SandboxControl
 from services.models import (
     AuditLogOut,
@@ -70,23 +72,33 @@ def dump(model: type[BaseModel], value: Any) -> Any:
     return model.model_validate(value).model_dump(mode="json", by_alias=True)
 
 
-async def once(
-    request: Request,
-    who: Caller,
-    status: int,
-    model: type[BaseModel],
-    action: Callable[[str | None], Awaitable[Any]],
-) -> JSONResponse:
-    """An action's answer, replayed for a retry with the same Idempotency-Key (R-ERR-2).
+class Action(Protocol):
+    """What a route asks of the service layer, given the request id derived from the caller and
+    the Idempotency-Key (None without a key); the service layer makes it the Temporal update id,
+    so a retry after a crash is not made twice (api/idempotency.py)."""
 
-    `action` gets the request id derived from the caller and the key (None without a key) and
-    passes it to the service layer, which makes it the Temporal update id (issue 11)."""
+    def __call__(self, *, request_id: str | None) -> Awaitable[Any]: ...
+
+
+async def once(
+    request: Request, who: Caller, model: type[BaseModel], action: Action, status: int = 200
+) -> JSONResponse:
+    """`action`'s answer as `model` with `status`, replayed for a retry with the same
+    Idempotency-Key (R-ERR-2)."""
     store: IdempotencyStore = request.app.state.idempotency
 
     async def run(request_id: str | None) -> Any:
-        return dump(model, await action(request_id))
+        return dump(model, await action(request_id=request_id))
 
     return await idempotency.respond(request, store, who.scope, status, run)
+
+
+def actor_on_service(rt: Runtime, who: Caller, wp: str, svc: str) -> str:
+    """The calling member (their id), acting on the workplace's service: another workplace is
+    not found and an unknown service refused, before any Idempotency-Key is claimed."""
+    actor = same_workplace(who, wp)
+    rt.authz.service(svc)
+    return actor
 
 
 def service_view(service: Service, catalog: Catalog) -> dict[str, Any]:
@@ -193,22 +205,17 @@ async def apply(
     key: IdempotencyKey = None,
 ) -> Any:
     """Apply for a service (representative admin; terms agreement required)."""
-    actor = same_workplace(who, wp)
-    return await once(
-        request,
-        who,
-        201,
-        SubscriptionOut,
-        lambda request_id: rt.subscriptions.apply(
-            workplace_id=wp,
-            service_id=svc,
-            actor_id=actor,
-            plan_id=body.plan_id,
-            terms_version=body.terms_version,
-            agree_terms=body.agree_terms,
-            request_id=request_id,
-        ),
+    actor = same_workplace(who, wp)  # apply checks the service in the action (a refusal is kept)
+    action = partial(
+        rt.subscriptions.apply,
+        workplace_id=wp,
+        service_id=svc,
+        actor_id=actor,
+        plan_id=body.plan_id,
+        terms_version=body.terms_version,
+        agree_terms=body.agree_terms,
     )
+    return await once(request, who, SubscriptionOut, action, status=201)
 
 
 @router.get(
@@ -219,8 +226,7 @@ async def apply(
 )
 async def get_subscription(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
     """The live subscription, else the latest one."""
-    actor = same_workplace(who, wp)
-    rt.authz.service(svc)
+    actor = actor_on_service(rt, who, wp, svc)
     return await rt.subscriptions.status(workplace_id=wp, service_id=svc, actor_id=actor)
 
 
@@ -240,23 +246,17 @@ async def change_plan(
     key: IdempotencyKey = None,
 ) -> Any:
     """Change the plan now, or schedule it for the next window (R-PLAN)."""
-    actor = same_workplace(who, wp)
-    rt.authz.service(svc)
-    return await once(
-        request,
-        who,
-        200,
-        SubscriptionOut,
-        lambda request_id: rt.subscriptions.change_plan(
-            workplace_id=wp,
-            service_id=svc,
-            actor_id=actor,
-            plan_id=body.plan_id,
-            when=body.when,
-            confirm_course_reset=body.confirm_course_reset,
-            request_id=request_id,
-        ),
+    actor = actor_on_service(rt, who, wp, svc)
+    action = partial(
+        rt.subscriptions.change_plan,
+        workplace_id=wp,
+        service_id=svc,
+        actor_id=actor,
+        plan_id=body.plan_id,
+        when=body.when,
+        confirm_course_reset=body.confirm_course_reset,
     )
+    return await once(request, who, SubscriptionOut, action)
 
 
 @router.delete(
@@ -269,17 +269,11 @@ async def withdraw_plan_change(
     request: Request, wp: PathId, svc: PathId, who: Member, rt: Rt, key: IdempotencyKey = None
 ) -> Any:
     """Withdraw a scheduled plan change."""
-    actor = same_workplace(who, wp)
-    rt.authz.service(svc)
-    return await once(
-        request,
-        who,
-        200,
-        SubscriptionOut,
-        lambda request_id: rt.subscriptions.withdraw_plan_change(
-            workplace_id=wp, service_id=svc, actor_id=actor, request_id=request_id
-        ),
+    actor = actor_on_service(rt, who, wp, svc)
+    action = partial(
+        rt.subscriptions.withdraw_plan_change, workplace_id=wp, service_id=svc, actor_id=actor
     )
+    return await once(request, who, SubscriptionOut, action)
 
 
 @router.post(
@@ -292,17 +286,9 @@ async def cancel(
     request: Request, wp: PathId, svc: PathId, who: Member, rt: Rt, key: IdempotencyKey = None
 ) -> Any:
     """Cancel at once; data is deleted 30 days later, fees through today billed next month."""
-    actor = same_workplace(who, wp)
-    rt.authz.service(svc)
-    return await once(
-        request,
-        who,
-        200,
-        SubscriptionOut,
-        lambda request_id: rt.subscriptions.cancel(
-            workplace_id=wp, service_id=svc, actor_id=actor, request_id=request_id
-        ),
-    )
+    actor = actor_on_service(rt, who, wp, svc)
+    action = partial(rt.subscriptions.cancel, workplace_id=wp, service_id=svc, actor_id=actor)
+    return await once(request, who, SubscriptionOut, action)
 
 
 @router.get(
@@ -316,54 +302,51 @@ async def usage_permissions(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any
     return await rt.access.usage_permissions(wp, svc, same_workplace(who, wp))
 
 
-async def _set_usage(
-    request: Request, rt: Runtime, wp: str, svc: str, who: Caller, member_id: str, grant: bool
-) -> Any:
-    actor = same_workplace(who, wp)
-    rt.authz.service(svc)
+@dataclass
+class SeatPath:
+    """One member's seat on a workplace's service: the path of the grant and the revoke."""
 
-    async def act(request_id: str | None) -> Any:
-        return await rt.access.set_usage(UsageChange(wp, svc, actor, member_id, grant, request_id))
-
-    return await once(request, who, 200, UsagePermissionsOut, act)
+    wp: PathId
+    svc: PathId
+    member_id: PathId
 
 
-@router.put(
+Seat = Annotated[SeatPath, Depends()]
+seat_route = partial(
+    router.api_route,
     "/workplaces/{wp}/services/{svc}/usage-permissions/{member_id}",
     response_model=UsagePermissionsOut,
     tags=admin_tag,
     responses=responses(403, 404, 409, 422),
 )
+
+
+async def _set_usage(
+    request: Request, rt: Runtime, seat: SeatPath, who: Caller, grant: bool
+) -> Any:
+    actor = actor_on_service(rt, who, seat.wp, seat.svc)
+
+    async def change(*, request_id: str | None) -> UsagePermissionsOut:
+        usage = UsageChange(seat.wp, seat.svc, actor, seat.member_id, grant, request_id)
+        return await rt.access.set_usage(usage)
+
+    return await once(request, who, UsagePermissionsOut, change)
+
+
+@seat_route(methods=["PUT"])
 async def grant_usage(
-    request: Request,
-    wp: PathId,
-    svc: PathId,
-    member_id: PathId,
-    who: Member,
-    rt: Rt,
-    key: IdempotencyKey = None,
+    request: Request, seat: Seat, who: Member, rt: Rt, key: IdempotencyKey = None
 ) -> Any:
     """Give a member usage permission (not on ubob: it grants everyone automatically)."""
-    return await _set_usage(request, rt, wp, svc, who, member_id, True)
+    return await _set_usage(request, rt, seat, who, grant=True)
 
 
-@router.delete(
-    "/workplaces/{wp}/services/{svc}/usage-permissions/{member_id}",
-    response_model=UsagePermissionsOut,
-    tags=admin_tag,
-    responses=responses(403, 404, 409, 422),
-)
+@seat_route(methods=["DELETE"])
 async def revoke_usage(
-    request: Request,
-    wp: PathId,
-    svc: PathId,
-    member_id: PathId,
-    who: Member,
-    rt: Rt,
-    key: IdempotencyKey = None,
+    request: Request, seat: Seat, who: Member, rt: Rt, key: IdempotencyKey = None
 ) -> Any:
     """Take a member's usage permission back."""
-    return await _set_usage(request, rt, wp, svc, who, member_id, False)
+    return await _set_usage(request, rt, seat, who, grant=False)
 
 
 @router.get(
@@ -374,9 +357,8 @@ async def revoke_usage(
 )
 async def invoices(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any:
     """Issued invoices of every subscription to the service, and this month's estimate."""
-    actor = same_workplace(who, wp)
-    rt.authz.service(svc)
-    return await billing.invoices(rt.subscriptions, workplace_id=wp, service_id=svc, actor_id=actor)
+    actor = actor_on_service(rt, who, wp, svc)
+    return await rt.billing.invoices(workplace_id=wp, service_id=svc, actor_id=actor)
 
 
 @router.get(
@@ -451,13 +433,8 @@ async def launch(
     """A single-use launch token and URL for opening the service without a second login."""
     assert who.workplace_id is not None and who.member_id is not None
     wp, member_id = who.workplace_id, who.member_id
-    return await once(
-        request,
-        who,
-        200,
-        LaunchOut,
-        lambda _: rt.access.launch(wp, member_id, svc, datetime.now(UTC)),
-    )
+    issue = partial(rt.access.launch, wp, member_id, svc)
+    return await once(request, who, LaunchOut, lambda request_id: issue(datetime.now(UTC)))
 
 
 @router.post(
@@ -476,22 +453,22 @@ async def verify(request: Request, body: VerifyIn, rt: Rt) -> Any:
 # ── sandbox clock ────────────────────────────────────────────────────────────────────────────
 
 
-def sandbox_clock(request: Request) -> SandboxControl:
-    clock = runtime_of(request).sandbox
-    if clock is None:
+def sandbox_control(request: Request) -> SandboxControl:
+    control = runtime_of(request).sandbox
+    if control is None:
         raise BizError("SANDBOX_ONLY")
-    return clock
+    return control
 
 
-Clock = Annotated[SandboxControl, Depends(sandbox_clock)]
+Sandbox = Annotated[SandboxControl, Depends(sandbox_control)]
 
 
 @router.get(
     "/sandbox/clock", response_model=ClockOut, tags=["sandbox"], responses=responses(403, 404)
 )
-async def get_clock(clock: Clock, who: System) -> Any:
+async def get_clock(sandbox: Sandbox, who: System) -> Any:
     """The sandbox's business time (404 SANDBOX_ONLY outside sandbox mode)."""
-    return {"now": await clock.now()}
+    return {"now": await sandbox.now()}
 
 
 @router.post(
@@ -501,12 +478,12 @@ async def get_clock(clock: Clock, who: System) -> Any:
     responses=responses(403, 404, 409, 422),
 )
 async def advance_clock(
-    request: Request, body: AdvanceIn, clock: Clock, who: System, key: IdempotencyKey = None
+    request: Request, body: AdvanceIn, sandbox: Sandbox, who: System, key: IdempotencyKey = None
 ) -> Any:
     """Move business time; answers once every timer due in the span fired and its effects
     landed. One advance at a time (a concurrent one → 409 CLOCK_BUSY)."""
 
-    async def move(_: str | None) -> dict[str, Any]:
-        return {"now": await clock.advance(body.seconds)}
+    async def move(*, request_id: str | None) -> dict[str, Any]:
+        return {"now": await sandbox.advance(body.seconds)}
 
-    return await once(request, who, 200, ClockOut, move)
+    return await once(request, who, ClockOut, move)

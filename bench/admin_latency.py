@@ -149,10 +149,10 @@ async def run(args: argparse.Namespace) -> int:
     import httpx
 
     from api.app import create_app
-    from api.runtime import assemble
+    from api.runtime import Runtime
     from domain.catalog import default_catalog
     from domain.tokens import mint_access_token
-    from services.subscriptions import SubscriptionService
+    from services.root import build_services
     from starter.temporal import connect
 
     load_start = loadavg()
@@ -189,16 +189,17 @@ async def run(args: argparse.Namespace) -> int:
             )
             client = await connect(address)
             catalog = default_catalog()
-            subscriptions = SubscriptionService(pool, client, catalog, queue)
             secret = secrets.token_urlsafe(32)
-            runtime = assemble(
-                pool=pool,
-                client=client,
-                catalog=catalog,
-                subscriptions=subscriptions,
+            services = build_services(
+                pool,
+                client,
+                catalog,
+                queue,
                 secret=secret,
                 launch_url="http://127.0.0.1/sso/launch",
             )
+            subscriptions = services.subscriptions
+            runtime = Runtime(services)
             app = create_app(runtime, metrics_public=True)
 
             @app.post("/bench/noop/{wid}", include_in_schema=False)

@@ -64,8 +64,7 @@ async def run(args: argparse.Namespace) -> int:
     from domain.calendar import period_of
     from domain.catalog import default_catalog
     from domain.errors import BizError
-    from services.directory import DirectoryService
-    from services.subscriptions import SubscriptionService
+    from services.root import build_services
     from starter.temporal import build_worker
     from workflows.subscription import workflow_id
 
@@ -77,10 +76,10 @@ async def run(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     wall = time.perf_counter()
     async with postgres(pool_size=10) as (_url, pool), time_skipping() as env:
-        service = SubscriptionService(
+        services = build_services(
             pool, env.client, default_catalog(), queue, clock=env.get_current_time
         )
-        directory = DirectoryService(pool, env.client, service)
+        service, directory = services.subscriptions, services.directory
         async with build_worker(env.client, pool, queue):
             await directory.put_workplace(
                 wp, wp, {"member_id": rep, "login_id": rep, "name": "대표"}

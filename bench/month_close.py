@@ -433,7 +433,7 @@ async def check_invoices(pool: Any, like: str, period: str, sub_ids: list[str]) 
 async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
     from devstack.embedded import EmbeddedPostgres, free_port
     from domain.catalog import default_catalog
-    from services.subscriptions import SubscriptionService
+    from services.root import build_services
     from starter.temporal import binary, build_worker, connect, ensure_search_attributes
     from store import directory
     from store.db import migrate, open_pool
@@ -478,14 +478,14 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
         # ── ours ──
         queue = f"bench-{tag}"
         spread = timedelta(minutes=args.spread_minutes)
-        service = SubscriptionService(
+        service = build_services(
             pool,
             env.client,
             default_catalog(),
             queue,
             clock=env.get_current_time,
             invoice_spread=spread,
-        )
+        ).subscriptions
         workplaces = [f"bench-{tag}-{i:05d}" for i in range(n)]
         async with build_worker(
             workers_client,

@@ -76,6 +76,7 @@ async def timed_step(work: Awaitable[object]) -> Step:
 async def run(args: argparse.Namespace) -> int:
     from domain.catalog import default_catalog
     from services.directory import DirectoryService
+    from services.root import build_services
     from services.subscriptions import SubscriptionService
     from starter.temporal import connect
 
@@ -95,10 +96,10 @@ async def run(args: argparse.Namespace) -> int:
                 )
                 # Throughput, not latency: a call may wait longer than the API's 10 s before
                 # it counts as failed (a 503 would end the run on a loaded machine).
-                service = SubscriptionService(
+                services = build_services(
                     pool, client, default_catalog(), queue, temporal_deadline=args.deadline
                 )
-                directory = DirectoryService(pool, client, service)
+                service, directory = services.subscriptions, services.directory
                 seeded: list[Seeded] = []
 
                 async def apply(

@@ -1,9 +1,9 @@
 """`SANDBOX=1 make run`: the same stack on Temporal's time-skipping server (a rehearsal).
 
 The time-skipping server keeps workflows in memory and has no Web UI, so the sandbox has its own
-database under DATA_DIR/sandbox, emptied at each start (API.md, "Sandbox clock"). Everything runs
-in this one process, so the API's sandbox clock can move the server's time and then wait until
-the worker has finished what the fired timers caused.
+database under DATA_DIR/sandbox, emptied at each start (README, `SANDBOX=1 make run`). Everything
+runs in this one process, so the API's sandbox clock can move the server's time and then wait
+until the worker has finished what the fired timers caused.
 """
 
 from __future__ import annotations
@@ -18,64 +18,73 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.runtime import assemble, launch_base_url
+from api.runtime import Runtime, launch_base_url
 from devstack.clock import SandboxClock
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
-from devstack.process import require_ports, say, wait_for_signal
+from devstack.process import (
+    STOP_TIME,
+    close_pool,
+    require_ports,
+    say,
+    share_of,
+    wait_for_signal,
+)
 from devstack.quiescence import InFlight
+from devstack.stopping import StopSignals, within
 from domain.catalog import default_catalog
-from services.subscriptions import SubscriptionService
+from services.root import build_services
 from settings import Settings, auth_secret, write_private
 from starter.temporal import binary, build_worker, ensure_search_attributes
-from store.db import migrate, open_pool
+from store.db import Pool, migrate, open_pool
 
 
-async def run_sandbox(settings: Settings) -> None:
+async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
+    """As devstack.stack.run_stack: `stop` is looked at between steps and in every wait, and
+    whatever was started is stopped by STOP_TIME after the signal."""
     require_ports({"API": settings.api_port})
     root = settings.data_dir / "sandbox"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     postgres = EmbeddedPostgres(root / "postgres")
-    database_url = postgres.start()
-    say(f"sandbox PostgreSQL on {postgres.display_url} (emptied at each start)")
     env: WorkflowEnvironment | None = None
+    pool: Pool | None = None
     try:
+        database_url = postgres.start(stop=stop)
+        say(f"sandbox PostgreSQL on {postgres.display_url} (emptied at each start)")
+        stop.check()
         migrate(database_url)
+        stop.check()
+        # Not cancelled midway: the server it starts would be left running. Seconds at most.
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=str(binary("temporal-test-server")),
             data_converter=pydantic_data_converter,
         )
-        await ensure_search_attributes(env.client)
+        stop.check()
+        await stop.guard(ensure_search_attributes(env.client))
         target = env.client.service_client.config.target_host
         say(f"time-skipping Temporal server on {target} (no Web UI in sandbox mode)")
         write_private(
             settings.data_dir / "stack.json",
             json.dumps({"database_url": database_url, "temporal_address": target}),
         )
-        pool = await open_pool(database_url, max_size=20)
+        pool = await stop.guard(open_pool(database_url, max_size=20), undo=close_pool)
         in_flight = InFlight()
         worker = build_worker(
             env.client, pool, settings.task_queue, interceptors=[in_flight.interceptor()]
         )
-        catalog = default_catalog()
-        subscriptions = SubscriptionService(
+        services = build_services(
             pool,
             env.client,
-            catalog,
+            default_catalog(),
             settings.task_queue,
+            secret=auth_secret(settings),
+            launch_url=launch_base_url(settings),
             clock=env.get_current_time,
             invoice_spread=settings.invoice_spread,
         )
-        runtime = assemble(
-            pool=pool,
-            client=env.client,
-            catalog=catalog,
-            subscriptions=subscriptions,
-            secret=auth_secret(settings),
-            launch_url=launch_base_url(settings),
-            sandbox=SandboxClock(env, in_flight.idle),
-            demo_workplace=DEMO_WORKPLACE,
+        runtime = Runtime(
+            services, sandbox=SandboxClock(env, in_flight.idle), demo_workplace=DEMO_WORKPLACE
         )
         server = _EmbeddedServer(
             uvicorn.Config(
@@ -85,20 +94,31 @@ async def run_sandbox(settings: Settings) -> None:
                 log_level="warning",
             )
         )
-        async with worker:
-            serving = asyncio.create_task(server.serve())
-            try:
-                login = await seed_demo(subscriptions)
-                announce_sandbox(settings, login)
-                await wait_for_signal(lambda: serving.done())
-            finally:
-                server.should_exit = True
-                await serving
-        await pool.close()
+        # The worker and the server as tasks, not `async with`: each gets a bounded time to stop
+        # (a worker whose server is gone retries for long; a Ctrl-C from a terminal reaches the
+        # time-skipping server too, since the SDK starts it in this process group).
+        working = asyncio.create_task(worker.run())
+        serving = asyncio.create_task(server.serve())
+        try:
+            login = await stop.guard(seed_demo(services.subscriptions))
+            announce_sandbox(settings, login)
+            await wait_for_signal(stop, lambda: serving.done() or working.done())
+        finally:
+            until = stop.deadline(STOP_TIME)
+            server.should_exit = True
+            await within(share_of(until, 5), serving)
+            await within(share_of(until, 4), worker.shutdown())
+            if working.done() and not working.cancelled() and not stop.requested:
+                working.result()  # the worker's fatal error, if that is what ended the wait
     finally:
+        if stop.requested:
+            say(f"{stop.name}: stopping the sandbox…")
+        until = stop.deadline(STOP_TIME)
+        if pool is not None:
+            await close_pool(pool)
         if env is not None:
-            await env.shutdown()
-        postgres.stop()
+            await within(share_of(until, 2), env.shutdown())
+        postgres.stop(share_of(until, 1), lambda: stop.hurried)
         (settings.data_dir / "stack.json").unlink(missing_ok=True)
         say("stopped the sandbox")
 

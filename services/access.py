@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 from domain.errors import BizError
@@ -26,8 +25,8 @@ from domain.permissions import (
     unknown_permissions,
 )
 from domain.text import storable
-from domain.tokens import mint_launch_token, verify_launch_token
-from services import billing
+from domain.tokens import check_secret, mint_launch_token, verify_launch_token
+from services.billing import BillingService
 from services.directory import notice_view
 from services.models import (
     AuditEntryOut,
@@ -50,7 +49,7 @@ from services.models import (
 from services.subscriptions import SubscriptionService, UsageChange
 from statemachines.lifecycle import ENDED_STATES, LIVE_STATES, USABLE_STATES
 from store import access, audit, directory, permissions, subscriptions
-from store.db import Pool
+from store.subscriptions import SubscriptionRow
 
 log = logging.getLogger(__name__)
 DEFAULT_LAUNCH_URL = "http://127.0.0.1:8000/sso/launch"
@@ -62,16 +61,15 @@ SPENT_JTI_RETENTION = timedelta(days=1)
 class AccessService:
     def __init__(
         self,
-        pool: Pool,
         subscriptions: SubscriptionService,
+        billing: BillingService,
         secret: str,
         launch_base_url: str = DEFAULT_LAUNCH_URL,
     ) -> None:
-        if not secret:
-            raise ValueError("an auth secret is required")
-        self.pool = pool
+        self.pool = subscriptions.pool
         self.subscriptions = subscriptions
-        self.secret = secret
+        self.billing = billing
+        self.secret = check_secret(secret)  # a weak secret stops start-up, however passed in
         self.launch_base_url = launch_base_url
         self.authz = subscriptions.authz
 
@@ -85,16 +83,16 @@ class AccessService:
     async def home_cards(self, workplace_id: str, actor_id: str) -> list[HomeCard]:
         """One card per catalog service: its state and the buttons that fit it."""
         member, held = await self.authz.business_admin(workplace_id, actor_id)
-        latest: dict[str, dict[str, Any]] = {}
+        latest: dict[str, SubscriptionRow] = {}
         for row in await subscriptions.for_workplace(self.pool, workplace_id):
-            shown = latest.get(row["service_id"])
+            shown = latest.get(row.service_id)
             # the live subscription, else the latest (rows come oldest first)
-            if shown is None or shown["state"] not in LIVE_STATES:
-                latest[row["service_id"]] = row
+            if shown is None or shown.state not in LIVE_STATES:
+                latest[row.service_id] = row
         cards = []
         for service in self.authz.catalog.services:
             found = latest.get(service.service_id)
-            state: CardState = found["state"] if found else "not_applied"
+            state: CardState = found.state if found else "not_applied"
             buttons: list[CardButton] = []
             if state not in LIVE_STATES:
                 buttons.append("apply")
@@ -108,7 +106,7 @@ class AccessService:
                     name_ko=service.name_ko,
                     name_en=service.name_en,
                     state=state,
-                    subscription_id=found["subscription_id"] if found else None,
+                    subscription_id=found.subscription_id if found else None,
                     buttons=buttons,
                     manages=member.role == "representative_admin"
                     or bool(held.get(service.service_id)),
@@ -147,8 +145,8 @@ class AccessService:
         usage = None
         if row is not None:
             usage = await self._usage(workplace_id, row)
-        live = row is not None and row["state"] in LIVE_STATES
-        usable = row is not None and row["state"] in USABLE_STATES
+        live = row is not None and row.state in LIVE_STATES
+        usable = row is not None and row.state in USABLE_STATES
         can_view_fees = USAGE_VIEW in held
         return ServiceOverview(
             service_id=service_id,
@@ -158,9 +156,7 @@ class AccessService:
             status=status,
             usage=usage,
             managers=await self._managers(workplace_id, service_id),
-            pending_charge=(
-                await billing.final_charge(self.subscriptions, row) if can_view_fees else None
-            ),
+            pending_charge=(await self.billing.final_charge(row) if can_view_fees else None),
             can_apply=member.role == "representative_admin" and not live,
             can_grant=(USAGE_GRANT in held and usable and not service.auto_grant_all_members),
             can_change_plan=PLAN_CHANGE in held and usable and service.has_plan_choice,
@@ -207,21 +203,19 @@ class AccessService:
         row = await self.subscriptions.change_usage(change)
         return await self._usage(change.workplace_id, row)
 
-    async def _usage(self, workplace_id: str, row: dict[str, Any]) -> UsagePermissionsOut:
+    async def _usage(self, workplace_id: str, row: SubscriptionRow) -> UsagePermissionsOut:
         """Who holds usage permission on the subscription (its read-model row); a cancelled
         subscription holds no seats, whatever rows its last holders left."""
         holders = []
-        if row["state"] not in ENDED_STATES:
-            holders = await access.usage_holders_named(
-                self.pool, workplace_id, row["subscription_id"]
-            )
+        if row.state not in ENDED_STATES:
+            holders = await access.usage_holders_named(self.pool, workplace_id, row.subscription_id)
         return UsagePermissionsOut(
-            service_id=row["service_id"],
-            subscription_id=row["subscription_id"],
-            state=row["state"],
+            service_id=row.service_id,
+            subscription_id=row.subscription_id,
+            state=row.state,
             count=len(holders),
             holders=[
-                HolderOut(member_id=h["member_id"], name=h["name"], granted_at=h["granted_at"])
+                HolderOut(member_id=h.member_id, name=h.name, granted_at=h.granted_at)
                 for h in holders
             ],
         )
@@ -267,7 +261,7 @@ class AccessService:
             permissions=permissions,
             by=actor_id,
         )
-        if changed["added"] or changed["removed"]:
+        if changed.added or changed.removed:
             await audit.record(
                 self.pool,
                 event_key=None,
@@ -280,7 +274,8 @@ class AccessService:
                 details={
                     "member_id": member_id,
                     "permissions": sorted(set(permissions)),
-                    **changed,
+                    "added": changed.added,
+                    "removed": changed.removed,
                 },
             )
         (listing,) = await self._listing(workplace_id, [service_id])
@@ -289,16 +284,14 @@ class AccessService:
     async def _listing(self, workplace_id: str, service_ids: list[str]) -> list[ServicePermissions]:
         explicit: dict[tuple[str, str], list[PermissionHolder]] = {}
         for row in await access.management_holders(self.pool, workplace_id):
-            if row["role"] == "representative_admin":
+            if row.role == "representative_admin":
                 continue  # listed once, as holding everything implicitly
-            explicit.setdefault((row["service_id"], row["permission"]), []).append(
-                PermissionHolder(member_id=row["member_id"], name=row["name"], implicit=False)
+            explicit.setdefault((row.service_id, row.permission), []).append(
+                PermissionHolder(member_id=row.member_id, name=row.name, implicit=False)
             )
         rep = await directory.representative(self.pool, workplace_id)
         implicit = (
-            [PermissionHolder(member_id=rep["member_id"], name=rep["name"], implicit=True)]
-            if rep
-            else []
+            [PermissionHolder(member_id=rep.member_id, name=rep.name, implicit=True)] if rep else []
         )
         return [
             ServicePermissions(
@@ -321,7 +314,7 @@ class AccessService:
         usable = await access.usable_subscriptions(self.pool, workplace_id, member_id)
         services = []
         for row in usable:
-            service = self.authz.catalog.service(row["service_id"])
+            service = self.authz.catalog.service(row.service_id)
             if service is None:
                 continue
             services.append(
@@ -389,7 +382,7 @@ class AccessService:
             member_id=claims.member_id,
             workplace_id=claims.workplace_id,
             service_id=claims.service_id,
-            subscription_id=usable[0]["subscription_id"],
+            subscription_id=usable[0].subscription_id,
         )
 
     # ── audit log (R-LIFE-4, R-BILL-8) ───────────────────────────────────────────────────────

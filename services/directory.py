@@ -1,4 +1,4 @@
-"""Directory sync (API.md "Directory sync", system token): workplaces and members.
+"""Directory sync (system token; docs/rules.md R-PERM-1, -7, -9): workplaces and members.
 
 The directory is the source of every role (R-TOKEN). Changes are written to PostgreSQL in one
 transaction each (`store.directory.sync_member` / `leave`), audited, and then told to the
@@ -36,9 +36,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.audit import AuditAction
 from domain.errors import BizError
 from domain.permissions import ROLES
 from domain.subscription import SYSTEM_ACTOR, MemberEvent
@@ -55,7 +55,8 @@ from services.models import (
 from services.subscriptions import SubscriptionService
 from statemachines.lifecycle import LIVE_STATES
 from store import access, audit, directory, subscriptions
-from store.db import Pool
+from store.access import ManagementGrant, NoticeRow
+from store.subscriptions import SubscriptionRow
 from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ LEARNING_RESET = "learning_records_reset"
 _MAX_TEXT = 200
 
 
-def notice_view(row: dict[str, Any]) -> NoticeOut:
+def notice_view(row: NoticeRow) -> NoticeOut:
     return NoticeOut.model_validate(row)
 
 
@@ -79,10 +80,36 @@ def _text(field: str, value: object) -> str:
 
 
 class DirectoryService:
-    def __init__(self, pool: Pool, client: Client, subscriptions: SubscriptionService) -> None:
-        self.pool = pool
-        self.client = client
+    def __init__(self, subscriptions: SubscriptionService) -> None:
+        self.pool = subscriptions.pool
         self.subscriptions = subscriptions
+
+    # ── reading (who is who: the API's and the console's callers, the console's pickers) ────
+
+    async def workplace(self, workplace_id: str) -> WorkplaceInfo | None:
+        found = await directory.workplace(self.pool, workplace_id)
+        return WorkplaceInfo.model_validate(found) if found is not None else None
+
+    async def member(self, workplace_id: str, member_id: str) -> MemberOut | None:
+        """A present member of the workplace (one who left, or never joined, is None)."""
+        found = await directory.member(self.pool, workplace_id, member_id)
+        return MemberOut.model_validate(found) if found is not None else None
+
+    async def present_members(self, workplace_id: str) -> list[MemberOut]:
+        """Present members: the representative admin, then admins, then members."""
+        return [
+            MemberOut.model_validate(m)
+            for m in await directory.present_members(self.pool, workplace_id)
+        ]
+
+    async def representative(self, workplace_id: str) -> MemberOut:
+        """The workplace's representative admin (UNKNOWN_WORKPLACE when there is none)."""
+        found = await directory.representative(self.pool, workplace_id)
+        if found is not None:
+            return MemberOut.model_validate(found)
+        if await directory.workplace(self.pool, workplace_id) is None:
+            raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
+        raise BizError("REPRESENTATIVE_REQUIRED")
 
     # ── workplaces ───────────────────────────────────────────────────────────────────────────
 
@@ -99,12 +126,12 @@ class DirectoryService:
         rep_name = _text("representative_admin.name", representative.get("name"))
         before = await directory.workplace(self.pool, workplace_id)
         created = await directory.upsert_workplace(self.pool, workplace_id, name)
-        if created or (before is not None and before["name"] != name):
+        if created or (before is not None and before.name != name):
             await self._audit(
                 workplace_id,
                 "workplace_created" if created else "workplace_renamed",
                 name=name,
-                **({} if before is None else {"previous_name": before["name"]}),
+                **({} if before is None else {"previous_name": before.name}),
             )
         synced = await self.put_member(
             workplace_id,
@@ -142,10 +169,9 @@ class DirectoryService:
             {"member_id": member_id, "login_id": login_id, "name": name},
             role,
         )
-        before: dict[str, Any] | None = synced["before"]
-        after: dict[str, Any] = synced["after"]
-        joined = before is None or before["left_at"] is not None
-        login_changed = before is not None and before["login_id"] != login_id
+        before, after = synced.before, synced.after
+        joined = before is None or before.left_at is not None
+        login_changed = before is not None and before.login_id != login_id
         changes: list[str] = []
 
         if joined:
@@ -159,30 +185,30 @@ class DirectoryService:
             )
         else:
             assert before is not None
-            if before["role"] != role:
+            if before.role != role:
                 changes.append("role_changed")
                 await self._audit(
                     workplace_id,
                     "member_role_changed",
                     member_id=member_id,
-                    from_role=before["role"],
+                    from_role=before.role,
                     to_role=role,
                 )
-            if before["name"] != name:
+            if before.name != name:
                 changes.append("renamed")
                 await self._audit(workplace_id, "member_renamed", member_id=member_id)
-        if synced["previous_representative"] is not None:
+        if synced.previous_representative is not None:
             changes.append("representative_changed")
             await self._audit(
                 workplace_id,
                 "representative_changed",
                 member_id=member_id,
-                previous_representative=synced["previous_representative"],
+                previous_representative=synced.previous_representative,
             )
-        if synced["dropped_permissions"]:
+        if synced.dropped_permissions:
             changes.append("management_permissions_dropped")
             await self._audit_dropped(
-                workplace_id, member_id, synced["dropped_permissions"], "demoted"
+                workplace_id, member_id, synced.dropped_permissions, "demoted"
             )
         if login_changed:
             assert before is not None
@@ -191,7 +217,7 @@ class DirectoryService:
                 workplace_id,
                 "login_id_changed",
                 member_id=member_id,
-                previous_login_id=before["login_id"],
+                previous_login_id=before.login_id,
                 login_id=login_id,
             )
 
@@ -200,7 +226,7 @@ class DirectoryService:
         for sub in await subscriptions.live_of_services(
             self.pool, workplace_id, self._auto_grant_services()
         ):
-            await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_joined, event)
+            await self._signal(sub.subscription_id, SubscriptionWorkflow.member_joined, event)
         notices: list[NoticeOut] = []
         if login_changed:
             notices = await self._reset_learning_records(workplace_id, member_id, event)
@@ -222,23 +248,23 @@ class DirectoryService:
         concerned = await subscriptions.live_held_by(
             self.pool, workplace_id, member_id, or_services=self._auto_grant_services()
         )
-        if not result["left_now"]:
+        if not result.left_now:
             for sub in concerned:  # heal a signal lost after an earlier departure
-                await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_left, event)
+                await self._signal(sub.subscription_id, SubscriptionWorkflow.member_left, event)
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
-        member = result["member"]
-        await self._audit(workplace_id, "member_left", member_id=member_id, role=member["role"])
-        if result["dropped_permissions"]:
+        member = result.member
+        await self._audit(workplace_id, "member_left", member_id=member_id, role=member.role)
+        if result.dropped_permissions:
             await self._audit_dropped(
-                workplace_id, member_id, result["dropped_permissions"], "member_left"
+                workplace_id, member_id, result.dropped_permissions, "member_left"
             )
         for sub in concerned:
-            await self._signal(sub["subscription_id"], SubscriptionWorkflow.member_left, event)
+            await self._signal(sub.subscription_id, SubscriptionWorkflow.member_left, event)
         return MemberLeftOut(
             member=MemberOut.model_validate(member),
             dropped_management_permissions=[
-                DroppedPermission(service_id=r["service_id"], permission=r["permission"])
-                for r in result["dropped_permissions"]
+                DroppedPermission(service_id=r.service_id, permission=r.permission)
+                for r in result.dropped_permissions
             ],
         )
 
@@ -263,26 +289,26 @@ class DirectoryService:
         """R-PERM-9: every auto-grant (ubob) subscription still holding data resets the member's
         learning records; one notice per service."""
         rows = await subscriptions.for_workplace(self.pool, workplace_id)
-        targets = [r for r in rows if self._auto_grant(r["service_id"]) and r["state"] != "purged"]
-        by_service: dict[str, list[dict[str, Any]]] = {}
+        targets = [r for r in rows if self._auto_grant(r.service_id) and r.state != "purged"]
+        by_service: dict[str, list[SubscriptionRow]] = {}
         for row in targets:
             if await self._signal(
-                row["subscription_id"], SubscriptionWorkflow.login_id_changed, event
+                row.subscription_id, SubscriptionWorkflow.login_id_changed, event
             ):
-                by_service.setdefault(row["service_id"], []).append(row)
+                by_service.setdefault(row.service_id, []).append(row)
         notices: list[NoticeOut] = []
         now = await self.subscriptions.clock()
         for service_id, subs in sorted(by_service.items()):
             service = self.subscriptions.authz.service(service_id)
-            live = [s for s in subs if s["state"] in LIVE_STATES]
+            live = [s for s in subs if s.state in LIVE_STATES]
             main = (live or subs)[-1]
-            row = await access.add_notice(
+            notice = await access.add_notice(
                 self.pool,
                 workplace_id=workplace_id,
                 member_id=member_id,
                 kind=LEARNING_RESET,
                 service_id=service_id,
-                subscription_id=main["subscription_id"],
+                subscription_id=main.subscription_id,
                 message=(
                     f"Your login id changed, so your {service.name_en} learning records"
                     " (courses in progress included) were reset."
@@ -293,11 +319,11 @@ class DirectoryService:
                 ),
                 details={
                     "login_id": event.login_id,
-                    "subscription_ids": [s["subscription_id"] for s in subs],
+                    "subscription_ids": [s.subscription_id for s in subs],
                 },
                 at=now,
             )
-            notices.append(notice_view(row))
+            notices.append(notice_view(notice))
         return notices
 
     async def _signal(
@@ -321,7 +347,7 @@ class DirectoryService:
             return False
         return True
 
-    async def _audit(self, workplace_id: str, action: str, **details: Any) -> None:
+    async def _audit(self, workplace_id: str, action: AuditAction, **details: Any) -> None:
         await audit.record(
             self.pool,
             event_key=None,
@@ -335,11 +361,11 @@ class DirectoryService:
         )
 
     async def _audit_dropped(
-        self, workplace_id: str, member_id: str, dropped: list[dict[str, Any]], reason: str
+        self, workplace_id: str, member_id: str, dropped: list[ManagementGrant], reason: str
     ) -> None:
         per_service: dict[str, list[str]] = {}
         for r in dropped:
-            per_service.setdefault(r["service_id"], []).append(r["permission"])
+            per_service.setdefault(r.service_id, []).append(r.permission)
         for service_id, perms in sorted(per_service.items()):
             await self._audit(
                 workplace_id,

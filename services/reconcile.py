@@ -62,7 +62,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -80,6 +79,7 @@ from services.subscriptions import ORPHAN_GRACE, SubscriptionService
 from statemachines.lifecycle import ENDED_STATES
 from store import audit, subscriptions
 from store import reconcile as store
+from store.subscriptions import SubscriptionRow
 from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ async def reconcile_reservations(
             outcome = await service.ensure_started(row, by="reconciler")
         except (BizError, RPCError) as err:
             failed += 1
-            log.warning("reservation %s left for the next pass: %r", row["subscription_id"], err)
+            log.warning("reservation %s left for the next pass: %r", row.subscription_id, err)
             continue
         if outcome == "started":
             started += 1
@@ -169,48 +169,48 @@ async def reconcile_read_model(
     return report
 
 
-async def _compare(service: SubscriptionService, row: dict[str, Any]) -> str:
-    sub = row["subscription_id"]
+async def _compare(service: SubscriptionService, row: SubscriptionRow) -> str:
+    sub = row.subscription_id
     try:
         snapshot: StatusSnapshot = await service.handle(sub).query(
             SubscriptionWorkflow.status, rpc_timeout=timedelta(seconds=service.temporal_deadline)
         )
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            log.warning("subscription %s (%s) has no workflow in Temporal", sub, row["state"])
+            log.warning("subscription %s (%s) has no workflow in Temporal", sub, row.state)
             return "workflow_missing"
         log.warning("subscription %s left for the next pass: %r", sub, err)
         return "failed"
     except WorkflowQueryFailedError as err:
         log.warning("subscription %s: its status query failed: %r", sub, err)
         return "failed"
-    if snapshot.seq == row["status_seq"]:
-        if row["state"] != snapshot.state:  # only a hand edit keeps the seq and moves the state
+    if snapshot.seq == row.status_seq:
+        if row.state != snapshot.state:  # only a hand edit keeps the seq and moves the state
             log.warning(
                 "subscription %s: row says %s at seq %d, its workflow %s; not rewritten (same seq)",
                 sub,
-                row["state"],
+                row.state,
                 snapshot.seq,
                 snapshot.state,
             )
         return "in_step"
-    if snapshot.seq < row["status_seq"]:
+    if snapshot.seq < row.status_seq:
         log.warning(
             "subscription %s: row at seq %d is ahead of its workflow (seq %d); left as it is",
             sub,
-            row["status_seq"],
+            row.status_seq,
             snapshot.seq,
         )
         return "ahead"
     await subscriptions.publish(service.pool, Publication(snapshot=snapshot))
     fresh = await subscriptions.by_id(service.pool, sub)
-    if fresh is None or fresh["status_seq"] != snapshot.seq:
+    if fresh is None or fresh.status_seq != snapshot.seq:
         return "in_step"  # the workflow published a newer one meanwhile: nothing left to repair
     log.warning(
         "repaired subscription %s: %s (seq %d) → %s (seq %d)",
         sub,
-        row["state"],
-        row["status_seq"],
+        row.state,
+        row.status_seq,
         snapshot.state,
         snapshot.seq,
     )
@@ -218,17 +218,17 @@ async def _compare(service: SubscriptionService, row: dict[str, Any]) -> str:
         service.pool,
         event_key=f"{sub}:read_model_repaired:{snapshot.seq}",
         at=await service.clock(),
-        workplace_id=row["workplace_id"],
-        service_id=row["service_id"],
+        workplace_id=row.workplace_id,
+        service_id=row.service_id,
         subscription_id=sub,
         actor=SYSTEM_ACTOR,
         action="read_model_repaired",
         details={
             "by": "reconciler",
             "state": snapshot.state,
-            "previous_state": row["state"],
+            "previous_state": row.state,
             "seq": snapshot.seq,
-            "previous_seq": row["status_seq"],
+            "previous_seq": row.status_seq,
         },
     )
     return "repaired"
@@ -257,7 +257,7 @@ async def reconcile_partner_accounts(
                 account.service_id,
             )
             continue
-        if row["state"] not in ENDED_STATES or datetime.now(UTC) - row["updated_at"] < grace:
+        if row.state not in ENDED_STATES or datetime.now(UTC) - row.updated_at < grace:
             continue  # live, or just ended: its workflow suspends it itself
         at = await service.clock()
         try:
@@ -267,17 +267,17 @@ async def reconcile_partner_accounts(
             log.warning("partner account %s left for the next pass: %r", sub, err)
             continue
         suspended += 1
-        log.warning("suspended the partner account of %s subscription %s", row["state"], sub)
+        log.warning("suspended the partner account of %s subscription %s", row.state, sub)
         await audit.record(
             service.pool,
             event_key=f"{sub}:partner_account_suspended",
             at=at,
-            workplace_id=row["workplace_id"],
-            service_id=row["service_id"],
+            workplace_id=row.workplace_id,
+            service_id=row.service_id,
             subscription_id=sub,
             actor=SYSTEM_ACTOR,
             action="partner_account_suspended",
-            details={"by": "reconciler", "state": row["state"]},
+            details={"by": "reconciler", "state": row.state},
         )
     report = PartnerAccountsReconciled(
         examined=len(accounts), suspended=suspended, unknown=unknown, failed=failed

@@ -52,6 +52,7 @@ from domain.subscription import (
     ActorRequest,
     Application,
     MemberEvent,
+    PlanChangeNotice,
     PlanChangeRequest,
     StatusSnapshot,
     SubscriptionData,
@@ -60,11 +61,12 @@ from domain.subscription import (
 )
 from services.authz import Authz
 from services.clock import Clock, wall_clock
-from services.models import SubscriptionOut
+from services.models import ScheduledChangeOut, SubscriptionOut
 from statemachines.lifecycle import ENDED_STATES
 from store import audit, directory, permissions, subscriptions
 from store.db import Pool
 from store.notify import SettledListener
+from store.subscriptions import SubscriptionRow
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 
@@ -226,49 +228,51 @@ class SubscriptionService:
         if not exists:
             await subscriptions.release(self.pool, subscription_id)
 
-    async def ensure_started(self, row: dict[str, Any], *, by: str) -> Literal["started", "exists"]:
+    async def ensure_started(
+        self, row: SubscriptionRow, *, by: str
+    ) -> Literal["started", "exists"]:
         """The workflow of a reservation (a read-model row): start it unless it exists. A start
         made here is audited once per subscription (`reservation_resumed`, by whom)."""
-        if row["status_seq"] != 0 or await self._workflow_exists(row["subscription_id"]):
+        if row.status_seq != 0 or await self._workflow_exists(row.subscription_id):
             return "exists"
-        service = self.authz.service(row["service_id"])
+        service = self.authz.service(row.service_id)
         application = _application(
             service,
-            row["subscription_id"],
-            row["workplace_id"],
-            row["plan_id"],
-            row["applicant_id"],
-            terms_version=row["terms_version"],
+            row.subscription_id,
+            row.workplace_id,
+            row.plan_id,
+            row.applicant_id,
+            terms_version=row.terms_version,
         )
         try:
             await self._start(application)
         except WorkflowAlreadyStartedError:  # it ran and ended in between
             return "exists"
-        log.warning("started the workflow of reservation %s (%s)", row["subscription_id"], by)
+        log.warning("started the workflow of reservation %s (%s)", row.subscription_id, by)
         await audit.record(
             self.pool,
-            event_key=f"{row['subscription_id']}:reservation_resumed",
+            event_key=f"{row.subscription_id}:reservation_resumed",
             at=await self.clock(),
-            workplace_id=row["workplace_id"],
-            service_id=row["service_id"],
-            subscription_id=row["subscription_id"],
+            workplace_id=row.workplace_id,
+            service_id=row.service_id,
+            subscription_id=row.subscription_id,
             actor=SYSTEM_ACTOR,
             action="reservation_resumed",
-            details={"by": by, "requested_at": row["requested_at"].isoformat()},
+            details={"by": by, "requested_at": row.requested_at.isoformat()},
         )
         return "started"
 
     async def _resume_orphaned_reservation(self, workplace_id: str, service_id: str) -> None:
         """A crash between reservation and start leaves a slot with no workflow: start it now."""
         row = await subscriptions.current(self.pool, workplace_id, service_id)
-        if row is None or row["status_seq"] != 0:
+        if row is None or row.status_seq != 0:
             return
-        if datetime.now(UTC) - row["requested_at"] < ORPHAN_GRACE:
+        if datetime.now(UTC) - row.requested_at < ORPHAN_GRACE:
             return  # its own application may still be starting it: not an orphan yet
         try:
             await self.ensure_started(row, by="next application")
         except (BizError, RPCError) as err:
-            log.warning("could not resume reservation %s: %r", row["subscription_id"], err)
+            log.warning("could not resume reservation %s: %r", row.subscription_id, err)
 
     async def _settled(self, subscription_id: str, wait_seconds: float) -> SubscriptionOut:
         """Give provisioning a moment so the answer usually says `active` (or why not): woken
@@ -281,7 +285,7 @@ class SubscriptionService:
                 row = await subscriptions.by_id(self.pool, subscription_id)
                 assert row is not None
                 remaining = deadline - loop.time()
-                if row["state"] != "applied" or remaining <= 0:
+                if row.state != "applied" or remaining <= 0:
                     return await self.view(row)
                 await settled.wait(min(remaining, SETTLED_RECHECK))
 
@@ -292,7 +296,7 @@ class SubscriptionService:
             SubscriptionWorkflow.run, workflow_id(subscription_id)
         )
 
-    async def _live(self, workplace_id: str, service_id: str) -> dict[str, Any]:
+    async def _live(self, workplace_id: str, service_id: str) -> SubscriptionRow:
         self.authz.service(service_id)
         row = await subscriptions.current(self.pool, workplace_id, service_id)
         if row is None:
@@ -301,7 +305,7 @@ class SubscriptionService:
 
     async def _update(
         self,
-        row: dict[str, Any],
+        row: SubscriptionRow,
         update: UpdateMethodMultiParam[[SubscriptionWorkflow, Request], StatusSnapshot],
         request: Request,
         request_id: str | None = None,
@@ -310,14 +314,14 @@ class SubscriptionService:
 
     async def _send(
         self,
-        row: dict[str, Any],
+        row: SubscriptionRow,
         update: UpdateMethodMultiParam[[SubscriptionWorkflow, Request], StatusSnapshot],
         request: Request,
         request_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> SubscriptionRow:
         """Send an update and read the row it wrote; with a request id, a retry of it gets the
         first outcome (Temporal de-duplicates updates by id within a workflow run)."""
-        handle = self.handle(row["subscription_id"])
+        handle = self.handle(row.subscription_id)
         try:
             await self._bounded(
                 handle.execute_update(
@@ -336,7 +340,7 @@ class SubscriptionService:
             if err.status == RPCStatusCode.NOT_FOUND:  # workflow completed: nothing is live
                 raise BizError("ALREADY_CANCELLED") from err
             raise
-        fresh = await subscriptions.by_id(self.pool, row["subscription_id"])
+        fresh = await subscriptions.by_id(self.pool, row.subscription_id)
         assert fresh is not None
         return fresh
 
@@ -350,7 +354,7 @@ class SubscriptionService:
     ) -> SubscriptionOut:
         await self.authz.require(workplace_id, service_id, actor_id, SUBSCRIPTION_CANCEL)
         row = await self._live(workplace_id, service_id)
-        if row["state"] in ENDED_STATES and request_id is None:
+        if row.state in ENDED_STATES and request_id is None:
             # With a request id Temporal decides: the first outcome if this is a retry.
             raise BizError("ALREADY_CANCELLED")
         request = ActorRequest(actor=actor_id)
@@ -377,7 +381,7 @@ class SubscriptionService:
         request = PlanChangeRequest(
             plan_id=plan_id,
             when=when,
-            confirm_course_reset=confirm_course_reset,  # type: ignore[arg-type]
+            confirm_course_reset=confirm_course_reset,
             actor=actor_id,
         )
         return await self._update(row, SubscriptionWorkflow.change_plan, request, request_id)
@@ -410,7 +414,7 @@ class SubscriptionService:
         change = UsageChange(workplace_id, service_id, actor_id, member_id, grant, request_id)
         return await self.view(await self.change_usage(change))
 
-    async def change_usage(self, change: UsageChange) -> dict[str, Any]:
+    async def change_usage(self, change: UsageChange) -> SubscriptionRow:
         """Grant or revoke a member's usage permission (R-PERM-2); the row it wrote."""
         wp, member = change.workplace_id, change.member_id
         await self.authz.require(wp, change.service_id, change.actor_id, USAGE_GRANT)
@@ -424,7 +428,7 @@ class SubscriptionService:
             # The member left while this grant ran. The departure signals `member_left` only
             # where the read model shows a seat, and the seat may have been written after it
             # looked: the update has written it now, so drop it here (services/directory.py).
-            await self.handle(row["subscription_id"]).signal(
+            await self.handle(row.subscription_id).signal(
                 SubscriptionWorkflow.member_left, MemberEvent(member_id=member)
             )
         return fresh
@@ -435,40 +439,42 @@ class SubscriptionService:
         await self.authz.require(workplace_id, service_id, actor_id, USAGE_VIEW)
         return await self.view(await self._live(workplace_id, service_id))
 
-    async def view(self, row: dict[str, Any]) -> SubscriptionOut:
-        """The API's subscription status (API.md: GET …/subscription)."""
-        service = self.authz.service(row["service_id"])
-        last_change = row["last_plan_change"] or {}
+    async def view(self, row: SubscriptionRow) -> SubscriptionOut:
+        """A subscription's status, as `GET …/subscription` answers it (R-PLAN, R-CANCEL)."""
+        service = self.authz.service(row.service_id)
+        last_change = row.last_plan_change
+        scheduled = row.scheduled_plan_change
         next_change = None
-        if service.has_plan_choice and row["state"] == "active" and row["applied_at"]:
-            scheduled = row["scheduled_plan_change"]
+        if service.has_plan_choice and row.state == "active" and row.applied_at:
             next_change = plan_change_available_at(
                 await self.clock(),
-                row["applied_at"],
-                last_change.get("period"),
+                row.applied_at,
+                last_change["period"] if last_change else None,
                 datetime.fromisoformat(scheduled["at"]) if scheduled else None,
             )
         return SubscriptionOut(
-            subscription_id=row["subscription_id"],
-            workplace_id=row["workplace_id"],
-            service_id=row["service_id"],
-            state=row["state"],
-            plan_id=row["plan_id"],
-            applied_at=row["applied_at"],
-            activated_at=row["activated_at"],
-            cancelled_at=row["cancelled_at"],
-            cancel_reason=row["cancel_reason"],
+            subscription_id=row.subscription_id,
+            workplace_id=row.workplace_id,
+            service_id=row.service_id,
+            state=row.state,
+            plan_id=row.plan_id,
+            applied_at=row.applied_at,
+            activated_at=row.activated_at,
+            cancelled_at=row.cancelled_at,
+            cancel_reason=row.cancel_reason,
             # a cancelled subscription holds no seats (as its usage-permissions list)
-            usage_permission_count=0
-            if row["state"] in ENDED_STATES
-            else row["usage_permission_count"],
-            managers=await permissions.managers(self.pool, row["workplace_id"], row["service_id"]),
+            usage_permission_count=0 if row.state in ENDED_STATES else row.usage_permission_count,
+            managers=await permissions.managers(self.pool, row.workplace_id, row.service_id),
             next_plan_change_at=next_change,
-            scheduled_plan_change=row["scheduled_plan_change"],
-            plan_change_notice=last_change.get("notice"),
-            data_deletion_at=row["data_deletion_at"],
-            final_invoice_at=row["final_invoice_at"],
-            purged_at=row["purged_at"],
+            scheduled_plan_change=ScheduledChangeOut.model_validate(scheduled)
+            if scheduled
+            else None,
+            plan_change_notice=PlanChangeNotice.model_validate(last_change["notice"])
+            if last_change and last_change["notice"]
+            else None,
+            data_deletion_at=row.data_deletion_at,
+            final_invoice_at=row.final_invoice_at,
+            purged_at=row.purged_at,
         )
 
     async def list_for(self, workplace_id: str) -> list[SubscriptionOut]:
@@ -495,11 +501,11 @@ def derived_subscription_id(request_id: str | None, workplace_id: str, service_i
     return f"sub_{hashlib.sha256(seed.encode()).hexdigest()[:20]}"
 
 
-def _same_application(row: dict[str, Any], workplace_id: str, service_id: str) -> bool:
+def _same_application(row: SubscriptionRow, workplace_id: str, service_id: str) -> bool:
     """Whether an existing subscription with a derived id is this request's own (not one made
     with the same Idempotency-Key after its retention ran out)."""
-    fresh = row["requested_at"] > datetime.now(UTC) - REQUEST_ID_RETENTION
-    return fresh and row["workplace_id"] == workplace_id and row["service_id"] == service_id
+    fresh = row.requested_at > datetime.now(UTC) - REQUEST_ID_RETENTION
+    return fresh and row.workplace_id == workplace_id and row.service_id == service_id
 
 
 def _update_id(request_id: str | None, update: Any, request: Request) -> str | None:
@@ -546,13 +552,13 @@ class UsageChange:
     request_id: str | None = None
 
 
-def _catching_up(row: dict[str, Any], refusal: BizError) -> bool:
+def _catching_up(row: SubscriptionRow, refusal: BizError) -> bool:
     """The workflow refused as not yet active although the read model shows it active: the
     activation's commit (a local activity) landed, but the workflow task around it did not
     complete before its worker died, so the run is replaying it on another worker. That is a
     matter of seconds: a 503 to retry, not a 409 the admin cannot make sense of."""
     behind = refusal.code == "NOT_ACTIVE" and refusal.details.get("state") == "applied"
-    return behind and row["state"] != "applied"
+    return behind and row.state != "applied"
 
 
 def _refusal(cause: BaseException | None) -> BizError:

@@ -30,10 +30,9 @@ from pydantic_core import to_jsonable_python
 
 from domain.catalog import default_catalog
 from domain.errors import BizError
-from services.subscriptions import SubscriptionService
+from services.root import Services, build_services
 from settings import auth_secret, load_settings
 from starter.temporal import connect, partner_gateway
-from store import directory
 from store.db import open_pool
 
 
@@ -56,31 +55,22 @@ def _json(value: Any) -> str:
     return json.dumps(to_jsonable_python(value, by_alias=True), ensure_ascii=False, indent=2)
 
 
-async def _with_service(action: Callable[[SubscriptionService], Awaitable[Any]]) -> Any:
+async def _with_services(action: Callable[[Services], Awaitable[Any]]) -> Any:
     database_url, temporal_address = _connection()
     settings = load_settings()
     pool = await open_pool(database_url, max_size=4)
     try:
         client = await connect(temporal_address, settings.temporal_namespace)
-        service = SubscriptionService(
+        services = build_services(
             pool,
             client,
             default_catalog(),
             settings.task_queue,
             invoice_spread=settings.invoice_spread,
         )
-        return await action(service)
+        return await action(services)
     finally:
         await pool.close()
-
-
-async def _representative(service: SubscriptionService, workplace_id: str) -> str:
-    row = await directory.representative(service.pool, workplace_id)
-    if row is None:
-        if await directory.workplace(service.pool, workplace_id) is None:
-            raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
-        raise BizError("REPRESENTATIVE_REQUIRED")
-    return str(row["member_id"])
 
 
 async def _run(args: argparse.Namespace) -> Any:
@@ -90,18 +80,19 @@ async def _run(args: argparse.Namespace) -> Any:
         from services.reconcile import reconcile
 
         older_than = timedelta(seconds=args.older_than)
-        return await _with_service(
-            lambda service: reconcile(
-                service,
-                partner_gateway(service.pool),
+        return await _with_services(
+            lambda services: reconcile(
+                services.subscriptions,
+                partner_gateway(services.pool),
                 older_than=older_than,
                 workplace_id=args.workplace,
                 everything=args.all,
             )
         )
 
-    async def act(service: SubscriptionService) -> Any:
-        actor = args.actor or await _representative(service, args.workplace)
+    async def act(services: Services) -> Any:
+        service = services.subscriptions
+        actor = args.actor or (await services.directory.representative(args.workplace)).member_id
         common = {"workplace_id": args.workplace, "actor_id": actor}
         if args.command == "list":
             return await service.list_for(args.workplace)
@@ -127,12 +118,10 @@ async def _run(args: argparse.Namespace) -> Any:
                 confirm_course_reset=args.confirm,
             )
         if args.command == "invoices":
-            from services.billing import invoices
-
-            return await invoices(service, **common, service_id=args.service)
+            return await services.billing.invoices(**common, service_id=args.service)
         raise AssertionError(args.command)
 
-    return await _with_service(act)
+    return await _with_services(act)
 
 
 def _token(args: argparse.Namespace) -> str:

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.abc
-import importlib.machinery
 import logging
 import os
-import sys
 import sysconfig
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from importlib.machinery import ModuleSpec
 from pathlib import Path
-from types import CodeType, ModuleType
-from typing import Any, ClassVar
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -27,13 +21,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
-from temporalio.worker._workflow_instance import WorkflowInstance, WorkflowInstanceDetails
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
-from temporalio.worker.workflow_sandbox._runner import _Instance as _SandboxInstance
 
 from activities.subscription import SubscriptionActivities
 from partners.gateway import PartnerGateway
 from partners.sandbox import SandboxPartner
+from starter.sandbox_runner import workflow_runner
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
@@ -116,83 +108,6 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
 def partner_gateway(pool: Pool) -> PartnerGateway:
     """The partner the workflows' activities and the reconciler both talk to."""
     return SandboxPartner(pool)
-
-
-# The packages whose modules the sandbox loads again for every workflow it runs.
-SANDBOXED_PACKAGES = ("workflows",)
-
-
-class _SharedCodeLoader(importlib.machinery.SourceFileLoader):
-    """Loads a module's code object once per process and hands the same one to every later
-    load. A code object is immutable, so sharing it shares nothing a workflow could change:
-    each sandbox still executes the module afresh (its own globals, functions and classes)."""
-
-    _codes: ClassVar[dict[str, CodeType]] = {}
-
-    def get_code(self, fullname: str) -> CodeType:
-        code = self._codes.get(self.path)
-        if code is None:
-            code = super().get_code(fullname)
-            assert code is not None, f"{self.path} has no code"
-            self._codes[self.path] = code
-        return code
-
-
-class _SharedCodeFinder(importlib.abc.MetaPathFinder):
-    """Finds SANDBOXED_PACKAGES' modules as the path finder does, loaded by _SharedCodeLoader."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if fullname.partition(".")[0] not in SANDBOXED_PACKAGES:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
-        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
-            spec.loader = _SharedCodeLoader(spec.loader.name, spec.loader.path)
-        return spec
-
-
-class _CompiledOnceInstance(_SandboxInstance):
-    """The SDK's sandboxed workflow instance, except that the short snippets it runs inside the
-    sandbox are compiled once per process instead of on every call.
-
-    The sandbox enters a workflow by `exec` of a source string: once per activation, and once per
-    payload of every command and result to learn its serialization context. `exec` of a string
-    compiles it each time; that compile was about a tenth of the worker's CPU under admin load
-    (py-spy, bench/README.md). The snippets are a handful of constant strings, and `exec` takes
-    the code object in their place with the same effect. Everything else (the restrictions, the
-    importer, the globals) is the SDK's own."""
-
-    _codes: ClassVar[dict[str, CodeType]] = {}
-
-    def _run_code(self, code: str, **extra_globals: Any) -> None:
-        compiled = self._codes.get(code)
-        if compiled is None:
-            compiled = self._codes[code] = compile(code, "<string>", "exec")
-        super()._run_code(compiled, **extra_globals)  # type: ignore[arg-type]
-
-
-class _Runner(SandboxedWorkflowRunner):
-    """SandboxedWorkflowRunner making _CompiledOnceInstance instances."""
-
-    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _CompiledOnceInstance(det, self.runner_class, self.restrictions)
-
-
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """How the worker runs workflow code: the SDK's sandbox, whose restrictions stay as they are,
-    with the workflow modules' code, and the sandbox's own entry snippets, compiled once per
-    process.
-
-    The sandbox imports workflows/subscription.py again for every workflow it runs, and each
-    import compiled the source anew: about 60 KiB of code objects per cached subscription, and
-    the CPU of a compile on every workflow start and every replay (bench/memory.py,
-    bench/README.md). A finder ahead of the path finder now gives those modules a loader that
-    keeps the first compile's code object. Installed once per process. The snippets through
-    which the sandbox enters a workflow are compiled once too (_CompiledOnceInstance)."""
-    if not any(isinstance(finder, _SharedCodeFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _SharedCodeFinder())
-    return _Runner()
 
 
 # Workflow task slots per worker (build_worker's docstring says why so few).

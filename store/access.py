@@ -7,33 +7,98 @@ demotion (which drops them, R-PERM-3) cannot leave a plain member holding one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from domain.errors import BizError
-from statemachines.lifecycle import USABLE_STATES
-from store.db import Pool
+from statemachines.lifecycle import USABLE_STATES, StateName
+from store.audit import ROW as AUDIT_ROW
+from store.audit import AuditRow
+from store.db import Conn, Pool, columns, fetch_all, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementGrant:
+    """One management permission on one service (of a member the caller knows)."""
+
+    service_id: str
+    permission: str
+
+
+@dataclass(frozen=True)
+class ManagementChange:
+    """What `set_management` changed: permissions added and removed, each sorted."""
+
+    added: list[str]
+    removed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementHolder:
+    """An explicit management permission with its holder's name and role."""
+
+    service_id: str
+    permission: str
+    member_id: str
+    granted_at: datetime
+    granted_by: str | None
+    name: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageHolder:
+    """A usage permission (seat) with its holder's name (None: not in the directory)."""
+
+    member_id: str
+    name: str | None
+    granted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsableSubscription:
+    subscription_id: str
+    service_id: str
+    state: StateName
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRow:
+    """A member notice (R-PERM-9). `details` is free-form JSON, its keys depend on `kind`."""
+
+    notice_id: int
+    workplace_id: str
+    member_id: str
+    kind: str
+    service_id: str | None
+    subscription_id: str | None
+    message: str
+    message_ko: str
+    details: dict[str, Any]
+    created_at: datetime
+    dismissed_at: datetime | None
+
+
+NOTICE = columns(NoticeRow)
 
 # ── management permissions (R-PERM-3, -4, -7) ────────────────────────────────────────────────
 
 
-async def drop_management_on(conn: Any, workplace_id: str, member_id: str) -> list[dict[str, Any]]:
+async def drop_management_on(
+    conn: Conn, workplace_id: str, member_id: str
+) -> list[ManagementGrant]:
     """Delete every management permission of a member (demotion, leaving); returns what went."""
-    rows: list[dict[str, Any]] = await (
-        await conn.execute(
-            "DELETE FROM management_permissions WHERE workplace_id = %s AND member_id = %s"
-            " RETURNING service_id, permission",
-            (workplace_id, member_id),
-        )
-    ).fetchall()
-    return sorted(rows, key=lambda r: (r["service_id"], r["permission"]))
-
-
-async def drop_management(pool: Pool, workplace_id: str, member_id: str) -> list[dict[str, Any]]:
-    async with pool.connection() as conn, conn.transaction():
-        return await drop_management_on(conn, workplace_id, member_id)
+    rows = await fetch_all(
+        conn,
+        ManagementGrant,
+        "DELETE FROM management_permissions WHERE workplace_id = %s AND member_id = %s"
+        " RETURNING service_id, permission",
+        (workplace_id, member_id),
+    )
+    return sorted(rows, key=lambda r: (r.service_id, r.permission))
 
 
 async def set_management(
@@ -44,12 +109,12 @@ async def set_management(
     member_id: str,
     permissions: list[str],
     by: str,
-) -> dict[str, list[str]]:
+) -> ManagementChange:
     """Make the member's explicit permissions on the service exactly `permissions`.
 
     Refuses (nothing changed) an unknown or departed member (UNKNOWN_MEMBER), a plain member
     (NOT_AN_ADMIN) and the representative admin (REPRESENTATIVE_HOLDS_ALL: they hold every
-    permission implicitly). Returns {"added": [...], "removed": [...]}.
+    permission implicitly).
     """
     wanted = sorted(set(permissions))
     async with pool.connection() as conn, conn.transaction():
@@ -89,27 +154,26 @@ async def set_management(
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (workplace_id, service_id, member_id, permission, by),
             )
-    return {"added": added, "removed": removed}
+    return ManagementChange(added=added, removed=removed)
 
 
-async def management_holders(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
+async def management_holders(pool: Pool, workplace_id: str) -> list[ManagementHolder]:
     """Explicit permissions held by present admins (and the representative admin's own rows).
 
     Rows of plain members (there should be none) are left out: they confer nothing.
     """
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT p.service_id, p.permission, p.member_id, p.granted_at, p.granted_by,"
-                " m.name, m.role FROM management_permissions p JOIN members m"
-                " ON m.workplace_id = p.workplace_id AND m.member_id = p.member_id"
-                " WHERE p.workplace_id = %s AND m.left_at IS NULL"
-                " AND m.role IN ('admin', 'representative_admin')"
-                " ORDER BY p.service_id, p.permission, p.member_id",
-                (workplace_id,),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            ManagementHolder,
+            "SELECT p.service_id, p.permission, p.member_id, p.granted_at, p.granted_by,"
+            " m.name, m.role FROM management_permissions p JOIN members m"
+            " ON m.workplace_id = p.workplace_id AND m.member_id = p.member_id"
+            " WHERE p.workplace_id = %s AND m.left_at IS NULL"
+            " AND m.role IN ('admin', 'representative_admin')"
+            " ORDER BY p.service_id, p.permission, p.member_id",
+            (workplace_id,),
+        )
 
 
 # ── usage permissions, read side (R-PERM-2, -8) ──────────────────────────────────────────────
@@ -117,22 +181,21 @@ async def management_holders(pool: Pool, workplace_id: str) -> list[dict[str, An
 
 async def usage_holders_named(
     pool: Pool, workplace_id: str, subscription_id: str
-) -> list[dict[str, Any]]:
+) -> list[UsageHolder]:
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT u.member_id, m.name, u.granted_at FROM usage_permissions u"
-                " LEFT JOIN members m ON m.workplace_id = %s AND m.member_id = u.member_id"
-                " WHERE u.subscription_id = %s ORDER BY u.member_id",
-                (workplace_id, subscription_id),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            UsageHolder,
+            "SELECT u.member_id, m.name, u.granted_at FROM usage_permissions u"
+            " LEFT JOIN members m ON m.workplace_id = %s AND m.member_id = u.member_id"
+            " WHERE u.subscription_id = %s ORDER BY u.member_id",
+            (workplace_id, subscription_id),
+        )
 
 
 async def usable_subscriptions(
     pool: Pool, workplace_id: str, member_id: str, service_id: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[UsableSubscription]:
     """Active subscriptions of the workplace on which the present member holds usage permission."""
     clauses = ""
     params: list[Any] = [workplace_id, member_id, list(USABLE_STATES)]
@@ -140,17 +203,16 @@ async def usable_subscriptions(
         clauses = " AND s.service_id = %s"
         params.append(service_id)
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT s.subscription_id, s.service_id, s.state FROM subscriptions s"
-                " JOIN usage_permissions u ON u.subscription_id = s.subscription_id"
-                " JOIN members m ON m.workplace_id = s.workplace_id AND m.member_id = u.member_id"
-                " WHERE s.workplace_id = %s AND u.member_id = %s AND m.left_at IS NULL"
-                f" AND s.state = ANY(%s){clauses} ORDER BY s.service_id",
-                params,
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            UsableSubscription,
+            "SELECT s.subscription_id, s.service_id, s.state FROM subscriptions s"
+            " JOIN usage_permissions u ON u.subscription_id = s.subscription_id"
+            " JOIN members m ON m.workplace_id = s.workplace_id AND m.member_id = u.member_id"
+            " WHERE s.workplace_id = %s AND u.member_id = %s AND m.left_at IS NULL"
+            f" AND s.state = ANY(%s){clauses} ORDER BY s.service_id",
+            params,
+        )
 
 
 # ── notices (R-PERM-9) ───────────────────────────────────────────────────────────────────────
@@ -168,55 +230,42 @@ async def add_notice(
     message_ko: str,
     details: dict[str, Any] | None = None,
     at: datetime,
-) -> dict[str, Any]:
+) -> NoticeRow:
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "INSERT INTO member_notices (workplace_id, member_id, kind, service_id,"
-                " subscription_id, message, message_ko, details, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-                (
-                    workplace_id,
-                    member_id,
-                    kind,
-                    service_id,
-                    subscription_id,
-                    message,
-                    message_ko,
-                    Jsonb(details or {}),
-                    at,
-                ),
-            )
-        ).fetchone()
+        row = await fetch_one(
+            conn,
+            NoticeRow,
+            "INSERT INTO member_notices (workplace_id, member_id, kind, service_id,"
+            " subscription_id, message, message_ko, details, created_at)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {NOTICE}",
+            (
+                workplace_id,
+                member_id,
+                kind,
+                service_id,
+                subscription_id,
+                message,
+                message_ko,
+                Jsonb(details or {}),
+                at,
+            ),
+        )
         assert row is not None
         return row
 
 
 async def notices_for(
     pool: Pool, workplace_id: str, member_id: str, limit: int = 20
-) -> list[dict[str, Any]]:
+) -> list[NoticeRow]:
     """The member's notices not dismissed, newest first."""
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT * FROM member_notices WHERE workplace_id = %s AND member_id = %s"
-                " AND dismissed_at IS NULL ORDER BY created_at DESC, notice_id DESC LIMIT %s",
-                (workplace_id, member_id, limit),
-            )
-        ).fetchall()
-        return rows
-
-
-async def dismiss_notice(
-    pool: Pool, workplace_id: str, member_id: str, notice_id: int, at: datetime
-) -> bool:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE member_notices SET dismissed_at = %s WHERE notice_id = %s"
-            " AND workplace_id = %s AND member_id = %s AND dismissed_at IS NULL",
-            (at, notice_id, workplace_id, member_id),
+        return await fetch_all(
+            conn,
+            NoticeRow,
+            f"SELECT {NOTICE} FROM member_notices WHERE workplace_id = %s AND member_id = %s"
+            " AND dismissed_at IS NULL ORDER BY created_at DESC, notice_id DESC LIMIT %s",
+            (workplace_id, member_id, limit),
         )
-        return cur.rowcount > 0
 
 
 # ── launch tokens (R-PERM-8) ─────────────────────────────────────────────────────────────────
@@ -253,7 +302,7 @@ async def forget_expired_launch_tokens(pool: Pool, before: datetime) -> int:
 
 async def recent_audit(
     pool: Pool, workplace_id: str, service_id: str | None, limit: int
-) -> list[dict[str, Any]]:
+) -> list[AuditRow]:
     """The latest `limit` entries of the workplace (optionally one service), oldest first."""
     clause = ""
     params: list[Any] = [workplace_id]
@@ -262,12 +311,11 @@ async def recent_audit(
         params.append(service_id)
     params.append(limit)
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT audit_id, at, workplace_id, service_id, subscription_id, actor, action,"
-                f" outcome, details FROM audit_log WHERE workplace_id = %s{clause}"
-                " ORDER BY at DESC, audit_id DESC LIMIT %s",
-                params,
-            )
-        ).fetchall()
+        rows = await fetch_all(
+            conn,
+            AuditRow,
+            f"SELECT {AUDIT_ROW} FROM audit_log WHERE workplace_id = %s{clause}"
+            " ORDER BY at DESC, audit_id DESC LIMIT %s",
+            params,
+        )
     return list(reversed(rows))

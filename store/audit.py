@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from store.db import Pool
+from domain.audit import AuditAction
+from store.db import Pool, columns, fetch_all
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """An audit log entry. `details` is free-form JSON: each action puts its own facts there."""
+
+    audit_id: int
+    event_key: str | None
+    at: datetime
+    workplace_id: str
+    service_id: str | None
+    subscription_id: str | None
+    actor: str
+    action: AuditAction
+    outcome: str
+    details: dict[str, Any]
+
+
+ROW = columns(AuditRow)
 
 
 async def record(
@@ -19,7 +40,7 @@ async def record(
     service_id: str | None,
     subscription_id: str | None,
     actor: str,
-    action: str,
+    action: AuditAction,
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
 ) -> None:
@@ -48,7 +69,7 @@ async def entries(
     service_id: str | None = None,
     subscription_id: str | None = None,
     limit: int = 100,
-) -> list[dict[str, Any]]:
+) -> list[AuditRow]:
     clauses = ["workplace_id = %s"]
     params: list[Any] = [workplace_id]
     if service_id is not None:
@@ -59,11 +80,10 @@ async def entries(
         params.append(subscription_id)
     params.append(limit)
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)}"
-                " ORDER BY at, audit_id LIMIT %s",
-                params,
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            AuditRow,
+            f"SELECT {ROW} FROM audit_log WHERE {' AND '.join(clauses)}"
+            " ORDER BY at, audit_id LIMIT %s",
+            params,
+        )

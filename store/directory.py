@@ -2,34 +2,80 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from domain.errors import BizError
-from store.access import drop_management_on
-from store.db import Pool
-
-ADMIN_ROLES = ("admin", "representative_admin")
+from store.access import ManagementGrant, drop_management_on
+from store.db import Conn, Pool, columns, fetch_all, fetch_one
 
 
-async def workplace(pool: Pool, workplace_id: str) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class WorkplaceRow:
+    workplace_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """A member of a workplace; `left_at` is set once they leave (the row stays)."""
+
+    workplace_id: str
+    member_id: str
+    login_id: str
+    name: str
+    role: str  # domain.permissions.ROLES
+    joined_at: datetime
+    left_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MemberSync:
+    """What `sync_member` changed: the row before (None: new) and after, the representative it
+    demoted (if any), and the management permissions a demotion to member dropped."""
+
+    before: MemberRow | None
+    after: MemberRow
+    previous_representative: str | None
+    dropped_permissions: list[ManagementGrant] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Departure:
+    """What `leave` did: the member's row, whether they left now (False: had already left), and
+    the management permissions dropped with it."""
+
+    member: MemberRow
+    left_now: bool
+    dropped_permissions: list[ManagementGrant] = field(default_factory=list)
+
+
+WORKPLACE = columns(WorkplaceRow)
+MEMBER = columns(MemberRow)
+
+
+async def workplace(pool: Pool, workplace_id: str) -> WorkplaceRow | None:
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute("SELECT * FROM workplaces WHERE workplace_id = %s", (workplace_id,))
-        ).fetchone()
-        return row
+        return await fetch_one(
+            conn,
+            WorkplaceRow,
+            f"SELECT {WORKPLACE} FROM workplaces WHERE workplace_id = %s",
+            (workplace_id,),
+        )
 
 
-async def member(pool: Pool, workplace_id: str, member_id: str) -> dict[str, Any] | None:
+async def member(pool: Pool, workplace_id: str, member_id: str) -> MemberRow | None:
     """A present member (one who left is not found)."""
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s"
-                " AND left_at IS NULL",
-                (workplace_id, member_id),
-            )
-        ).fetchone()
-        return row
+        return await fetch_one(
+            conn,
+            MemberRow,
+            f"SELECT {MEMBER} FROM members WHERE workplace_id = %s AND member_id = %s"
+            " AND left_at IS NULL",
+            (workplace_id, member_id),
+        )
 
 
 async def present_member_ids(pool: Pool, workplace_id: str) -> list[str]:
@@ -58,7 +104,7 @@ async def put_workplace(
         await _upsert_member(conn, workplace_id, representative, "representative_admin")
 
 
-async def _demote_representative(conn: Any, workplace_id: str, except_member: str) -> None:
+async def _demote_representative(conn: Conn, workplace_id: str, except_member: str) -> None:
     await conn.execute(
         "UPDATE members SET role = 'admin' WHERE workplace_id = %s"
         " AND role = 'representative_admin' AND member_id <> %s",
@@ -66,7 +112,7 @@ async def _demote_representative(conn: Any, workplace_id: str, except_member: st
     )
 
 
-async def _upsert_member(conn: Any, workplace_id: str, m: dict[str, str], role: str) -> None:
+async def _upsert_member(conn: Conn, workplace_id: str, m: dict[str, str], role: str) -> None:
     await conn.execute(
         "INSERT INTO members (workplace_id, member_id, login_id, name, role)"
         " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (workplace_id, member_id) DO UPDATE"
@@ -90,37 +136,24 @@ async def upsert_workplace(pool: Pool, workplace_id: str, name: str) -> bool:
         return bool(row and row["created"])
 
 
-async def any_member(pool: Pool, workplace_id: str, member_id: str) -> dict[str, Any] | None:
-    """A member row whether present or departed."""
-    async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s",
-                (workplace_id, member_id),
-            )
-        ).fetchone()
-        return row
-
-
 async def sync_member(
     pool: Pool, workplace_id: str, member: dict[str, str], role: str
-) -> dict[str, Any]:
+) -> MemberSync:
     """Directory sync of one member, in one transaction (R-PERM-1, -3).
 
     Refuses to demote the present representative admin (REPRESENTATIVE_REQUIRED: name a successor
     instead). Making someone representative admin demotes the previous one to admin (who keeps
     their explicit permissions). Demoting an admin to member drops their management permissions.
-    Returns {"before", "after", "previous_representative", "dropped_permissions"}.
     """
     async with pool.connection() as conn, conn.transaction():
-        before: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s FOR UPDATE",
-                (workplace_id, member["member_id"]),
-            )
-        ).fetchone()
-        present = before is not None and before["left_at"] is None
-        if present and before is not None and before["role"] == "representative_admin":
+        before = await fetch_one(
+            conn,
+            MemberRow,
+            f"SELECT {MEMBER} FROM members WHERE workplace_id = %s AND member_id = %s FOR UPDATE",
+            (workplace_id, member["member_id"]),
+        )
+        present = before is not None and before.left_at is None
+        if present and before is not None and before.role == "representative_admin":
             if role != "representative_admin":
                 raise BizError("REPRESENTATIVE_REQUIRED", member_id=member["member_id"])
         previous_rep: str | None = None
@@ -134,88 +167,71 @@ async def sync_member(
             ).fetchone()
             previous_rep = demoted["member_id"] if demoted else None
         await _upsert_member(conn, workplace_id, member, role)
-        dropped: list[dict[str, Any]] = []
-        if role == "member" and present and before is not None and before["role"] != "member":
+        dropped: list[ManagementGrant] = []
+        if role == "member" and present and before is not None and before.role != "member":
             dropped = await drop_management_on(conn, workplace_id, member["member_id"])
-        after: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s",
-                (workplace_id, member["member_id"]),
-            )
-        ).fetchone()
-        return {
-            "before": before,
-            "after": after,
-            "previous_representative": previous_rep,
-            "dropped_permissions": dropped,
-        }
+        after = await fetch_one(
+            conn,
+            MemberRow,
+            f"SELECT {MEMBER} FROM members WHERE workplace_id = %s AND member_id = %s",
+            (workplace_id, member["member_id"]),
+        )
+        assert after is not None  # upserted just now, in this transaction
+        return MemberSync(before, after, previous_rep, dropped)
 
 
-async def leave(pool: Pool, workplace_id: str, member_id: str) -> dict[str, Any] | None:
+async def leave(pool: Pool, workplace_id: str, member_id: str) -> Departure | None:
     """A member leaves (R-PERM-7): left_at set and management permissions dropped, together.
 
     None when the member was never in the workplace. The representative admin cannot leave
-    (REPRESENTATIVE_REQUIRED). Returns {"member", "left_now", "dropped_permissions"}; `left_now`
-    is False when the member had already left (nothing changed).
+    (REPRESENTATIVE_REQUIRED). `left_now` is False when the member had already left (nothing
+    changed).
     """
     async with pool.connection() as conn, conn.transaction():
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND member_id = %s FOR UPDATE",
-                (workplace_id, member_id),
-            )
-        ).fetchone()
+        row = await fetch_one(
+            conn,
+            MemberRow,
+            f"SELECT {MEMBER} FROM members WHERE workplace_id = %s AND member_id = %s FOR UPDATE",
+            (workplace_id, member_id),
+        )
         if row is None:
             return None
-        if row["left_at"] is not None:
-            return {"member": row, "left_now": False, "dropped_permissions": []}
-        if row["role"] == "representative_admin":
+        if row.left_at is not None:
+            return Departure(row, left_now=False)
+        if row.role == "representative_admin":
             raise BizError("REPRESENTATIVE_REQUIRED", member_id=member_id)
-        updated: dict[str, Any] | None = await (
-            await conn.execute(
-                "UPDATE members SET left_at = now() WHERE workplace_id = %s AND member_id = %s"
-                " RETURNING *",
-                (workplace_id, member_id),
-            )
-        ).fetchone()
+        updated = await fetch_one(
+            conn,
+            MemberRow,
+            "UPDATE members SET left_at = now() WHERE workplace_id = %s AND member_id = %s"
+            f" RETURNING {MEMBER}",
+            (workplace_id, member_id),
+        )
+        assert updated is not None  # locked above
         dropped = await drop_management_on(conn, workplace_id, member_id)
-        return {"member": updated, "left_now": True, "dropped_permissions": dropped}
+        return Departure(updated, left_now=True, dropped_permissions=dropped)
 
 
-async def representative(pool: Pool, workplace_id: str) -> dict[str, Any] | None:
+async def representative(pool: Pool, workplace_id: str) -> MemberRow | None:
     """The present representative admin (exactly one, R-PERM-1)."""
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM members WHERE workplace_id = %s AND role = 'representative_admin'"
-                " AND left_at IS NULL",
-                (workplace_id,),
-            )
-        ).fetchone()
-        return row
+        return await fetch_one(
+            conn,
+            MemberRow,
+            f"SELECT {MEMBER} FROM members WHERE workplace_id = %s"
+            " AND role = 'representative_admin' AND left_at IS NULL",
+            (workplace_id,),
+        )
 
 
-async def recent_workplaces(pool: Pool, limit: int = 20) -> list[dict[str, Any]]:
-    async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT workplace_id, name FROM workplaces ORDER BY created_at DESC LIMIT %s",
-                (limit,),
-            )
-        ).fetchall()
-        return rows
-
-
-async def present_members(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
+async def present_members(pool: Pool, workplace_id: str) -> list[MemberRow]:
     """Present members, representative admin first, then admins, then members."""
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT member_id, login_id, name, role FROM members"
-                " WHERE workplace_id = %s AND left_at IS NULL ORDER BY"
-                " CASE role WHEN 'representative_admin' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END,"
-                " member_id",
-                (workplace_id,),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            MemberRow,
+            f"SELECT {MEMBER} FROM members WHERE workplace_id = %s AND left_at IS NULL ORDER BY"
+            " CASE role WHEN 'representative_admin' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END,"
+            " member_id",
+            (workplace_id,),
+        )

@@ -11,14 +11,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from psycopg.types.json import Jsonb
 
-from store.db import Pool
+from store.db import Pool, fetch_one
 
 RETENTION_SQL = "interval '24 hours'"
 _SWEEP_EVERY = 600.0
+
+
+class KeyState(TypedDict):
+    """A key as it stands: its request's hash, the answer (`status` None: not answered yet; `body`
+    is the answer's JSON, whatever the route answered) and the lease (seconds left, 0 when run
+    out). A TypedDict because api/idempotency.py reads it by key."""
+
+    request_hash: str
+    status: int | None
+    body: Any
+    owner: str | None
+    attempts: int
+    lease_left: float | None
 
 
 @dataclass(frozen=True)
@@ -28,7 +41,7 @@ class Claim:
 
     owned: bool
     attempts: int = 1
-    row: dict[str, Any] | None = None
+    row: KeyState | None = None
 
     @property
     def answered(self) -> bool:
@@ -73,14 +86,14 @@ class IdempotencyStore:
             ).fetchone()
             if taken is not None:
                 return Claim(owned=True, attempts=taken["attempts"])
-            row: dict[str, Any] | None = await (
-                await conn.execute(
-                    "SELECT request_hash, status, body, owner, attempts,"
-                    " greatest(extract(epoch FROM lease_until - now()), 0)::float AS lease_left"
-                    " FROM idempotency_keys WHERE caller = %s AND key = %s",
-                    (caller, key),
-                )
-            ).fetchone()
+            row = await fetch_one(
+                conn,
+                KeyState,
+                "SELECT request_hash, status, body, owner, attempts,"
+                " greatest(extract(epoch FROM lease_until - now()), 0)::float AS lease_left"
+                " FROM idempotency_keys WHERE caller = %s AND key = %s",
+                (caller, key),
+            )
         if row is None:  # answered and swept, or released, in between: try again
             return Claim(owned=False)
         return Claim(owned=False, attempts=row["attempts"], row=row)

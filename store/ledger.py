@@ -2,13 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import TypedDict
 
 from psycopg.types.json import Jsonb
 
 from domain.billing import Invoice, invoice_id
-from store.db import Conn, Pool
+from store.db import Conn, Pool, columns, fetch_all, fetch_one
+
+
+class InvoiceLineJson(TypedDict):
+    """A line of `invoices.lines` (jsonb): `domain.billing.InvoiceLine` as JSON."""
+
+    plan_id: str
+    from_day: str
+    to_day: str
+    days: int
+    seats: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    """An issued invoice (R-BILL-6): whole won, VAT included in `total`."""
+
+    invoice_id: str
+    subscription_id: str
+    workplace_id: str
+    service_id: str
+    period: str
+    issued_at: datetime
+    lines: list[InvoiceLineJson]
+    subtotal: Decimal
+    vat: Decimal
+    total: Decimal
+
+
+class DeletionRecord(TypedDict):
+    """What the 30-day deletion removed (R-CANCEL-2). A TypedDict rather than a dataclass only
+    because the deletion activity reads it by key (`record["partner_objects"]`); `details` is
+    `{"partner": {kind: count}, "local": {table: rows}}`."""
+
+    subscription_id: str
+    deleted_at: datetime
+    partner_objects: int
+    local_rows: int
+    details: dict[str, dict[str, int]]
+
+
+INVOICE = columns(InvoiceRow)
+DELETION = ", ".join(DeletionRecord.__annotations__)
 
 
 async def issue_invoice(
@@ -63,16 +108,15 @@ async def insert_invoice(
     return issued
 
 
-async def invoices_for(pool: Pool, workplace_id: str, service_id: str) -> list[dict[str, Any]]:
+async def invoices_for(pool: Pool, workplace_id: str, service_id: str) -> list[InvoiceRow]:
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT * FROM invoices WHERE workplace_id = %s AND service_id = %s"
-                " ORDER BY period, issued_at",
-                (workplace_id, service_id),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            InvoiceRow,
+            f"SELECT {INVOICE} FROM invoices WHERE workplace_id = %s AND service_id = %s"
+            " ORDER BY period, issued_at",
+            (workplace_id, service_id),
+        )
 
 
 async def is_issued(pool: Pool, subscription_id: str, period: str) -> bool:
@@ -94,45 +138,46 @@ async def delete_local_data(
     deleted_at: datetime,
     partner_objects: int,
     partner_details: dict[str, int],
-) -> dict[str, Any]:
+) -> DeletionRecord:
     """Delete the subscription's local service data and record it, in one transaction.
 
     Invoices and the audit log are kept (R-CANCEL-2). Idempotent: a retry returns the record.
     """
     async with pool.connection() as conn, conn.transaction():
-        existing: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM deletion_records WHERE subscription_id = %s", (subscription_id,)
-            )
-        ).fetchone()
+        existing = await fetch_one(
+            conn,
+            DeletionRecord,
+            f"SELECT {DELETION} FROM deletion_records WHERE subscription_id = %s",
+            (subscription_id,),
+        )
         if existing is not None:
             return existing
         cur = await conn.execute(
             "DELETE FROM usage_permissions WHERE subscription_id = %s", (subscription_id,)
         )
         local_rows = cur.rowcount
-        record: dict[str, Any] | None = await (
-            await conn.execute(
-                "INSERT INTO deletion_records (subscription_id, deleted_at, partner_objects,"
-                " local_rows, details) VALUES (%s, %s, %s, %s, %s) RETURNING *",
-                (
-                    subscription_id,
-                    deleted_at,
-                    partner_objects,
-                    local_rows,
-                    Jsonb({"partner": partner_details, "local": {"usage_permissions": local_rows}}),
-                ),
-            )
-        ).fetchone()
+        record = await fetch_one(
+            conn,
+            DeletionRecord,
+            "INSERT INTO deletion_records (subscription_id, deleted_at, partner_objects,"
+            f" local_rows, details) VALUES (%s, %s, %s, %s, %s) RETURNING {DELETION}",
+            (
+                subscription_id,
+                deleted_at,
+                partner_objects,
+                local_rows,
+                Jsonb({"partner": partner_details, "local": {"usage_permissions": local_rows}}),
+            ),
+        )
         assert record is not None
         return record
 
 
-async def deletion_record(pool: Pool, subscription_id: str) -> dict[str, Any] | None:
+async def deletion_record(pool: Pool, subscription_id: str) -> DeletionRecord | None:
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM deletion_records WHERE subscription_id = %s", (subscription_id,)
-            )
-        ).fetchone()
-        return row
+        return await fetch_one(
+            conn,
+            DeletionRecord,
+            f"SELECT {DELETION} FROM deletion_records WHERE subscription_id = %s",
+            (subscription_id,),
+        )

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from domain.permissions import MANAGEMENT_PERMISSIONS
-from store.db import Conn, Pool
+from store.db import Conn, Pool, fetch_all
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """A usage permission on a subscription."""
+
+    member_id: str
+    granted_at: datetime
 
 
 async def set_usage_holders(
@@ -32,16 +40,15 @@ async def write_usage_holders(
     )
 
 
-async def usage_holders(pool: Pool, subscription_id: str) -> list[dict[str, Any]]:
+async def usage_holders(pool: Pool, subscription_id: str) -> list[Seat]:
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT member_id, granted_at FROM usage_permissions WHERE subscription_id = %s"
-                " ORDER BY member_id",
-                (subscription_id,),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            Seat,
+            "SELECT member_id, granted_at FROM usage_permissions WHERE subscription_id = %s"
+            " ORDER BY member_id",
+            (subscription_id,),
+        )
 
 
 async def grant_manager(

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from store.db import Pool
+from store.db import Pool, columns, fetch_one
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A console session: found by the SHA-256 of the cookie's id, never by the id itself."""
+
+    session_hash: str
+    workplace_id: str
+    member_id: str
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+
+
+ROW = columns(SessionRow)
 
 
 async def create(
@@ -25,16 +40,15 @@ async def create(
         )
 
 
-async def find(pool: Pool, session_hash: str, now: datetime) -> dict[str, Any] | None:
+async def find(pool: Pool, session_hash: str, now: datetime) -> SessionRow | None:
     """The session, unless it has expired or ended."""
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM console_sessions WHERE session_hash = %s AND expires_at > %s",
-                (session_hash, now),
-            )
-        ).fetchone()
-        return row
+        return await fetch_one(
+            conn,
+            SessionRow,
+            f"SELECT {ROW} FROM console_sessions WHERE session_hash = %s AND expires_at > %s",
+            (session_hash, now),
+        )
 
 
 async def end(pool: Pool, session_hash: str) -> None:

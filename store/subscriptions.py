@@ -3,19 +3,68 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.errors import BizError
 from domain.subscription import Publication
-from statemachines.lifecycle import LIVE_STATES
+from statemachines.lifecycle import LIVE_STATES, StateName
 from store import ledger, permissions
-from store.db import Conn, Pool
+from store.db import Conn, Pool, columns, fetch_all, fetch_one
 
 _LIVE = list(LIVE_STATES)  # passed as a parameter: `state = ANY(%s)`
+
+
+class LastPlanChange(TypedDict):
+    """`last_plan_change` (jsonb): the Seoul month of the last plan change and its notice."""
+
+    period: str | None
+    # `domain.subscription.PlanChangeNotice` as JSON; rows written before version 3 hold its
+    # English sentence, which the model still reads.
+    notice: dict[str, str] | str | None
+
+
+class ScheduledPlanChangeJson(TypedDict):
+    """`scheduled_plan_change` (jsonb): `domain.subscription.ScheduledPlanChange` as JSON."""
+
+    plan_id: str
+    at: str
+    confirm_course_reset: bool
+    requested_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    """A row of the subscriptions read model (migrations/001_core.sql)."""
+
+    subscription_id: str
+    workplace_id: str
+    service_id: str
+    state: StateName
+    plan_id: str
+    applicant_id: str
+    terms_version: str
+    requested_at: datetime
+    applied_at: datetime | None
+    activated_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    next_plan_change_at: datetime | None
+    scheduled_plan_change: ScheduledPlanChangeJson | None
+    last_plan_change: LastPlanChange | None
+    data_deletion_at: datetime | None
+    final_invoice_at: datetime | None
+    purged_at: datetime | None
+    usage_permission_count: int
+    status_seq: int
+    updated_at: datetime
+
+
+ROW = columns(SubscriptionRow)
 
 
 async def reserve(
@@ -66,21 +115,20 @@ async def release(pool: Pool, subscription_id: str) -> None:
 
 async def unstarted_reservations(
     pool: Pool, older_than_seconds: float, workplace_id: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[SubscriptionRow]:
     """Reservations whose workflow has never published (`status_seq` 0) and that are older than
     the given age, of one workplace or all: a workflow start that may never have happened (the
     reconciler's input)."""
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT * FROM subscriptions WHERE state = 'applied' AND status_seq = 0"
-                " AND requested_at < now() - make_interval(secs => %s)"
-                " AND (%s::text IS NULL OR workplace_id = %s)"
-                " ORDER BY requested_at",
-                (older_than_seconds, workplace_id, workplace_id),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            SubscriptionRow,
+            f"SELECT {ROW} FROM subscriptions WHERE state = 'applied' AND status_seq = 0"
+            " AND requested_at < now() - make_interval(secs => %s)"
+            " AND (%s::text IS NULL OR workplace_id = %s)"
+            " ORDER BY requested_at",
+            (older_than_seconds, workplace_id, workplace_id),
+        )
 
 
 # A subscription left `applied` (activated or refused): what an application waits for
@@ -136,7 +184,12 @@ async def write_publication(conn: Conn, pub: Publication) -> None:
             s.activated_at,
             s.cancelled_at,
             s.cancel_reason,
-            Jsonb({"period": s.last_plan_change_period, "notice": s.plan_change_notice}),
+            Jsonb(
+                {
+                    "period": s.last_plan_change_period,
+                    "notice": s.plan_change_notice.model_dump() if s.plan_change_notice else None,
+                }
+            ),
             Jsonb(s.scheduled_plan_change.model_dump(mode="json"))
             if s.scheduled_plan_change
             else None,
@@ -171,82 +224,78 @@ async def write_publication(conn: Conn, pub: Publication) -> None:
             await conn.execute("SELECT pg_notify(%s, %s)", (SETTLED_CHANNEL, s.subscription_id))
 
 
-async def current(pool: Pool, workplace_id: str, service_id: str) -> dict[str, Any] | None:
+async def current(pool: Pool, workplace_id: str, service_id: str) -> SubscriptionRow | None:
     """The live subscription, else the latest one (API: GET …/subscription)."""
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM subscriptions WHERE workplace_id = %s AND service_id = %s"
-                " ORDER BY (state = ANY(%s)) DESC, requested_at DESC LIMIT 1",
-                (workplace_id, service_id, _LIVE),
-            )
-        ).fetchone()
-        return row
+        return await fetch_one(
+            conn,
+            SubscriptionRow,
+            f"SELECT {ROW} FROM subscriptions WHERE workplace_id = %s AND service_id = %s"
+            " ORDER BY (state = ANY(%s)) DESC, requested_at DESC LIMIT 1",
+            (workplace_id, service_id, _LIVE),
+        )
 
 
-async def by_id(pool: Pool, subscription_id: str) -> dict[str, Any] | None:
+async def by_id(pool: Pool, subscription_id: str) -> SubscriptionRow | None:
     async with pool.connection() as conn:
-        row: dict[str, Any] | None = await (
-            await conn.execute(
-                "SELECT * FROM subscriptions WHERE subscription_id = %s", (subscription_id,)
-            )
-        ).fetchone()
-        return row
+        return await fetch_one(
+            conn,
+            SubscriptionRow,
+            f"SELECT {ROW} FROM subscriptions WHERE subscription_id = %s",
+            (subscription_id,),
+        )
 
 
-async def for_workplace(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
+async def for_workplace(pool: Pool, workplace_id: str) -> list[SubscriptionRow]:
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT * FROM subscriptions WHERE workplace_id = %s"
-                " ORDER BY service_id, requested_at",
-                (workplace_id,),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            SubscriptionRow,
+            f"SELECT {ROW} FROM subscriptions WHERE workplace_id = %s"
+            " ORDER BY service_id, requested_at",
+            (workplace_id,),
+        )
 
 
-async def live_for_workplace(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
+async def live_for_workplace(pool: Pool, workplace_id: str) -> list[SubscriptionRow]:
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT * FROM subscriptions WHERE workplace_id = %s AND state = ANY(%s)",
-                (workplace_id, _LIVE),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            SubscriptionRow,
+            f"SELECT {ROW} FROM subscriptions WHERE workplace_id = %s AND state = ANY(%s)",
+            (workplace_id, _LIVE),
+        )
 
 
 async def live_of_services(
     pool: Pool, workplace_id: str, service_ids: Sequence[str]
-) -> list[dict[str, Any]]:
+) -> list[SubscriptionRow]:
     """Live subscriptions of the workplace on the given services."""
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT * FROM subscriptions WHERE workplace_id = %s AND state = ANY(%s)"
-                " AND service_id = ANY(%s)",
-                (workplace_id, _LIVE, list(service_ids)),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            SubscriptionRow,
+            f"SELECT {ROW} FROM subscriptions WHERE workplace_id = %s AND state = ANY(%s)"
+            " AND service_id = ANY(%s)",
+            (workplace_id, _LIVE, list(service_ids)),
+        )
 
 
 async def live_held_by(
     pool: Pool, workplace_id: str, member_id: str, or_services: Sequence[str] = ()
-) -> list[dict[str, Any]]:
+) -> list[SubscriptionRow]:
     """Live subscriptions of the workplace on which the member holds usage permission (as the
     read model mirrors it), together with every live one on ``or_services``."""
     async with pool.connection() as conn:
-        rows: list[dict[str, Any]] = await (
-            await conn.execute(
-                "SELECT s.* FROM subscriptions s WHERE s.workplace_id = %s AND s.state = ANY(%s)"
-                " AND (s.service_id = ANY(%s) OR EXISTS (SELECT 1 FROM usage_permissions u"
-                " WHERE u.subscription_id = s.subscription_id AND u.member_id = %s))",
-                (workplace_id, _LIVE, list(or_services), member_id),
-            )
-        ).fetchall()
-        return rows
+        return await fetch_all(
+            conn,
+            SubscriptionRow,
+            f"SELECT {columns(SubscriptionRow, 's')} FROM subscriptions s"
+            " WHERE s.workplace_id = %s AND s.state = ANY(%s)"
+            " AND (s.service_id = ANY(%s) OR EXISTS (SELECT 1 FROM usage_permissions u"
+            " WHERE u.subscription_id = s.subscription_id AND u.member_id = %s))",
+            (workplace_id, _LIVE, list(or_services), member_id),
+        )
 
 
 async def record_terms_agreement(
@@ -269,7 +318,7 @@ async def record_terms_agreement(
         )
 
 
-async def predecessor_cancelled_at(pool: Pool, subscription_id: str) -> Any:
+async def predecessor_cancelled_at(pool: Pool, subscription_id: str) -> datetime | None:
     """When the previous subscription to the same service by the same workplace was cancelled."""
     async with pool.connection() as conn:
         row = await (
@@ -281,4 +330,5 @@ async def predecessor_cancelled_at(pool: Pool, subscription_id: str) -> Any:
                 (subscription_id,),
             )
         ).fetchone()
-        return row["at"] if row else None
+        at: datetime | None = row["at"] if row else None
+        return at

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -27,11 +28,17 @@ from domain.subscription import SYSTEM_ACTOR, ActorRequest
 from services.access import AccessService
 from services.directory import DirectoryService
 from services.models import SubscriptionOut
+from services.root import Services, build_services
 from services.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store import directory, subscriptions
 from store.db import Pool, migrate, open_pool
 from workflows.subscription import workflow_id
+
+# No per-example time limit for property tests: on a busy 2-core machine (CI runs the whole
+# suite at once) hypothesis' 200 ms deadline failed examples that were only slow, not wrong.
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")
@@ -82,12 +89,22 @@ async def worker(env: WorkflowEnvironment, pool: Pool, task_queue: str) -> Async
 
 
 @pytest_asyncio.fixture(scope="session")
-async def service(
-    env: WorkflowEnvironment, pool: Pool, task_queue: str, worker: None
-) -> SubscriptionService:
-    return SubscriptionService(
-        pool, env.client, default_catalog(), task_queue, clock=env.get_current_time
+async def services(env: WorkflowEnvironment, pool: Pool, task_queue: str, worker: None) -> Services:
+    """Every service, built by the composition root on the suite's servers and clock."""
+    return build_services(
+        pool,
+        env.client,
+        default_catalog(),
+        task_queue,
+        secret=TEST_SECRET,
+        launch_url="https://sso.test/launch",
+        clock=env.get_current_time,
     )
+
+
+@pytest.fixture(scope="session")
+def service(services: Services) -> SubscriptionService:
+    return services.subscriptions
 
 
 @pytest.fixture
@@ -122,13 +139,13 @@ async def apply_for(
 
 
 @pytest.fixture
-def access(pool: Pool, service: SubscriptionService) -> AccessService:
-    return AccessService(pool, service, TEST_SECRET, launch_base_url="https://sso.test/launch")
+def access(services: Services) -> AccessService:
+    return services.access
 
 
 @pytest.fixture
-def dirs(pool: Pool, service: SubscriptionService) -> DirectoryService:
-    return DirectoryService(pool, service.client, service)
+def dirs(services: Services) -> DirectoryService:
+    return services.directory
 
 
 class Workplace:
@@ -181,7 +198,7 @@ async def cancel_live_subscriptions(client: Client, pool: Pool, workplace_id: st
     every live subscription costs an invoice at each month-end that any later test skips through;
     cancelled ones finish (final invoice, deletion) and stop costing anything."""
     for row in await subscriptions.live_for_workplace(pool, workplace_id):
-        handle = client.get_workflow_handle(workflow_id(row["subscription_id"]))
+        handle = client.get_workflow_handle(workflow_id(row.subscription_id))
         update = handle.execute_update("cancel", ActorRequest(actor=SYSTEM_ACTOR))
         with contextlib.suppress(WorkflowUpdateFailedError, RPCError, TimeoutError):
             await asyncio.wait_for(update, timeout=10)  # its worker may be gone (crash tests)

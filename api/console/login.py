@@ -10,7 +10,6 @@ Every login attempt counts against the client's rate limit.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -33,7 +32,7 @@ from api.console.session import (
 from api.ratelimit import rate_limit_of
 from api.runtime import Runtime
 from domain.errors import BizError
-from store import directory
+from services.models import MemberOut, WorkplaceInfo
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -61,11 +60,11 @@ def demo_workplace(request: Request) -> str | None:
 async def login_page(request: Request) -> Response:
     rt = runtime_of(request)
     demo = demo_workplace(request)
-    members: list[dict[str, Any]] = []
-    workplace = None
+    members: list[MemberOut] = []
+    workplace: WorkplaceInfo | None = None
     if demo is not None:
-        workplace = await directory.workplace(rt.pool, demo)
-        members = await directory.present_members(rt.pool, demo) if workplace else []
+        workplace = await rt.directory.workplace(demo)
+        members = await rt.directory.present_members(demo) if workplace else []
     csrf = login_csrf_token(request)
     response = await page(
         request,
@@ -95,7 +94,7 @@ async def login_demo(request: Request) -> Response:
         if demo is None:
             raise BizError("FORBIDDEN", needs="the demo login of a local stack")
         member_id = one(form, "member_id")
-        if await directory.member(rt.pool, demo, member_id) is None:
+        if await rt.directory.member(demo, member_id) is None:
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         return await start_session(request, rt, demo, member_id, await _target(rt, demo, member_id))
     except BizError as err:

@@ -9,9 +9,7 @@ from fastapi.responses import Response
 from api.console.labels import describe
 from api.console.session import ServiceSession, Session, guarded, page, redirect
 from domain.subscription import DATA_RETENTION
-from services import billing
 from statemachines.lifecycle import LIVE_STATES
-from store import directory
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -48,7 +46,7 @@ async def service_page(request: Request, s: ServiceSession, tab: str = "guide") 
         overview = await s.rt.access.service_overview(
             s.workplace_id, s.service.service_id, s.member_id
         )
-        members = await directory.present_members(s.rt.pool, s.workplace_id)
+        members = await s.rt.directory.present_members(s.workplace_id)
         now = await s.rt.business_now()
         status = overview.status
         return await page(
@@ -62,7 +60,7 @@ async def service_page(request: Request, s: ServiceSession, tab: str = "guide") 
             usage=overview.usage,
             live=status is not None and status.state in LIVE_STATES,
             members=members,
-            names={m["member_id"]: m["name"] for m in members},
+            names={m.member_id: m.name for m in members},
             holders={h.member_id for h in overview.usage.holders} if overview.usage else set(),
             plan_names={p.plan_id: p.name_ko for p in s.service.plans},
             deletion_preview=now + DATA_RETENTION,
@@ -76,8 +74,7 @@ async def service_page(request: Request, s: ServiceSession, tab: str = "guide") 
 @router.get("/services/{svc}/invoices")
 async def invoices_page(request: Request, s: ServiceSession) -> Response:
     async def render() -> Response:
-        found = await billing.invoices(
-            s.rt.subscriptions,
+        found = await s.rt.billing.invoices(
             workplace_id=s.workplace_id,
             service_id=s.service.service_id,
             actor_id=s.member_id,
@@ -113,8 +110,8 @@ async def _history(
                 if person in (e.actor, e.details.get("member_id"))
                 or person in (e.details.get("usage_granted") or [])
             ]
-        members = await directory.present_members(s.rt.pool, s.workplace_id)
-        names = {m["member_id"]: m["name"] for m in members}
+        members = await s.rt.directory.present_members(s.workplace_id)
+        names = {m.member_id: m.name for m in members}
         plans = {p.plan_id: p.name_ko for svc in s.rt.catalog.services for p in svc.plans}
         rows = [(e, describe(e.action, e.details, names, plans)) for e in reversed(entries[-300:])]
         return await page(
@@ -149,7 +146,7 @@ async def workplace_history(request: Request, s: Session) -> Response:
 async def permissions_page(request: Request, s: Session) -> Response:
     async def render() -> Response:
         listing = await s.rt.access.management_permissions(s.workplace_id, s.member_id)
-        members = await directory.present_members(s.rt.pool, s.workplace_id)
+        members = await s.rt.directory.present_members(s.workplace_id)
         held: dict[tuple[str, str], set[str]] = {}
         for entry in listing.services:
             for perm in entry.permissions:
@@ -162,7 +159,7 @@ async def permissions_page(request: Request, s: Session) -> Response:
             "permissions.html",
             s,
             listing=listing.services,
-            admins=[m for m in members if m["role"] == "admin"],
+            admins=[m for m in members if m.role == "admin"],
             held=held,
             services={svc.service_id: svc for svc in s.rt.catalog.services},
         )

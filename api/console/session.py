@@ -1,7 +1,7 @@
 """The console's plumbing: the session cookie, who is calling and in which scope, forms, flash
 messages, and rendering pages.
 
-Sessions live on the server (store/sessions.py): the cookie holds a random id, logout deletes
+Sessions live on the server (services/sessions.py): the cookie holds a random id, logout ends
 the session, and each session has a CSRF token that every form must send back.
 
 A page or action declares its caller with `Session` (any logged-in member) or `ServiceSession`
@@ -13,14 +13,13 @@ posts answered by a redirect (post/redirect/get) carrying a one-time flash messa
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +33,7 @@ from api.console.labels import FILTERS, GLOBALS, humanize
 from api.runtime import Runtime
 from domain.catalog import Service
 from domain.errors import BizError
-from store import directory, sessions
+from services.models import MemberOut
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 templates.env.filters.update(FILTERS)
@@ -51,10 +50,6 @@ Flash = dict[str, Any]
 
 
 # ── who is calling ───────────────────────────────────────────────────────────────────────────
-
-
-def _hash(session_id: str) -> str:
-    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class LoginRequired(Exception):
@@ -80,7 +75,7 @@ class Scope:
     workplace_id: str
     member_id: str
     csrf: str
-    member: dict[str, Any]  # the directory row, read once per request
+    member: MemberOut  # as the directory says, read once per request
 
 
 @dataclass(frozen=True)
@@ -95,14 +90,12 @@ async def member_scope(request: Request) -> Scope:
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         raise LoginRequired
-    row = await sessions.find(rt.pool, _hash(session_id), datetime.now(UTC))
-    if row is None:
+    session = await rt.sessions.find(session_id)
+    if session is None:
         raise LoginRequired
-    member = await directory.member(rt.pool, row["workplace_id"], row["member_id"])
-    if member is None:
-        raise LoginRequired
-    who = Caller(member_id=row["member_id"], workplace_id=row["workplace_id"], role=member["role"])
-    return Scope(rt, who, row["workplace_id"], row["member_id"], row["csrf_token"], member)
+    member = session.member
+    who = Caller(member_id=member.member_id, workplace_id=member.workplace_id, role=member.role)
+    return Scope(rt, who, member.workplace_id, member.member_id, session.csrf_token, member)
 
 
 async def service_scope(svc: str, scope: Annotated[Scope, Depends(member_scope)]) -> ServiceScope:
@@ -121,20 +114,13 @@ ServiceSession = Annotated[ServiceScope, Depends(service_scope)]
 async def start_session(
     request: Request, rt: Runtime, workplace_id: str, member_id: str, target: str
 ) -> RedirectResponse:
-    """A new server-side session for a verified member; the cookie holds only its random id."""
-    session_id = secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
-    await sessions.forget_expired(rt.pool, now)
-    previous = request.cookies.get(SESSION_COOKIE)
-    if previous:  # logging in again ends the session this browser had
-        await sessions.end(rt.pool, _hash(previous))
-    await sessions.create(
-        rt.pool,
-        session_hash=_hash(session_id),
-        workplace_id=workplace_id,
-        member_id=member_id,
-        csrf_token=secrets.token_urlsafe(32),
-        expires_at=now + timedelta(seconds=SESSION_SECONDS),
+    """A new server-side session for a verified member; the cookie holds only its random id.
+    Logging in again ends the session this browser had."""
+    session_id = await rt.sessions.open(
+        workplace_id,
+        member_id,
+        lifetime=timedelta(seconds=SESSION_SECONDS),
+        replacing=request.cookies.get(SESSION_COOKIE),
     )
     response = redirect(target)
     _set_cookie(request, response, SESSION_COOKIE, session_id, SESSION_SECONDS)
@@ -145,7 +131,7 @@ async def start_session(
 async def end_session(request: Request, response: Response) -> None:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
-        await sessions.end(runtime_of(request).pool, _hash(session_id))
+        await runtime_of(request).sessions.end(session_id)
     response.delete_cookie(SESSION_COOKIE)
 
 
@@ -280,7 +266,7 @@ async def page(
     who = scope.who if scope is not None else None
     workplace = menu = None
     if scope is not None:
-        workplace = await directory.workplace(rt.pool, scope.workplace_id)
+        workplace = await rt.directory.workplace(scope.workplace_id)
         # the top bar's service buttons; a page that has the menu already passes it
         menu = context.pop("menu", None) or await rt.access.menu(
             scope.workplace_id, scope.member_id

@@ -16,7 +16,6 @@ from api.auth import runtime_of
 from api.console.session import templates
 from api.ratelimit import rate_limit_of
 from domain.errors import BizError
-from store import directory
 
 router = APIRouter(include_in_schema=False)
 _PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -40,7 +39,7 @@ async def sso_landing(request: Request) -> Response:
             headers=_PRIVATE,
         )
     found = rt.catalog.service(verified.service_id)
-    member = await directory.member(rt.pool, verified.workplace_id, verified.member_id)
+    member = await rt.directory.member(verified.workplace_id, verified.member_id)
     return templates.TemplateResponse(
         request,
         "sso.html",

@@ -27,13 +27,13 @@ from temporalio.worker import Worker
 from activities.subscription import SubscriptionActivities
 from api.app import create_app
 from api.ratelimit import RateLimit
-from api.runtime import Runtime, assemble
+from api.runtime import Runtime
 from devstack.clock import SandboxClock
 from devstack.quiescence import InFlight
 from domain.catalog import default_catalog
 from domain.tokens import mint_access_token
 from partners.sandbox import SandboxPartner
-from services.subscriptions import SubscriptionService
+from services.root import build_services
 from store.db import Pool
 from workflows.subscription import SubscriptionWorkflow
 
@@ -52,19 +52,16 @@ async def api_runtime(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Run
         interceptors=[in_flight.interceptor()],
         max_concurrent_activities=100,
     )
-    subscriptions = SubscriptionService(
-        pool, env.client, default_catalog(), task_queue, clock=env.get_current_time
-    )
-    runtime = assemble(
-        pool=pool,
-        client=env.client,
-        catalog=default_catalog(),
-        subscriptions=subscriptions,
+    services = build_services(
+        pool,
+        env.client,
+        default_catalog(),
+        task_queue,
         secret=secrets.token_urlsafe(32),
         launch_url="http://127.0.0.1/sso/launch",
-        sandbox=SandboxClock(env, in_flight.idle),
-        demo_workplace=None,
+        clock=env.get_current_time,
     )
+    runtime = Runtime(services, sandbox=SandboxClock(env, in_flight.idle), demo_workplace=None)
     async with worker:
         yield runtime
 

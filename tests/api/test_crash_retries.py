@@ -28,11 +28,14 @@ from api import idempotency
 from api.app import create_app
 from api.idempotency import LeasePolicy
 from api.runtime import Runtime
-from services.subscriptions import SubscriptionService, derived_subscription_id
+from services.root import build_services
+from services.subscriptions import derived_subscription_id
 from starter.temporal import binary
 from store import audit, subscriptions
+from store.audit import AuditRow
 from store.db import Pool
 from store.idempotency import IdempotencyStore
+from store.subscriptions import SubscriptionRow
 from tests.api.conftest import TERMS, bearer, token
 from tests.conftest import Workplace
 
@@ -58,12 +61,12 @@ async def apply(api: httpx.AsyncClient, rt: Runtime, wp: Workplace, svc: str) ->
     return answer.json()
 
 
-async def actions(pool: Pool, wp: Workplace, action: str) -> list[dict]:
-    return [e for e in await audit.entries(pool, wp.id, limit=1000) if e["action"] == action]
+async def actions(pool: Pool, wp: Workplace, action: str) -> list[AuditRow]:
+    return [e for e in await audit.entries(pool, wp.id, limit=1000) if e.action == action]
 
 
-async def slot_rows(pool: Pool, wp: Workplace, svc: str) -> list[dict]:
-    return [r for r in await subscriptions.for_workplace(pool, wp.id) if r["service_id"] == svc]
+async def slot_rows(pool: Pool, wp: Workplace, svc: str) -> list[SubscriptionRow]:
+    return [r for r in await subscriptions.for_workplace(pool, wp.id) if r.service_id == svc]
 
 
 @pytest_asyncio.fixture
@@ -144,7 +147,7 @@ async def test_a_retry_while_the_owner_is_alive_gets_503_with_retry_after_within
     assert busy.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
     assert int(busy.headers["Retry-After"]) >= 1
     # nothing ran: the subscription is live, and the owner's answer is still to come
-    assert (await slot_rows(pool, workplace, "juju"))[0]["state"] == "active"
+    assert (await slot_rows(pool, workplace, "juju"))[0].state == "active"
     await store.answer(scope(workplace), "cancel-busy", 200, {"answered": "by the owner"})
     replay = await api.post(
         url, headers={**rep(api_runtime, workplace), "Idempotency-Key": "cancel-busy"}
@@ -213,9 +216,9 @@ async def test_an_apply_retried_after_a_crash_between_reservation_and_start_is_o
     assert answer.status_code == 201, answer.text
     assert answer.json()["subscription_id"] == sub
     assert answer.json()["state"] == "active"
-    assert [r["subscription_id"] for r in await slot_rows(pool, workplace, "juju")] == [sub]
+    assert [r.subscription_id for r in await slot_rows(pool, workplace, "juju")] == [sub]
     resumed = await actions(pool, workplace, "reservation_resumed")
-    assert [(e["subscription_id"], e["details"]["by"]) for e in resumed] == [(sub, "retry")]
+    assert [(e.subscription_id, e.details["by"]) for e in resumed] == [(sub, "retry")]
 
     # the answer lost after the start: the retry answers the same subscription
     await IdempotencyStore(pool).forget_answer(scope(workplace), key)
@@ -236,15 +239,16 @@ async def test_temporal_unreachable_answers_503_with_retry_after_and_the_key_get
     )
     unreachable = gone.client
     await gone.shutdown()
-    service = SubscriptionService(
+    services = build_services(
         pool,
         unreachable,
         api_runtime.catalog,
         api_runtime.subscriptions.task_queue,
+        secret=api_runtime.secret,
         clock=api_runtime.subscriptions.clock,
         temporal_deadline=2.0,
     )
-    down = create_app(dataclasses.replace(api_runtime, client=unreachable, subscriptions=service))
+    down = create_app(dataclasses.replace(api_runtime, services=services))
     transport = httpx.ASGITransport(app=down)
     url = f"{base(workplace, 'tudy')}/subscription"
     headers = {**rep(api_runtime, workplace), "Idempotency-Key": "apply-while-temporal-down"}
@@ -290,10 +294,14 @@ async def test_postgresql_unreachable_answers_503_with_retry_after_within_second
         open=False,
     )
     await dead.open(wait=False)
-    service = SubscriptionService(
-        dead, api_runtime.client, api_runtime.catalog, api_runtime.subscriptions.task_queue
+    services = build_services(
+        dead,
+        api_runtime.client,
+        api_runtime.catalog,
+        api_runtime.subscriptions.task_queue,
+        secret=api_runtime.secret,
     )
-    down = create_app(dataclasses.replace(api_runtime, pool=dead, subscriptions=service))
+    down = create_app(dataclasses.replace(api_runtime, services=services))
     transport = httpx.ASGITransport(app=down)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://down.test") as client:

@@ -80,6 +80,19 @@ def test_imports_run_downward(module: str) -> None:
     assert not upward, f"{module} (layer {_level(module)}) imports upward: {upward}"
 
 
+# The console and the bearer-token check read no table themselves: who a caller is, their session
+# and the pages' data come from the services (services/directory.py, services/sessions.py), the
+# layer the API and the CLI share (docs/architecture.md).
+THROUGH_SERVICES = sorted(m for m in MODULES if m == "api.auth" or m.startswith("api.console"))
+
+
+@pytest.mark.parametrize("module", THROUGH_SERVICES)
+def test_console_and_auth_go_through_the_services(module: str) -> None:
+    assert THROUGH_SERVICES, "no console modules found"
+    store = sorted(i for i in GRAPH[module] if i.split(".")[0] == "store")
+    assert not store, f"{module} reads store/ directly: {store}; call a service instead"
+
+
 def test_no_import_loops_between_files() -> None:
     loops: list[list[str]] = []
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done

@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.catalog import default_catalog
 from domain.errors import BizError
+from services.root import build_services
 from services.subscriptions import SubscriptionService
 from starter.temporal import build_worker
 from store import audit
@@ -43,14 +44,14 @@ async def test_an_update_nobody_can_finish_answers_503_then_its_retry_the_one_ou
     env: WorkflowEnvironment, pool: Pool, workplace: Workplace
 ) -> None:
     queue = f"bizsupport-deadline-{uuid.uuid4().hex[:8]}"
-    service = SubscriptionService(
+    service = build_services(
         pool,
         env.client,
         default_catalog(),
         queue,
         clock=env.get_current_time,
         temporal_deadline=2.0,
-    )
+    ).subscriptions
     # No workflow cache, so no sticky queue: the time-skipping server would keep the workflow's
     # tasks on a gone worker's sticky queue (it does not time them out to the normal queue).
     async with build_worker(env.client, pool, queue, max_cached_workflows=0):
@@ -78,7 +79,7 @@ async def test_an_update_nobody_can_finish_answers_503_then_its_retry_the_one_ou
         again = await service.set_usage(**grant)  # type: ignore[arg-type]
         assert again.usage_permission_count == 1
         entries = await audit.entries(pool, workplace.id, limit=1000)
-        assert [e["action"] for e in entries].count("usage_granted") == 1
+        assert [e.action for e in entries].count("usage_granted") == 1
         # Its task queue's worker ends with this test: a workflow left with timers and no worker
         # would stall the session's time-skipping server for every later test.
         await service.handle(applied.subscription_id).terminate(reason="test over")

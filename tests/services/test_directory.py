@@ -1,4 +1,4 @@
-"""Directory sync (API.md "Directory sync"; R-PERM-1, -3, -6, -7, -9)."""
+"""Directory sync (R-PERM-1, -3, -6, -7, -9)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.access import AccessService
 from services.directory import DirectoryService
 from services.subscriptions import SubscriptionService
 from store import audit, directory, permissions
+from store.audit import AuditRow
 from store.db import Pool
 from tests.conftest import Workplace, eventually
 from tests.conftest import apply_for as apply
@@ -22,11 +23,11 @@ from workflows.subscription import SubscriptionWorkflow
 
 
 async def holders(pool: Pool, subscription_id: str) -> list[str]:
-    return [r["member_id"] for r in await permissions.usage_holders(pool, subscription_id)]
+    return [r.member_id for r in await permissions.usage_holders(pool, subscription_id)]
 
 
 async def actions(pool: Pool, workplace_id: str, service_id: str | None = None) -> list[str]:
-    return [e["action"] for e in await audit.entries(pool, workplace_id, service_id, limit=1000)]
+    return [e.action for e in await audit.entries(pool, workplace_id, service_id, limit=1000)]
 
 
 async def member_rows(pool: Pool, workplace_id: str) -> list[dict[str, Any]]:
@@ -106,9 +107,9 @@ async def test_ubob_grants_everyone_on_application_and_joiners_at_once(
     grants = [
         e
         for e in await audit.entries(pool, wp.id, "ubob", limit=1000)
-        if e["action"] == "usage_granted" and e["details"].get("automatic")
+        if e.action == "usage_granted" and e.details.get("automatic")
     ]
-    assert {g["details"]["member_id"] for g in grants} == {joiner, new_admin}
+    assert {g.details["member_id"] for g in grants} == {joiner, new_admin}
     # a repeated PUT of a present member changes nothing and grants nothing twice
     await dirs.put_member(wp.id, joiner, login_id="new@x", name="신입", role="member")
     status = await service.status(workplace_id=wp.id, service_id="ubob", actor_id=wp.rep)
@@ -165,15 +166,15 @@ async def test_leaver_loses_every_usage_and_management_permission(
     dropped = [
         e
         for e in await audit.entries(pool, wp.id, "miricanvas", limit=1000)
-        if e["action"] == "management_permissions_dropped"
+        if e.action == "management_permissions_dropped"
     ]
-    assert dropped[0]["details"]["reason"] == "member_left"
+    assert dropped[0].details["reason"] == "member_left"
     revoked = [
         e
         for e in await audit.entries(pool, wp.id, "ubob", limit=1000)
-        if e["action"] == "usage_revoked"
+        if e.action == "usage_revoked"
     ]
-    assert revoked[0]["details"] == {
+    assert revoked[0].details == {
         "state": "active",
         "previous_state": "active",
         "member_id": wp.admin,
@@ -366,10 +367,10 @@ async def test_login_change_resets_learning_records_with_a_notice(
         within=30,
         what="reset audited",
     )
-    assert entry["details"]["member_id"] == m0
-    assert entry["details"]["records"] == 2
-    assert entry["details"]["login_id"] == "renamed@x"
-    assert entry["subscription_id"] == ubob
+    assert entry.details["member_id"] == m0
+    assert entry.details["records"] == 2
+    assert entry.details["login_id"] == "renamed@x"
+    assert entry.subscription_id == ubob
     menu = await access.menu(wp.id, m0)
     assert [n.notice_id for n in menu.notices] == [notice.notice_id]
     assert (await access.menu(wp.id, m1)).notices == []
@@ -383,9 +384,9 @@ async def _no_records(pool: Pool, subscription_id: str, member_id: str) -> bool:
     return member_id not in await _learning(pool, subscription_id)
 
 
-async def _audit_action(pool: Pool, workplace_id: str, action: str) -> dict[str, Any] | None:
+async def _audit_action(pool: Pool, workplace_id: str, action: str) -> AuditRow | None:
     for e in await audit.entries(pool, workplace_id, limit=1000):
-        if e["action"] == action:
+        if e.action == action:
             return e
     return None
 
@@ -400,7 +401,7 @@ async def test_login_change_without_ubob_has_no_notice(
     )
     assert answer.changes == ["login_id_changed"] and answer.notices == []
     row = await directory.member(pool, wp.id, wp.members[2])
-    assert row["login_id"] == "other@x"
+    assert row.login_id == "other@x"
 
 
 @pytest.mark.parametrize("bad", ["a\x00b", "\udbe6", "line\nbreak", "   ", "x" * 201])

@@ -1,4 +1,5 @@
-"""Permission matrix and permission screens (R-PERM-2..6, R-APPLY-4/5, API.md permission table).
+"""Permission matrix and permission screens (R-PERM-2..6, R-APPLY-4/5; docs/rules.md, "Who may
+call what").
 
 Every action is tried by an admin holding exactly one management permission (or none), by the
 representative admin and by a plain member. Without the permission the action is refused with
@@ -197,7 +198,7 @@ async def _assert_refused(w: World, pool: Pool, action: Action, actor: str) -> N
 async def test_admin_matrix_each_permission_allows_exactly_its_actions(
     world: World, pool: Pool, held: str | None
 ) -> None:
-    """R-PERM-3/4, API.md table: an admin holding only `held` on the services."""
+    """R-PERM-3/4, "Who may call what": an admin holding only `held` on the services."""
     w = world
     await _give(w, w.wp.admin, [held] if held else [])
     for action in ACTIONS:
@@ -332,9 +333,9 @@ async def test_management_listing_replace_and_remove(
     changes = [
         e
         for e in await audit.entries(pool, wp.id, "juju")
-        if e["action"] == "management_permissions_changed"
+        if e.action == "management_permissions_changed"
     ]
-    assert [(c["actor"], c["details"]["added"], c["details"]["removed"]) for c in changes] == [
+    assert [(c.actor, c.details["added"], c.details["removed"]) for c in changes] == [
         (wp.rep, [PLAN_CHANGE, USAGE_VIEW], []),
         (wp.rep, [USAGE_GRANT], [PLAN_CHANGE, USAGE_VIEW]),
         (wp.rep, [], [USAGE_GRANT]),
@@ -438,9 +439,7 @@ async def test_usage_grant_bad_input(
     first = await service.set_usage(**args, member_id=wp.members[0], grant=True)
     second = await service.set_usage(**args, member_id=wp.members[0], grant=True)
     assert first.usage_permission_count == second.usage_permission_count == 1
-    grants = [
-        e for e in await audit.entries(pool, wp.id, "wishket") if e["action"] == "usage_granted"
-    ]
+    grants = [e for e in await audit.entries(pool, wp.id, "wishket") if e.action == "usage_granted"]
     assert len(grants) == 1
     listing = await access.usage_permissions(wp.id, "wishket", wp.rep)
     assert listing.count == 1
@@ -527,4 +526,4 @@ async def test_audit_log_limits_and_order(
         await access.audit_log(wp.id, wp.rep, "netflix", 10)
     assert unknown.value.code == "UNKNOWN_SERVICE"
     rows = await subscriptions.for_workplace(pool, wp.id)
-    assert all(e.subscription_id == rows[0]["subscription_id"] for e in entries)
+    assert all(e.subscription_id == rows[0].subscription_id for e in entries)

@@ -55,13 +55,13 @@ async def orphan(pool: Pool, wp: Workplace, svc: str, *, age: timedelta) -> str:
     return sub
 
 
-async def audited(pool: Pool, wp: Workplace, action: str) -> list[tuple[str, str]]:
+async def audited(pool: Pool, wp: Workplace, action: str) -> list[tuple[str | None, str]]:
     """(subscription, by whom) of the workplace's audit entries of one action."""
     entries = await audit.entries(pool, wp.id, limit=1000)
-    return [(e["subscription_id"], e["details"]["by"]) for e in entries if e["action"] == action]
+    return [(e.subscription_id, e.details["by"]) for e in entries if e.action == action]
 
 
-async def resumed(pool: Pool, wp: Workplace) -> list[tuple[str, str]]:
+async def resumed(pool: Pool, wp: Workplace) -> list[tuple[str | None, str]]:
     return await audited(pool, wp, "reservation_resumed")
 
 
@@ -71,7 +71,7 @@ async def test_the_reconciler_starts_an_orphaned_reservation_once(
     young = await orphan(pool, workplace, "juju", age=timedelta(seconds=5))
     report = await reconcile_reservations(service, workplace_id=workplace.id)
     assert report.model_dump() == {"examined": 0, "started": 0, "already_running": 0, "failed": 0}
-    assert (await subscriptions.by_id(pool, young))["state"] == "applied"  # may still be starting
+    assert (await subscriptions.by_id(pool, young)).state == "applied"  # may still be starting
     await subscriptions.release(pool, young)
 
     sub = await orphan(pool, workplace, "miricanvas", age=timedelta(minutes=2))
@@ -80,7 +80,7 @@ async def test_the_reconciler_starts_an_orphaned_reservation_once(
 
     async def active() -> bool:
         row = await subscriptions.by_id(pool, sub)
-        return row is not None and row["state"] == "active"
+        return row is not None and row.state == "active"
 
     await eventually(active, what="the resumed subscription to activate")
     assert await resumed(pool, workplace) == [(sub, "reconciler")]
@@ -149,7 +149,7 @@ async def test_the_cli_reconciles_and_prints_counts(
 
     async def active() -> bool:
         row = await subscriptions.by_id(pool, sub)
-        return row is not None and row["state"] == "active"
+        return row is not None and row.state == "active"
 
     await eventually(active, what="the subscription the CLI resumed to activate")
     assert await resumed(pool, workplace) == [(sub, "reconciler")]
@@ -208,21 +208,21 @@ async def test_rows_behind_their_workflow_are_repaired_once_and_others_left_alon
         "failed": 0,
     }
     row = await subscriptions.by_id(pool, changing)
-    assert (row["state"], row["status_seq"]) == ("active", published)
+    assert (row.state, row.status_seq) == ("active", published)
     row = await subscriptions.by_id(pool, cancelled)
-    assert (row["state"], row["status_seq"]) == ("cancelled", cancelled_seq)
-    assert row["cancelled_at"] is not None and row["data_deletion_at"] is not None
+    assert (row.state, row.status_seq) == ("cancelled", cancelled_seq)
+    assert row.cancelled_at is not None and row.data_deletion_at is not None
     row = await subscriptions.by_id(pool, ahead)
-    assert (row["state"], row["status_seq"]) == ("plan_changing", ahead_seq + 5)
-    assert (await subscriptions.by_id(pool, young))["state"] == "plan_changing"
+    assert (row.state, row.status_seq) == ("plan_changing", ahead_seq + 5)
+    assert (await subscriptions.by_id(pool, young)).state == "plan_changing"
     repaired = sorted(await audited(pool, workplace, "read_model_repaired"))
     assert repaired == sorted([(changing, "reconciler"), (cancelled, "reconciler")])
     entry = next(
         e
         for e in await audit.entries(pool, workplace.id, "juju")
-        if e["action"] == "read_model_repaired"
+        if e.action == "read_model_repaired"
     )
-    assert entry["details"] == {
+    assert entry.details == {
         "by": "reconciler",
         "state": "active",
         "previous_state": "plan_changing",
@@ -250,7 +250,7 @@ async def test_a_row_whose_workflow_temporal_does_not_know_is_counted_not_touche
     await rewrite_row(pool, sub, state="plan_changing", seq_delta=3, age=timedelta(minutes=10))
     report = await reconcile_read_model(service, workplace_id=workplace.id)
     assert (report.examined, report.workflow_missing, report.repaired) == (1, 1, 0)
-    assert (await subscriptions.by_id(pool, sub))["state"] == "plan_changing"
+    assert (await subscriptions.by_id(pool, sub)).state == "plan_changing"
     assert await audited(pool, workplace, "read_model_repaired") == []
     await rewrite_row(pool, sub, state="applied", seq_delta=-3, age=timedelta(0))
     await subscriptions.release(pool, sub)
@@ -305,9 +305,9 @@ async def test_active_accounts_of_ended_subscriptions_are_suspended_once(
         assert await account_status(pool, unknown) == "active"  # not ours: untouched
         suspended = [("partner_account_suspended", ended, "reconciler")]
         assert [
-            (e["action"], e["subscription_id"], e["details"]["by"])
+            (e.action, e.subscription_id, e.details["by"])
             for e in await audit.entries(pool, workplace.id, limit=1000)
-            if e["action"] == "partner_account_suspended"
+            if e.action == "partner_account_suspended"
         ] == suspended
 
         again = await reconcile_partner_accounts(service, partner, workplace_id=workplace.id)

@@ -42,11 +42,13 @@ from domain.catalog import default_catalog
 from domain.errors import BizError
 from domain.subscription import MemberEvent
 from partners.sandbox import SandboxPartner
-from services import billing
+from services.billing import BillingService
 from services.models import SubscriptionOut
+from services.root import build_services
 from services.subscriptions import SubscriptionService
 from store import ledger, subscriptions
 from store.db import Pool
+from store.ledger import InvoiceRow
 from tests import billing_oracle as oracle
 from tests.billing_lifecycles import (
     CI_LIFECYCLES,
@@ -266,7 +268,7 @@ class Run:
 
         async def landed() -> bool:
             row = await subscriptions.by_id(self.pool, self.sub_ids[-1])
-            return row is not None and row["usage_permission_count"] == len(self.holders)
+            return row is not None and row.usage_permission_count == len(self.holders)
 
         await eventually(landed, what=f"{name} {member}")
         await self._same_day(before)
@@ -310,9 +312,9 @@ class Run:
         """Every issued invoice equals the oracle's; exactly one per subscription and month.
         Returns how many invoices were compared and their total in won."""
         rows = await ledger.invoices_for(self.pool, self.wp.id, self.service_id)
-        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        seen: dict[tuple[str, str], InvoiceRow] = {}
         for row in rows:
-            key = (row["subscription_id"], row["period"])
+            key = (row.subscription_id, row.period)
             assert key not in seen, f"two invoices for {key}"  # R-BILL-6
             seen[key] = row
         expected = {
@@ -323,18 +325,18 @@ class Run:
         assert set(seen) == set(expected), (sorted(seen), sorted(expected), self.subs)
         for key, found in expected.items():
             assert ledger_shape(seen[key]) == found.as_ledger(), (key, self.subs)
-            issued = oracle.seoul_day(seen[key]["issued_at"])  # R-BILL-5: on the next 1st
+            issued = oracle.seoul_day(seen[key].issued_at)  # R-BILL-5: on the next 1st
             assert issued == oracle.month_first(oracle.month_after(key[1]))
         return len(expected), sum(found.total for found in expected.values())
 
 
-def ledger_shape(row: dict[str, Any]) -> dict[str, Any]:
+def ledger_shape(row: InvoiceRow) -> dict[str, Any]:
     return {
-        "period": row["period"],
-        "lines": row["lines"],
-        "subtotal": int(row["subtotal"]),
-        "vat": int(row["vat"]),
-        "total": int(row["total"]),
+        "period": row.period,
+        "lines": row.lines,
+        "subtotal": int(row.subtotal),
+        "vat": int(row.vat),
+        "total": int(row.total),
     }
 
 
@@ -609,12 +611,12 @@ async def play(env: WorkflowEnvironment, run: Run, steps: list[Step]) -> int:
     return await finish(env, [run])
 
 
-def lines_of(rows: list[dict[str, Any]], subscription_id: str | None = None) -> list[Any]:
+def lines_of(rows: list[InvoiceRow], subscription_id: str | None = None) -> list[Any]:
     return [
         (line["plan_id"], line["from_day"], line["to_day"], line["days"], line["seats"])
         for row in rows
-        if subscription_id in (None, row["subscription_id"])
-        for line in row["lines"]
+        if subscription_id in (None, row.subscription_id)
+        for line in row.lines
     ]
 
 
@@ -667,8 +669,8 @@ async def test_r_cancel_3_cancellation_on_the_first_and_on_the_last_day_of_a_mon
     )
     cancel_day = oracle.seoul_day(cancel_at).isoformat()
     final = (await ledger.invoices_for(pool, run.wp.id, "ubob"))[-1]
-    assert final["period"] == cancel_day[:7]
-    assert final["lines"][-1]["to_day"] == cancel_day
+    assert final.period == cancel_day[:7]
+    assert final.lines[-1]["to_day"] == cancel_day
     if when is is_first:
         assert lines_of([final]) == [("ubob-premium", cancel_day, cancel_day, 1, 5)]
 
@@ -743,8 +745,8 @@ async def test_r_bill_4_february_is_prorated_over_its_own_days(
     )
     rows = await ledger.invoices_for(pool, run.wp.id, "miricanvas")
     february = oracle.month_of(oracle.seoul_day(applied))
-    assert [row["period"] for row in rows] == [february, oracle.month_after(february)]
-    assert [line["days"] for line in rows[0]["lines"]] == [5, oracle.month_length(february) - 14]
+    assert [row.period for row in rows] == [february, oracle.month_after(february)]
+    assert [line["days"] for line in rows[0].lines] == [5, oracle.month_length(february) - 14]
 
 
 async def test_r_bill_2_reapplication_on_the_cancellation_day_bills_from_the_next_day(
@@ -778,7 +780,7 @@ async def test_r_bill_2_reapplication_on_the_cancellation_day_bills_from_the_nex
 async def test_r_life_deletion_before_the_final_invoice_in_a_31_day_month(
     service: SubscriptionService, env: WorkflowEnvironment, pool: Pool
 ) -> None:
-    """SPEC §3, R-CANCEL-2, R-BILL-5: cancelled on the 1st of a 31-day month, the data goes on
+    """R-LIFE, R-CANCEL-2, R-BILL-5: cancelled on the 1st of a 31-day month, the data goes on
     the 31st, before the final invoice on the next 1st. The invoice still comes and is correct,
     and the workflow completes only after both."""
     cancel_at = await upcoming(
@@ -802,7 +804,7 @@ async def test_r_life_deletion_before_the_final_invoice_in_a_31_day_month(
     await cross_to(env, [run], deletion + timedelta(hours=1))
     await eventually(lambda: ledger.deletion_record(pool, sub_id), what="the deletion")
     row = await subscriptions.by_id(pool, sub_id)
-    assert row is not None and row["state"] == "purged"
+    assert row is not None and row.state == "purged"
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
     assert len(await ledger.invoices_for(pool, run.wp.id, "loai")) == 1  # the month before
     assert await finish(env, [run]) == 2
@@ -843,7 +845,7 @@ async def test_r_bill_6_exactly_one_invoice_across_worker_restarts(
     worker, so the clock only moves while one of ours is running.
     """
     queue = f"bizsupport-restart-{uuid.uuid4().hex[:8]}"
-    own = SubscriptionService(pool, env.client, CATALOG, queue, clock=env.get_current_time)
+    own = build_services(pool, env.client, CATALOG, queue, clock=env.get_current_time).subscriptions
     runs = [await new_run(own, env, pool, s) for s in ["cartax", UBOB, "tudy", UBOB, "wishket"]]
     start = await upcoming(env, 15 * 3600, lambda d: d.day == 20)
     for run in runs:
@@ -907,13 +909,12 @@ async def test_r_bill_6_exactly_one_invoice_across_worker_restarts(
         await worker.__aexit__(None, None, None)
 
 
-# ── 이용 요금 조회: GET …/invoices (R-BILL-7, API.md) ──────────────────────────────────────────
+# ── 이용 요금 조회: GET …/invoices (R-BILL-7) ─────────────────────────────────────────────────
 
 
 async def invoices_of(run: Run, actor: str | None = None) -> dict[str, Any]:
     """The answer as the API sends it (JSON: money as strings, times in Seoul time)."""
-    found = await billing.invoices(
-        run.service,
+    found = await BillingService(run.service).invoices(
         workplace_id=run.wp.id,
         service_id=run.service_id,
         actor_id=actor or run.wp.rep,
@@ -922,14 +923,14 @@ async def invoices_of(run: Run, actor: str | None = None) -> dict[str, Any]:
     return answer
 
 
-def api_invoice(run: Run, row: dict[str, Any], sub_index: int) -> dict[str, Any]:
+def api_invoice(run: Run, row: InvoiceRow, sub_index: int) -> dict[str, Any]:
     """What the API must say about a ledger row: the oracle's bill, and the row's identity."""
-    found = oracle.bill(run.subs[sub_index], row["period"], FEES)
+    found = oracle.bill(run.subs[sub_index], row.period, FEES)
     assert found is not None
     return {
-        "invoice_id": row["invoice_id"],
+        "invoice_id": row.invoice_id,
         "subscription_id": run.sub_ids[sub_index],
-        "issued_at": oracle.seoul_iso(row["issued_at"]),
+        "issued_at": oracle.seoul_iso(row.issued_at),
         **found.as_api(),
     }
 
@@ -937,7 +938,7 @@ def api_invoice(run: Run, row: dict[str, Any], sub_index: int) -> dict[str, Any]
 async def test_r_bill_7_issued_invoices_and_the_current_months_estimate(
     service: SubscriptionService, env: WorkflowEnvironment, pool: Pool
 ) -> None:
-    """R-BILL-7, API.md: the issued invoices (money as strings of whole won, inclusive Seoul
+    """R-BILL-7: the issued invoices (money as strings of whole won, inclusive Seoul
     dates) and the live subscription's estimate, the invoice the month would get if plan and
     seats stayed as they are; both equal the oracle's."""
     start = await upcoming(env, 10 * 3600, lambda d: 5 <= d.day <= 15)

@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.catalog import default_catalog
-from services.subscriptions import SubscriptionService
+from services.root import build_services
 from starter.temporal import binary
 from store import audit, subscriptions
 from store.db import Pool
@@ -63,7 +63,7 @@ async def test_sigkill_mid_provisioning_completes_once(
     workplace: Workplace,
 ) -> None:
     queue = f"crash-{uuid.uuid4().hex[:8]}"
-    service = SubscriptionService(pool, dev_env.client, default_catalog(), queue)
+    service = build_services(pool, dev_env.client, default_catalog(), queue).subscriptions
     async with pool.connection() as conn:  # the partner fails twice: provisioning retries
         await conn.execute(
             "INSERT INTO partner_sandbox.scripted_faults (workplace_id, service_id, kind,"
@@ -87,7 +87,7 @@ async def test_sigkill_mid_provisioning_completes_once(
     try:
         sub = status.subscription_id
         row = await eventually(lambda: _active(pool, sub), within=60, what="activation")
-        assert row["state"] == "active"
+        assert row.state == "active"
         async with pool.connection() as conn:
             accounts = await (
                 await conn.execute(
@@ -96,7 +96,7 @@ async def test_sigkill_mid_provisioning_completes_once(
                 )
             ).fetchone()
         assert accounts["n"] == 1
-        actions = [e["action"] for e in await audit.entries(pool, workplace.id, "cartax")]
+        actions = [e.action for e in await audit.entries(pool, workplace.id, "cartax")]
         assert actions == ["applied", "activated"]
         described = await service.handle(sub).describe()
         assert described.typed_search_attributes.get(sa.SUBSCRIPTION_STATE) == "active"
@@ -107,4 +107,4 @@ async def test_sigkill_mid_provisioning_completes_once(
 
 async def _active(pool: Pool, sub: str):
     row = await subscriptions.by_id(pool, sub)
-    return row if row and row["state"] == "active" else None
+    return row if row and row.state == "active" else None

@@ -2,8 +2,9 @@
 
 Recorded histories: `ubob_full_life.json` is a whole version-1 life (recorded before versions
 existed, by the code of commit bb02659); `ubob_v2_run*.json` are the runs of a version-2 life
-(each month-close starts a new run). A change to the workflow must replay all of them; never
-re-record or edit one to make a change pass (docs/architecture.md, "Versions").
+and `ubob_v3_run*.json` of a version-3 life (each month-close starts a new run). A change to the
+workflow must replay all of them; never re-record or edit one to make a change pass
+(docs/architecture.md, "Versions").
 `BIZSUPPORT_RECORD_HISTORIES=1 pytest tests/workflows/test_durability.py` records the current
 version's life into new files, for a new version only.
 """
@@ -22,6 +23,7 @@ from temporalio.worker import Replayer
 
 from domain.catalog import default_catalog
 from domain.subscription import CURRENT_VERSION, SubscriptionData
+from services.root import build_services
 from services.subscriptions import SubscriptionService
 from store import audit, subscriptions
 from tests.conftest import Workplace, advance, eventually
@@ -37,14 +39,14 @@ async def test_continue_as_new_keeps_state(
     workplace: Workplace,
 ) -> None:
     """R-LIFE-5: with a small history limit the workflow continues as new, state intact."""
-    small = SubscriptionService(
+    small = build_services(
         service.pool,
         service.client,
         default_catalog(),
         service.task_queue,
         clock=service.clock,
         history_event_limit=60,
-    )
+    ).subscriptions
     status = await small.apply(
         workplace_id=workplace.id,
         service_id="miricanvas",
@@ -90,8 +92,8 @@ async def test_continue_as_new_keeps_state(
         grant=True,
     )
     row = await subscriptions.by_id(service.pool, status.subscription_id)
-    assert row["usage_permission_count"] == 3 and row["status_seq"] == seq + 1
-    keys = [e["event_key"] for e in await audit.entries(service.pool, workplace.id, "miricanvas")]
+    assert row.usage_permission_count == 3 and row.status_seq == seq + 1
+    keys = [e.event_key for e in await audit.entries(service.pool, workplace.id, "miricanvas")]
     assert len(keys) == len(set(keys))  # every audit entry once, across runs
     await small.cancel(workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep)
     await advance(env, timedelta(days=62))

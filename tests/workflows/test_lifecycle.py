@@ -1,4 +1,5 @@
-"""Subscription lifecycle on the real time-skipping server and real PostgreSQL (SPEC §3, §4, §6)."""
+"""Subscription lifecycle on the real time-skipping server and real PostgreSQL (R-LIFE, R-APPLY,
+R-CANCEL)."""
 
 from __future__ import annotations
 
@@ -87,8 +88,8 @@ async def test_full_life_apply_cancel_delete_at_day_30(
     row = await eventually(
         lambda: _state_is(pool, sub, "purged"), what="purged state in the read model"
     )
-    assert row["purged_at"] is not None
-    actions = [e["action"] for e in await audit.entries(pool, workplace.id, "miricanvas")]
+    assert row.purged_at is not None
+    actions = [e.action for e in await audit.entries(pool, workplace.id, "miricanvas")]
     assert actions[:3] == ["applied", "activated", "usage_granted"]
     assert "cancelled" in actions and actions[-1] in ("purged", "invoice_issued")
 
@@ -104,7 +105,7 @@ async def _account(pool: Pool, sub: str):
 
 async def _state_is(pool: Pool, sub: str, state: str):
     row = await subscriptions.by_id(pool, sub)
-    return row if row and row["state"] == state else None
+    return row if row and row.state == state else None
 
 
 async def test_partner_refusal_cancels_without_charge(
@@ -192,7 +193,7 @@ async def test_reapplication_after_cancel_is_a_new_subscription(
     assert second.plan_id == "ubob-premium" and second.state == "active"
     assert second.usage_permission_count == 5
     old = await subscriptions.by_id(pool, first.subscription_id)
-    assert old["state"] == "cancelled"
+    assert old.state == "cancelled"
     current = await service.status(
         workplace_id=workplace.id, service_id="ubob", actor_id=workplace.rep
     )
@@ -297,7 +298,7 @@ async def test_an_old_reservation_without_a_workflow_is_started_by_the_next_appl
     with pytest.raises(BizError) as young:
         await apply(service, workplace, "wishket")
     assert young.value.code == "ALREADY_SUBSCRIBED"
-    assert (await subscriptions.by_id(pool, orphan))["state"] == "applied"  # left alone
+    assert (await subscriptions.by_id(pool, orphan)).state == "applied"  # left alone
     async with pool.connection() as conn:
         await conn.execute(
             "UPDATE subscriptions SET requested_at = now() - interval '5 minutes'"

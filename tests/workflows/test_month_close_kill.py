@@ -63,13 +63,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.calendar import first_instant_of_next_month, period_of
 from domain.catalog import default_catalog
+from services.root import build_services
 from services.subscriptions import SubscriptionService
 from starter.temporal import binary, ensure_search_attributes
 from store import directory
 from store.db import Pool
 from tests.conftest import TERMS
 from tests.workflows.sticky import StickySpy, drain_sticky
-from workflows.subscription import ACTIVITY_TIMEOUT
+from workflows.calls import ACTIVITY_TIMEOUT
 
 N = int(os.environ.get("MONTH_CLOSE_KILL_N", "200"))
 T = TypeVar("T")
@@ -202,9 +203,9 @@ async def month_close_through_a_kill(
     tag = uuid.uuid4().hex[:6]
     queue = f"month-close-kill-{tag}"
     like = f"mck-{tag}-%"
-    service = SubscriptionService(
+    service = build_services(
         pool, env.client, default_catalog(), queue, clock=env.get_current_time
-    )
+    ).subscriptions
     server = env.client.service_client.config.target_host
     spy = await stack.enter_async_context(StickySpy(server, queue))  # for the drainer
     first = await spawn_worker(spy.address, queue, database_url)
@@ -332,9 +333,9 @@ async def test_a_task_on_a_dead_workers_sticky_queue_reaches_the_replacement(
     would leave it for good. The drainer moves exactly that task and B completes the cancel."""
     env = own_env
     queue = f"sticky-{uuid.uuid4().hex[:6]}"
-    service = SubscriptionService(
+    service = build_services(
         pool, env.client, default_catalog(), queue, clock=env.get_current_time
-    )
+    ).subscriptions
     server = env.client.service_client.config.target_host
     moved: list[str] = []
     async with StickySpy(server, queue) as spy:

@@ -8,6 +8,7 @@ domain/calendar.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from domain.errors import BizError
+from domain.subscription import PlanChangeNotice
 from services.models import SubscriptionOut
 from services.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
@@ -38,7 +40,7 @@ async def cancel_afterwards(
     yield
     for row in await subscriptions.live_for_workplace(pool, workplace.id):
         await service.cancel(
-            workplace_id=workplace.id, service_id=row["service_id"], actor_id=workplace.rep
+            workplace_id=workplace.id, service_id=row.service_id, actor_id=workplace.rep
         )
 
 
@@ -111,14 +113,14 @@ async def status(service: SubscriptionService, wp: Workplace, svc: str = SVC) ->
 
 
 async def actions(pool: Pool, wp: Workplace, svc: str = SVC) -> list[str]:
-    return [e["action"] for e in await audit.entries(pool, wp.id, svc, limit=1000)]
+    return [e.action for e in await audit.entries(pool, wp.id, svc, limit=1000)]
 
 
 async def snapshot(pool: Pool, wp: Workplace, sub_id: str) -> tuple[Any, ...]:
     """Everything a refused action must leave as it was (R-ERR-1)."""
     row = await subscriptions.by_id(pool, sub_id)
     assert row is not None
-    kept = {k: v for k, v in row.items() if k != "updated_at"}
+    kept = {k: v for k, v in dataclasses.asdict(row).items() if k != "updated_at"}
     entries = await audit.entries(pool, wp.id, limit=1000)
     return kept, entries, await courses(pool, sub_id)
 
@@ -287,13 +289,13 @@ async def test_r_plan_8_scheduled_change_fires_at_midnight_on_the_1st_and_counts
     shown = await status(service, workplace)
     assert shown.plan_id == PREMIUM and shown.scheduled_plan_change is None
     entries = await audit.entries(pool, workplace.id, SVC, limit=1000)
-    fired = next(e for e in entries if e["action"] == "plan_changed")
-    assert oracle.seoul_day(fired["at"]) == oracle.seoul_day(first)
-    assert fired["at"] - first < timedelta(minutes=1)  # at once, not at some later wake-up
-    assert fired["details"]["from_plan"] == BASIC and fired["details"]["to_plan"] == PREMIUM
+    fired = next(e for e in entries if e.action == "plan_changed")
+    assert oracle.seoul_day(fired.at) == oracle.seoul_day(first)
+    assert fired.at - first < timedelta(minutes=1)  # at once, not at some later wake-up
+    assert fired.details["from_plan"] == BASIC and fired.details["to_plan"] == PREMIUM
 
     invoice = (await ledger.invoices_for(pool, workplace.id, SVC))[-1]
-    assert {line["plan_id"] for line in invoice["lines"]} == {BASIC}
+    assert {line["plan_id"] for line in invoice.lines} == {BASIC}
 
     following = oracle.first_of_next_month(first)
     assert shown.next_plan_change_at == following
@@ -313,7 +315,7 @@ async def test_r_plan_8_a_second_schedule_replaces_the_first(
     again = await change(service, workplace, PREMIUM, when="next_window")
     assert again.scheduled_plan_change.plan_id == PREMIUM
     row = await subscriptions.by_id(pool, sub_id)
-    assert row is not None and row["scheduled_plan_change"]["plan_id"] == PREMIUM
+    assert row is not None and row.scheduled_plan_change["plan_id"] == PREMIUM
     await at_month_start(env, pool, sub_id)
     assert (await status(service, workplace)).plan_id == PREMIUM
     assert (await actions(pool, workplace)).count("plan_changed") == 1
@@ -360,14 +362,14 @@ async def test_r_plan_8_cancellation_drops_the_scheduled_change(
     assert cancelled.state == "cancelled" and cancelled.scheduled_plan_change is None
     assert cancelled.next_plan_change_at is None
     entry = (await audit.entries(pool, workplace.id, SVC, limit=1000))[-1]
-    assert entry["action"] == "cancelled"
-    assert entry["details"]["dropped_plan_change"] == PREMIUM
+    assert entry.action == "cancelled"
+    assert entry.details["dropped_plan_change"] == PREMIUM
     await at_month_start(env, pool, sub_id)
     row = await subscriptions.by_id(pool, sub_id)
-    assert row is not None and row["plan_id"] == BASIC
+    assert row is not None and row.plan_id == BASIC
     assert "plan_changed" not in await actions(pool, workplace)
     final = await ledger.invoices_for(pool, workplace.id, SVC)
-    assert [line["plan_id"] for line in final[-1]["lines"]] == [BASIC]
+    assert [line["plan_id"] for line in final[-1].lines] == [BASIC]
 
 
 async def test_r_plan_8_scheduled_change_to_the_plan_already_in_effect_is_dropped(
@@ -386,8 +388,11 @@ async def test_r_plan_8_scheduled_change_to_the_plan_already_in_effect_is_droppe
     assert shown.plan_id == PREMIUM and shown.scheduled_plan_change is None
     assert (await actions(pool, workplace)).count("plan_changed") == 1
     dropped = (await audit.entries(pool, workplace.id, SVC, limit=1000))[-2]
-    assert dropped["action"] == "plan_change_dropped" and dropped["outcome"] == "dropped"
-    assert PREMIUM in shown.plan_change_notice
+    assert dropped.action == "plan_change_dropped" and dropped.outcome == "dropped"
+    assert dropped.details["reason"] == "scheduled_change_dropped_same_plan"
+    assert shown.plan_change_notice == PlanChangeNotice(
+        code="scheduled_change_dropped_same_plan", plan_id=PREMIUM
+    )
     assert shown.next_plan_change_at <= await env.get_current_time()
     assert (await change(service, workplace, STANDARD)).plan_id == STANDARD
 
@@ -446,7 +451,7 @@ async def test_r_plan_6_a_confirmed_change_stops_every_course_in_progress(
         ]
     )
     entry = (await audit.entries(pool, workplace.id, SVC, limit=1000))[-1]
-    assert entry["action"] == "plan_changed" and entry["details"]["stopped_courses"] == 3
+    assert entry.action == "plan_changed" and entry.details["stopped_courses"] == 3
 
 
 async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dropped(
@@ -465,17 +470,19 @@ async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dro
     await at_month_start(env, pool, sub_id)
     shown = await status(service, workplace)
     assert shown.plan_id == BASIC and shown.scheduled_plan_change is None
-    assert PREMIUM in shown.plan_change_notice
+    assert shown.plan_change_notice == PlanChangeNotice(
+        code="scheduled_change_dropped_courses_in_progress", plan_id=PREMIUM
+    )
     dropped = [
         e
         for e in await audit.entries(pool, workplace.id, SVC, limit=1000)
-        if e["action"] == "plan_change_dropped"
+        if e.action == "plan_change_dropped"
     ]
     assert len(dropped) == 1
-    assert dropped[0]["outcome"] == "dropped" and dropped[0]["actor"] == "system"
-    assert dropped[0]["details"]["plan_id"] == PREMIUM
-    assert dropped[0]["details"]["member_count"] == 1
-    assert dropped[0]["details"]["members"] == [{"member_id": member, "courses": ["ml-401"]}]
+    assert dropped[0].outcome == "dropped" and dropped[0].actor == "system"
+    assert dropped[0].details["plan_id"] == PREMIUM
+    assert dropped[0].details["member_count"] == 1
+    assert dropped[0].details["members"] == [{"member_id": member, "courses": ["ml-401"]}]
     assert await courses(pool, sub_id) == kept
     assert shown.next_plan_change_at <= await env.get_current_time()
 
@@ -571,7 +578,7 @@ async def test_r_plan_7_two_changes_at_once_one_wins_the_other_is_refused(
 async def test_r_plan_7_cancel_during_a_change_waits_for_it(
     service: SubscriptionService, env: WorkflowEnvironment, pool: Pool, workplace: Workplace
 ) -> None:
-    """R-PLAN-7, SPEC §3: a cancellation asked for while a change is carried out waits for it;
+    """R-PLAN-7, R-LIFE: a cancellation asked for while a change is carried out waits for it;
     nothing interleaves, both outcomes are consistent and audited in order."""
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
     await apply(service, workplace)
@@ -584,10 +591,10 @@ async def test_r_plan_7_cancel_during_a_change_waits_for_it(
     changed, cancelled = outcomes
     assert isinstance(cancelled, SubscriptionOut) and cancelled.state == "cancelled"
     trail = await audit.entries(pool, workplace.id, SVC, limit=1000)
-    names = [e["action"] for e in trail]
+    names = [e.action for e in trail]
     if isinstance(changed, SubscriptionOut):
         assert names[-3:] == ["plan_change_started", "plan_changed", "cancelled"]
-        assert trail[-3]["details"]["state"] == "plan_changing"
+        assert trail[-3].details["state"] == "plan_changing"
         assert cancelled.plan_id == PREMIUM
     else:
         assert isinstance(changed, BizError) and changed.code == "ALREADY_CANCELLED"

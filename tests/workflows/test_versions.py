@@ -2,9 +2,11 @@
 
 Version 1 runs (every subscription started before versions existed) keep making their effects as
 they always did — an effect activity, then a `publish` activity — until their next month-close,
-which ends the run; the next run is version 2: one local-activity commit per decision and a new
-run after each month-close. Both are exercised here on the time-skipping server: the recorded
-histories (test_durability) prove the replay side, these prove the running side.
+which ends the run; the next run is at the current version: one local-activity commit per
+decision and a new run after each month-close. Version 2 runs keep calling their activities by
+their old names until their month-close; version 3 calls typed ones (one input model each).
+All are exercised here on the time-skipping server: the recorded histories (test_durability)
+prove the replay side, these prove the running side.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from domain.subscription import (
     SubscriptionData,
     continue_as_new_delay,
 )
+from services.root import build_services
 from services.subscriptions import SubscriptionService, derived_subscription_id
 from store import ledger, permissions
+from store.ledger import InvoiceRow
 from tests.conftest import TERMS, Workplace, advance_to, apply_for, eventually
 
 # The month-close, then the next run: it starts within CONTINUE_AS_NEW_WINDOW of the close.
@@ -58,7 +62,18 @@ async def _markers(client: Client, workflow_id: str, run_id: str) -> int:
 
 
 async def _holders(service: SubscriptionService, subscription_id: str) -> list[str]:
-    return [r["member_id"] for r in await permissions.usage_holders(service.pool, subscription_id)]
+    return [r.member_id for r in await permissions.usage_holders(service.pool, subscription_id)]
+
+
+async def _next_run(handle: WorkflowHandle[Any, Any], first_run: str) -> str:
+    """The run after `first_run` (the month-close's continue-as-new), once it has started."""
+
+    async def new_run() -> str | None:
+        run = (await handle.describe()).run_id
+        return run if run != first_run else None
+
+    found: str = await eventually(new_run, what="the run after the month-close")
+    return found
 
 
 async def _grant(service: SubscriptionService, wp: Workplace, member: str, grant: bool) -> None:
@@ -96,18 +111,14 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     period = period_of(await env.get_current_time())
     await advance_to(env, period_start(next_period(period)) + AFTER_NEXT_RUN)
 
-    async def new_run() -> str | None:
-        run = (await handle.describe()).run_id
-        return run if run != first_run else None
-
-    second_run = await eventually(new_run, what="the run after the month-close")
-    assert [i["period"] for i in await _invoices(service, workplace)] == [period]
+    second_run = await _next_run(handle, first_run)
+    assert [i.period for i in await _invoices(service, workplace)] == [period]
     assert "issue_invoice" in await _activity_types(env.client, handle.id, first_run)
     data = await _data(handle)
-    assert data.version == CURRENT_VERSION == 2
+    assert data.version == CURRENT_VERSION == 3
     assert data.usage_holders == [m1] and data.next_invoice_period == next_period(period)
 
-    # The version-2 run: the same actions, written by one local-activity commit each.
+    # The version-3 run: the same actions, written by one local-activity commit each.
     await _grant(service, workplace, m3, True)
     assert await _holders(service, status.subscription_id) == [m1, m3]
     assert await _activity_types(env.client, handle.id, second_run) == []
@@ -118,7 +129,41 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     assert row.state == "active" and row.usage_permission_count == 2
 
 
-async def test_version_2_month_close_is_one_commit_and_a_new_run(
+async def test_version_2_run_keeps_its_activities_then_moves_to_version_3(
+    service: SubscriptionService,
+    env: WorkflowEnvironment,
+    workplace: Workplace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A version-2 run calls its activities by their old names with positional arguments
+    (activities/legacy.py) until its month-close; the next run is version 3, whose activities
+    take one input model each under names of their own (activities/effects.py)."""
+    monkeypatch.setattr(subscription_service, "CURRENT_VERSION", 2)
+    status = await apply_for(service, workplace, "miricanvas")
+    monkeypatch.undo()
+    handle = service.handle(status.subscription_id)
+    assert (await _data(handle)).version == 2
+    m1, m2, _ = workplace.members
+    await _grant(service, workplace, m1, True)
+    first_run = (await handle.describe()).run_id
+    assert first_run is not None
+    assert await _activity_types(env.client, handle.id, first_run) == ["provision"]
+    period = period_of(await env.get_current_time())
+    await advance_to(env, period_start(next_period(period)) + AFTER_NEXT_RUN)
+
+    second_run = await _next_run(handle, first_run)
+    data = await _data(handle)
+    assert data.version == CURRENT_VERSION == 3 and data.usage_holders == [m1]
+    assert [i.period for i in await _invoices(service, workplace)] == [period]
+    await _grant(service, workplace, m2, True)
+    assert await _holders(service, status.subscription_id) == [m1, m2]
+    await service.cancel(workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep)
+    assert await _activity_types(env.client, handle.id, second_run) == [
+        "suspend_partner_account.v3"
+    ]
+
+
+async def test_current_version_month_close_is_one_commit_and_a_new_run(
     service: SubscriptionService, env: WorkflowEnvironment, workplace: Workplace
 ) -> None:
     status = await apply_for(service, workplace, "miricanvas")
@@ -134,18 +179,13 @@ async def test_version_2_month_close_is_one_commit_and_a_new_run(
     await eventually(lambda: _invoices(service, workplace), what="the invoice at 00:00")
     assert (await handle.describe()).run_id == first_run
     await advance_to(env, first + delay + timedelta(minutes=1))
-
-    async def new_run() -> str | None:
-        run = (await handle.describe()).run_id
-        return run if run != first_run else None
-
-    await eventually(new_run, what="the run after the month-close")
     assert first_run is not None
+    await _next_run(handle, first_run)
     # Only the partner's provisioning is an activity; every database write was a local one.
-    assert await _activity_types(env.client, handle.id, first_run) == ["provision"]
+    assert await _activity_types(env.client, handle.id, first_run) == ["provision.v3"]
     invoices = await _invoices(service, workplace)
-    assert [i["period"] for i in invoices] == [period]
-    assert invoices[0]["invoice_id"] == f"inv-{status.subscription_id}-{period}"
+    assert [i.period for i in invoices] == [period]
+    assert invoices[0].invoice_id == f"inv-{status.subscription_id}-{period}"
 
 
 async def test_spread_month_end_issues_later_on_the_first_for_the_same_days(
@@ -158,14 +198,14 @@ async def test_spread_month_end_issues_later_on_the_first_for_the_same_days(
     and bills exactly the days, plans and seats it would have billed at 00:00 — its twin, with
     no spread and the same actions at the same instants, issues the same amount at 00:00."""
     spread = timedelta(hours=6)
-    spreading = SubscriptionService(
+    spreading = build_services(
         service.pool,
         service.client,
         service.authz.catalog,
         service.task_queue,
         clock=service.clock,
         invoice_spread=spread,
-    )
+    ).subscriptions
     # A request id whose subscription lands at least an hour into the window (ids are random
     # otherwise, and a delay of seconds would not show the wait).
     request_id = next(
@@ -203,13 +243,11 @@ async def test_spread_month_end_issues_later_on_the_first_for_the_same_days(
     assert await _invoices(service, workplace) == []
     await advance_to(env, first + delay + timedelta(minutes=1))
     invoices = await eventually(lambda: _invoices(service, workplace), what="the spread invoice")
-    assert invoices[0]["issued_at"] >= first + delay > twin_invoices[0]["issued_at"]
-    assert [i["period"] for i in invoices] == [i["period"] for i in twin_invoices] == [period]
-    assert invoices[0]["total"] == twin_invoices[0]["total"]
-    assert [x["seats"] for x in invoices[0]["lines"]] == [
-        x["seats"] for x in twin_invoices[0]["lines"]
-    ]
+    assert invoices[0].issued_at >= first + delay > twin_invoices[0].issued_at
+    assert [i.period for i in invoices] == [i.period for i in twin_invoices] == [period]
+    assert invoices[0].total == twin_invoices[0].total
+    assert [x["seats"] for x in invoices[0].lines] == [x["seats"] for x in twin_invoices[0].lines]
 
 
-async def _invoices(service: SubscriptionService, wp: Workplace) -> list[dict[str, Any]]:
+async def _invoices(service: SubscriptionService, wp: Workplace) -> list[InvoiceRow]:
     return await ledger.invoices_for(service.pool, wp.id, "miricanvas")

@@ -1,0 +1,121 @@
+"""How the worker runs workflow code: the SDK's sandbox, with two caches. The one module that
+leans on the Temporal SDK's internals (docs/architecture.md, "Upgrading temporalio").
+
+Private API relied on (checked with the temporalio minor version pyproject.toml pins):
+
+- `temporalio.worker.workflow_sandbox._runner._Instance`, the sandbox's workflow instance, built
+  as `_Instance(instance_details, runner_class, restrictions)` (as the SDK's own
+  `SandboxedWorkflowRunner.create_instance` builds it), and its method
+  `_run_code(self, code: str, **extra_globals: Any) -> None`, through which the sandbox enters
+  the workflow: it `exec`s a short constant source string when it creates the instance, on every
+  activation, and for every payload of every command and result (its serialization context).
+  `_CompiledOnceInstance` overrides `_run_code` to hand `exec` a code object compiled once per
+  process instead of the string; `exec` takes either, with the same effect.
+  Why: `exec` of a string compiles it every time, and that compile was about a tenth of the
+  worker's CPU under admin load (py-spy, bench/README.md).
+
+Public behaviour relied on (no private name): the sandbox imports `workflows/`'s modules afresh
+for every workflow it runs, through the standard import system (`sys.meta_path`).
+`_SharedCodeFinder` gives those modules a loader that keeps the first compile's code object:
+about 60 KiB of code objects per cached subscription, and a compile on every workflow start and
+every replay (bench/memory.py, bench/README.md). Should the sandbox stop importing that way, the
+finder simply goes unused.
+
+tests/starter/test_sandbox_runner.py fails, naming the installed SDK version, if the private API
+changes (the method or class goes, its signature changes, or the sandbox stops entering
+workflows through it). Then either adapt `_CompiledOnceInstance`, or set `COMPILE_SNIPPETS_ONCE`
+to False: the worker runs the SDK's stock `SandboxedWorkflowRunner` (a little more CPU, the same
+behaviour) and no private name is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import CodeType, ModuleType
+from typing import Any, ClassVar
+
+import temporalio
+from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+# The switch: False runs the SDK's stock sandbox runner, for an SDK whose private API changed.
+COMPILE_SNIPPETS_ONCE = True
+
+# The packages whose modules the sandbox loads again for every workflow it runs.
+SANDBOXED_PACKAGES = ("workflows",)
+
+
+class _SharedCodeLoader(importlib.machinery.SourceFileLoader):
+    """Loads a module's code object once per process and hands the same one to every later
+    load. A code object is immutable, so sharing it shares nothing a workflow could change:
+    each sandbox still executes the module afresh (its own globals, functions and classes)."""
+
+    _codes: ClassVar[dict[str, CodeType]] = {}
+
+    def get_code(self, fullname: str) -> CodeType:
+        code = self._codes.get(self.path)
+        if code is None:
+            code = super().get_code(fullname)
+            assert code is not None, f"{self.path} has no code"
+            self._codes[self.path] = code
+        return code
+
+
+class _SharedCodeFinder(importlib.abc.MetaPathFinder):
+    """Finds SANDBOXED_PACKAGES' modules as the path finder does, loaded by _SharedCodeLoader."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname.partition(".")[0] not in SANDBOXED_PACKAGES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _SharedCodeLoader(spec.loader.name, spec.loader.path)
+        return spec
+
+
+if COMPILE_SNIPPETS_ONCE:  # everything private stays under this switch
+    try:
+        from temporalio.worker.workflow_sandbox._runner import _Instance
+    except ImportError as gone:
+        raise ImportError(
+            f"temporalio {temporalio.__version__} has no workflow_sandbox._runner._Instance:"
+            " set COMPILE_SNIPPETS_ONCE = False in starter/sandbox_runner.py"
+            ' (docs/architecture.md, "Upgrading temporalio")'
+        ) from gone
+
+    class _CompiledOnceInstance(_Instance):
+        """The SDK's sandboxed workflow instance, except that the snippets it runs inside the
+        sandbox are compiled once per process instead of on every call. Everything else (the
+        restrictions, the importer, the globals) is the SDK's own."""
+
+        _codes: ClassVar[dict[str, CodeType]] = {}
+
+        def _run_code(self, code: str, **extra_globals: Any) -> None:
+            compiled = self._codes.get(code)
+            if compiled is None:
+                compiled = self._codes[code] = compile(code, "<string>", "exec")
+            super()._run_code(compiled, **extra_globals)  # type: ignore[arg-type]
+
+    class _CompiledOnceRunner(SandboxedWorkflowRunner):
+        """SandboxedWorkflowRunner making _CompiledOnceInstance instances."""
+
+        def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+            return _CompiledOnceInstance(det, self.runner_class, self.restrictions)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """How the worker runs workflow code: the SDK's sandbox, whose restrictions stay as they are,
+    with the workflow modules' code compiled once per process (a finder ahead of the path
+    finder, installed once per process), and the sandbox's own entry snippets too while
+    COMPILE_SNIPPETS_ONCE is on."""
+    if not any(isinstance(finder, _SharedCodeFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _SharedCodeFinder())
+    if not COMPILE_SNIPPETS_ONCE:
+        return SandboxedWorkflowRunner()
+    return _CompiledOnceRunner()
