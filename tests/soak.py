@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,23 @@ def watch(shards: list[Shard], lifecycles: int, started: float, out: TextIO) -> 
         out.write("\n")
 
 
+def interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop(shards: list[Shard]) -> None:
+    """SIGINT to every shard, then 30 s for their teardown, then SIGKILL."""
+    running = [s.process for s in shards if s.process and s.process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 30
+    for process in running:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def main() -> int:
     lifecycles = int(os.environ.get("BIZSUPPORT_SOAK_LIFECYCLES", "10000"))
     seed_text = os.environ.get("BIZSUPPORT_SOAK_SEED")
@@ -143,16 +161,20 @@ def main() -> int:
         f" logs in {folder}",
         flush=True,
     )
+    # Ctrl-C or SIGTERM stops the shards the way Ctrl-C stops pytest (fixtures torn down: their
+    # PostgreSQL and time-skipping server stop), also when started in the background, where a
+    # shell starts it, and so the shards, with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupted)
     started = time.monotonic()
     for shard in shards:
         shard.start()
     try:
         watch(shards, lifecycles, started, sys.stdout)
     except KeyboardInterrupt:
-        for shard in shards:
-            if shard.process:
-                shard.process.terminate()
-        raise
+        stop(shards)
+        print(f"\nsoak interrupted: the shards stopped; their logs are in {folder}")
+        return 130
     elapsed = time.monotonic() - started
     for shard in shards:
         shard.read()
