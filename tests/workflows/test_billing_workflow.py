@@ -26,7 +26,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from itertools import groupby
@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -46,6 +47,7 @@ from services.billing import BillingService
 from services.models import SubscriptionOut
 from services.root import build_services
 from services.subscriptions import SubscriptionService
+from starter.temporal import binary, build_worker, ensure_search_attributes
 from store import ledger, subscriptions
 from store.db import Pool
 from store.ledger import InvoiceRow
@@ -556,6 +558,26 @@ async def run_generated(
     assert not active, "every lifecycle is verified or a mismatch"
 
 
+@contextlib.asynccontextmanager
+async def own_server(pool: Pool) -> AsyncIterator[tuple[SubscriptionService, WorkflowEnvironment]]:
+    """A time-skipping server of its own, with a worker and a service on it, for one batch.
+    The test server keeps every history in memory and slows down as they pile up (a soak's
+    shard spent more CPU in it than in Python after 4,000 lifecycles), so each batch after the
+    first starts afresh; its lifecycles end before it does (run_generated)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await ensure_search_attributes(env.client)
+        queue = f"bizsupport-soak-{uuid.uuid4().hex[:8]}"
+        async with build_worker(env.client, pool, queue):
+            services = build_services(pool, env.client, CATALOG, queue, clock=env.get_current_time)
+            yield services.subscriptions, env
+    finally:
+        await env.shutdown()
+
+
 async def test_r_bill_every_invoice_of_generated_lifecycles_matches_the_oracle(
     service: SubscriptionService, env: WorkflowEnvironment, pool: Pool
 ) -> None:
@@ -565,8 +587,13 @@ async def test_r_bill_every_invoice_of_generated_lifecycles_matches_the_oracle(
     lives = generate(LIFECYCLES, SEED)
     tally = Tally(total=len(lives), total_acts=sum(len(life.acts) for life in lives))
     tally.report()
-    for start in range(0, len(lives), BATCH):
-        await run_generated(service, env, pool, lives[start : start + BATCH], tally)
+    for number, start in enumerate(range(0, len(lives), BATCH)):
+        batch = lives[start : start + BATCH]
+        if number == 0:  # CI's 200 are one batch, on the session's server
+            await run_generated(service, env, pool, batch, tally)
+            continue
+        async with own_server(pool) as (own, own_env):
+            await run_generated(own, own_env, pool, batch, tally)
     tally.report()
     assert tally.lifecycles == len(lives)
     assert not tally.mismatches, "\n".join(
