@@ -21,6 +21,7 @@ from typing import Any
 from domain.billing import BillingHistory, Invoice, PlanChange, compute_invoice
 from domain.billing import first_billable_day as billing_start_day
 from domain.calendar import (
+    month_taken_by_schedule,
     next_period,
     period_of,
     period_start,
@@ -144,10 +145,13 @@ def change_plan_refusal(
     if why is None:
         return None
     scheduled = data.scheduled_plan_change
-    at = plan_change_available_at(
-        now, data.applied_at, data.last_plan_change_period, scheduled.at if scheduled else None
-    )
-    return BizError("PLAN_CHANGE_WINDOW_CLOSED", window_closed_details(why, at.isoformat()))
+    scheduled_at = scheduled.at if scheduled else None
+    last = data.last_plan_change_period
+    at = plan_change_available_at(now, data.applied_at, last, scheduled_at)
+    # R-PLAN-8: a pending scheduled change takes its month; the refusal names it.
+    taken = month_taken_by_schedule(now, data.applied_at, last, scheduled_at)
+    held = scheduled_at.isoformat() if taken and scheduled_at else None
+    return BizError("PLAN_CHANGE_WINDOW_CLOSED", window_closed_details(why, at.isoformat(), held))
 
 
 def courses_refusal(members: list[dict[str, Any]], confirmed: bool) -> BizError | None:

@@ -736,6 +736,8 @@ async def test_r_plan_8_a_pending_scheduled_change_takes_next_month_until_withdr
     refusal = await refused_change_now(run, "ubob-premium")
     assert refusal.details["reason"] == "monthly_limit"
     assert datetime.fromisoformat(refusal.details["next_plan_change_at"]) == after_next
+    assert refusal.details["scheduled_plan_change_at"] == oracle.seoul_iso(next_first)
+    assert "withdraw it to change the plan in" in refusal.message
     await run.perform(Act("change_now", "ubob-premium"))  # the oracle predicts the same refusal
 
     await run.perform(Act("withdraw"))  # R-PLAN-8: withdrawing frees the next month
