@@ -64,6 +64,10 @@ ANSWER_TIMEOUT = 30.0
 ACTIVITY_MARGIN = 3.0
 PER_SERVICE_CALLS = 32
 MAX_RETRY_AFTER = timedelta(minutes=10)
+PARTNER_CALLS_METRIC = "bizsupport_partner_calls"
+PARTNER_LATENCY_METRIC = "bizsupport_partner_call_latency"
+# Seconds; the runtime that serves the worker's /metrics is made with these buckets.
+PARTNER_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 
 Answer = TypeVar("Answer", bound=BaseModel)
 
@@ -125,10 +129,10 @@ class PartnerMetrics:
     def __init__(self, meter: MetricMeter | None) -> None:
         meter = meter or MetricMeter.noop
         self.calls = meter.create_counter(
-            "bizsupport_partner_calls", "Partner calls by service, operation and outcome"
+            PARTNER_CALLS_METRIC, "Partner calls by service, operation and outcome"
         )
         self.latency = meter.create_histogram_float(
-            "bizsupport_partner_call_latency", "Partner call latency", "seconds"
+            PARTNER_LATENCY_METRIC, "Partner call latency", "seconds"
         )
 
     def record(self, service_id: str, operation: str, outcome: str, seconds: float) -> None:
@@ -292,7 +296,7 @@ class HttpPartner:
             "POST",
             f"/accounts/{_seg(subscription_id)}/suspend",
             SuspendAnswer,
-            key=idempotency_key("suspend", subscription_id),
+            key=idempotency_key("suspend", subscription_id, at_iso),
             body={"at": at_iso},
         )
 

@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import psycopg
 import uvicorn
@@ -249,6 +250,22 @@ class Sandbox:
     faults: Faults = field(default_factory=Faults)
     calls: dict[str, int] = field(default_factory=dict)
 
+    async def serve_account(
+        self,
+        request: Request,
+        service_id: str,
+        operation: str,
+        subscription_id: str,
+        action: Action,
+        *,
+        remembered: bool = True,
+    ) -> Response:
+        """`serve` for a call on one account (its workplace picks the scripted faults)."""
+        workplace = await self.store.workplace_of(service_id, subscription_id)
+        return await self.serve(
+            request, service_id, operation, workplace, action, remembered=remembered
+        )
+
     async def serve(
         self,
         request: Request,
@@ -332,9 +349,7 @@ def partner_app(sandbox: Sandbox | None, service_id: str) -> FastAPI:
         )
         return JSONResponse({"reason": f"malformed request: {problems}"}, 400)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def refused(request: Request, err: StarletteHTTPException) -> Response:
-        return JSONResponse({"reason": str(err.detail)}, err.status_code, headers=err.headers)
+    app.add_exception_handler(StarletteHTTPException, as_refusal)  # type: ignore[arg-type]
 
     def live() -> Sandbox:
         if sandbox is None:
@@ -355,6 +370,8 @@ def partner_app(sandbox: Sandbox | None, service_id: str) -> FastAPI:
             signer.verify(body, dict(request.headers), json_parse=False)
         except WebhookVerificationError as err:
             return JSONResponse({"reason": f"signature not accepted: {err}"}, 401)
+        if _has_nul(request, body):  # PostgreSQL text cannot hold it
+            return JSONResponse({"reason": "malformed request: NUL characters"}, 400)
         return await call_next(request)
 
     async def account(
@@ -424,8 +441,7 @@ def partner_app(sandbox: Sandbox | None, service_id: str) -> FastAPI:
             )
             return 200, SuspendAnswer(subscription_id=subscription_id, status="suspended")
 
-        workplace = await live().store.workplace_of(service_id, subscription_id)
-        return await live().serve(request, service_id, "suspend", workplace, act)
+        return await live().serve_account(request, service_id, "suspend", subscription_id, act)
 
     @app.get(
         "/accounts",
@@ -476,8 +492,9 @@ def partner_app(sandbox: Sandbox | None, service_id: str) -> FastAPI:
             ).fetchall()
             return 200, CoursesAnswer(members=[MemberCourses(**r) for r in rows])
 
-        workplace = await live().store.workplace_of(service_id, subscription_id)
-        return await live().serve(request, service_id, "courses", workplace, act, remembered=False)
+        return await live().serve_account(
+            request, service_id, "courses", subscription_id, act, remembered=False
+        )
 
     @app.post(
         "/accounts/{subscription_id}/plan",
@@ -505,8 +522,7 @@ def partner_app(sandbox: Sandbox | None, service_id: str) -> FastAPI:
             )
             return 200, PlanAnswer(stopped_courses=stopped)
 
-        workplace = await live().store.workplace_of(service_id, subscription_id)
-        return await live().serve(request, service_id, "change_plan", workplace, act)
+        return await live().serve_account(request, service_id, "change_plan", subscription_id, act)
 
     @app.post(
         "/accounts/{subscription_id}/members/{member_id}/learning-records/reset",
@@ -525,8 +541,9 @@ def partner_app(sandbox: Sandbox | None, service_id: str) -> FastAPI:
             )
             return 200, ResetAnswer(deleted=cur.rowcount)
 
-        workplace = await live().store.workplace_of(service_id, subscription_id)
-        return await live().serve(request, service_id, "reset_learning_records", workplace, act)
+        return await live().serve_account(
+            request, service_id, "reset_learning_records", subscription_id, act
+        )
 
     @app.delete(
         "/accounts/{subscription_id}/data",
@@ -545,8 +562,7 @@ def partner_app(sandbox: Sandbox | None, service_id: str) -> FastAPI:
                 details[table] = cur.rowcount
             return 200, DeletionAnswer(partner_objects=sum(details.values()), details=details)
 
-        workplace = await live().store.workplace_of(service_id, subscription_id)
-        return await live().serve(request, service_id, "delete_data", workplace, act)
+        return await live().serve_account(request, service_id, "delete_data", subscription_id, act)
 
     return app
 
@@ -559,6 +575,20 @@ def partner_openapi() -> dict[str, Any]:
 def openapi_text() -> str:
     """docs/partner-openapi.json as committed (`python -m partners.sandbox_server --openapi`)."""
     return json.dumps(partner_openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+async def as_refusal(request: Request, err: StarletteHTTPException) -> Response:
+    """Every error the protocol's way: {"reason"}."""
+    return JSONResponse({"reason": str(err.detail)}, err.status_code, headers=err.headers)
+
+
+def _has_nul(request: Request, body: bytes) -> bool:
+    return (
+        "\x00" in unquote(request.url.path)
+        or "\x00" in unquote(request.url.query)
+        or b"\x00" in body
+        or b"\\u0000" in body
+    )
 
 
 def _at(text: str) -> datetime:
@@ -579,6 +609,10 @@ class LearningRecordIn(BaseModel):
     progress: int = 0
 
 
+class AccountStatus(BaseModel):
+    status: Literal["active", "suspended"]
+
+
 class DocumentIn(BaseModel):
     subscription_id: str
     member_id: str
@@ -587,6 +621,7 @@ class DocumentIn(BaseModel):
 
 def sandbox_app(sandbox: Sandbox) -> FastAPI:
     app = FastAPI(title="bizsupport sandbox partner", openapi_url=None, docs_url=None)
+    app.add_exception_handler(StarletteHTTPException, as_refusal)  # type: ignore[arg-type]
     store = sandbox.store
 
     def admin(request: Request, authorization: str = Header(default="")) -> None:
@@ -642,6 +677,19 @@ def sandbox_app(sandbox: Sandbox) -> FastAPI:
             " AND (%s::text IS NULL OR workplace_id = %s) ORDER BY created_at, subscription_id",
             (subscription_id, subscription_id, workplace_id, workplace_id),
         )
+
+    @app.put("/sandbox/accounts/{subscription_id}/status", dependencies=guarded)
+    async def set_account_status(subscription_id: str, body: AccountStatus) -> dict[str, Any]:
+        """As a partner restored from an old backup would: an account active again."""
+        changed = await rows(
+            f"UPDATE {store.s}.accounts SET status = %s,"
+            " suspended_at = CASE WHEN %s = 'active' THEN NULL ELSE now() END"
+            " WHERE subscription_id = %s RETURNING subscription_id",
+            (body.status, body.status, subscription_id),
+        )
+        if not changed:
+            raise HTTPException(404, f"no account for {subscription_id}")
+        return {"subscription_id": subscription_id, "status": body.status}
 
     async def service_of(subscription_id: str) -> str:
         found = await rows(

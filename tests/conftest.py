@@ -32,7 +32,7 @@ from services.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store import directory, subscriptions
 from store.db import Pool, migrate, open_pool
-from tests.partner_sandbox import SandboxPartnerProcess
+from tests.partner_sandbox import SandboxPartnerProcess, set_session_partner
 from workflows.subscription import workflow_id
 
 
@@ -67,9 +67,11 @@ def partner_server(
     wiring = server.bizsupport_env()
     saved = {name: os.environ.get(name) for name in wiring}
     os.environ.update(wiring)
+    set_session_partner(server)
     try:
         yield server
     finally:
+        set_session_partner(None)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -24,6 +24,21 @@ from partners.sandbox_server import ADMIN_TOKEN_SETTING
 
 REPO = Path(__file__).resolve().parents[1]
 
+_session: SandboxPartnerProcess | None = None
+
+
+def session_partner() -> SandboxPartnerProcess:
+    """The session's server (tests/conftest.py: partner_server, which every test using `pool`
+    has started), for helpers that look at the partner's side."""
+    if _session is None:
+        raise RuntimeError("no sandbox partner server: the test needs the `pool` fixture")
+    return _session
+
+
+def set_session_partner(server: SandboxPartnerProcess | None) -> None:
+    global _session
+    _session = server
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -140,6 +155,15 @@ class SandboxPartnerProcess:
     async def account(self, subscription_id: str) -> dict[str, Any] | None:
         found = await self.accounts(subscription_id=subscription_id)
         return found[0] if found else None
+
+    async def set_account_status(self, subscription_id: str, status: str) -> None:
+        await self._admin(
+            "PUT", f"/sandbox/accounts/{subscription_id}/status", json={"status": status}
+        )
+
+    async def account_status(self, subscription_id: str) -> str | None:
+        found = await self.account(subscription_id)
+        return None if found is None else str(found["status"])
 
     async def objects(self, subscription_id: str) -> dict[str, int]:
         return await self._admin(  # type: ignore[no-any-return]
