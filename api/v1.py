@@ -5,6 +5,7 @@ served at /docs). Thin: every route checks the caller and calls the service laye
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from functools import partial
@@ -301,53 +302,51 @@ async def usage_permissions(wp: PathId, svc: PathId, who: Member, rt: Rt) -> Any
     return await rt.access.usage_permissions(wp, svc, same_workplace(who, wp))
 
 
+@dataclass
+class SeatPath:
+    """One member's seat on a workplace's service: the path of the grant and the revoke."""
+
+    wp: PathId
+    svc: PathId
+    member_id: PathId
+
+
+Seat = Annotated[SeatPath, Depends()]
+seat_route = partial(
+    router.api_route,
+    "/workplaces/{wp}/services/{svc}/usage-permissions/{member_id}",
+    response_model=UsagePermissionsOut,
+    tags=admin_tag,
+    responses=responses(403, 404, 409, 422),
+)
+
+
 async def _set_usage(
-    request: Request, rt: Runtime, wp: str, svc: str, who: Caller, member_id: str, grant: bool
+    request: Request, rt: Runtime, seat: SeatPath, who: Caller, grant: bool
 ) -> Any:
-    actor = actor_on_service(rt, who, wp, svc)
+    actor = actor_on_service(rt, who, seat.wp, seat.svc)
 
     async def change(*, request_id: str | None) -> UsagePermissionsOut:
-        return await rt.access.set_usage(UsageChange(wp, svc, actor, member_id, grant, request_id))
+        usage = UsageChange(seat.wp, seat.svc, actor, seat.member_id, grant, request_id)
+        return await rt.access.set_usage(usage)
 
     return await once(request, who, UsagePermissionsOut, change)
 
 
-@router.put(
-    "/workplaces/{wp}/services/{svc}/usage-permissions/{member_id}",
-    response_model=UsagePermissionsOut,
-    tags=admin_tag,
-    responses=responses(403, 404, 409, 422),
-)
+@seat_route(methods=["PUT"])
 async def grant_usage(
-    request: Request,
-    wp: PathId,
-    svc: PathId,
-    member_id: PathId,
-    who: Member,
-    rt: Rt,
-    key: IdempotencyKey = None,
+    request: Request, seat: Seat, who: Member, rt: Rt, key: IdempotencyKey = None
 ) -> Any:
     """Give a member usage permission (not on ubob: it grants everyone automatically)."""
-    return await _set_usage(request, rt, wp, svc, who, member_id, True)
+    return await _set_usage(request, rt, seat, who, grant=True)
 
 
-@router.delete(
-    "/workplaces/{wp}/services/{svc}/usage-permissions/{member_id}",
-    response_model=UsagePermissionsOut,
-    tags=admin_tag,
-    responses=responses(403, 404, 409, 422),
-)
+@seat_route(methods=["DELETE"])
 async def revoke_usage(
-    request: Request,
-    wp: PathId,
-    svc: PathId,
-    member_id: PathId,
-    who: Member,
-    rt: Rt,
-    key: IdempotencyKey = None,
+    request: Request, seat: Seat, who: Member, rt: Rt, key: IdempotencyKey = None
 ) -> Any:
     """Take a member's usage permission back."""
-    return await _set_usage(request, rt, wp, svc, who, member_id, False)
+    return await _set_usage(request, rt, seat, who, grant=False)
 
 
 @router.get(

@@ -40,12 +40,15 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from devstack.process import terminate
+from devstack.stopping import StopSignals
 from settings import create_private, open_private_log
 
 with warnings.catch_warnings():  # the wheel warns about XDG_RUNTIME_DIR on import; we don't use it
@@ -211,7 +214,9 @@ class EmbeddedPostgres:
     def _url_for(self, db: str) -> str:
         return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{db}"
 
-    def start(self, timeout: float = 30.0) -> str:
+    def start(self, timeout: float = 30.0, stop: StopSignals | None = None) -> str:
+        """Start the server and return its URL. With `stop`, a stop signal ends the wait for the
+        server to accept connections (Stopped; `process` is set, so `stop()` ends it)."""
         self.pgdata = Path(os.path.abspath(self.pgdata))
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         fresh_password = create_private(self.password_file, secrets.token_urlsafe(32))
@@ -276,7 +281,7 @@ class EmbeddedPostgres:
             **as_account,
         )
         log.close()
-        self._wait_ready(timeout)
+        self._wait_ready(timeout, stop)
         self._ensure_database()
         return self.url
 
@@ -362,7 +367,7 @@ class EmbeddedPostgres:
             stdin=statement,
         )
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, stop: StopSignals | None) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self.process is not None and self.process.poll() is not None:
@@ -374,7 +379,7 @@ class EmbeddedPostgres:
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.1)
+                (time.sleep if stop is None else stop.sleep)(0.1)
 
     def _ensure_database(self) -> None:
         with psycopg.connect(self._url_for("postgres"), autocommit=True) as conn:
@@ -386,21 +391,18 @@ class EmbeddedPostgres:
         """The server's exit code once it has died, else None (supervision)."""
         return None if self.process is None else self.process.poll()
 
-    def restart(self) -> None:
+    def restart(self, stop: StopSignals | None = None) -> None:
         """Start again on the same data directory, port and password (after a crash)."""
         self.stop()
-        self.start()
+        self.start(stop=stop)
 
-    def stop(self) -> None:
-        """Fast shutdown: committed data is safe (WAL), open sessions are ended."""
+    def stop(self, grace: float = 20.0, hurried: Callable[[], bool] = lambda: False) -> str:
+        """Fast shutdown (SIGINT): committed data is safe (WAL), open sessions are ended. After
+        `grace` seconds an immediate shutdown (SIGQUIT: recovery at the next start), then a
+        kill. Returns how it ended ("" when cleanly, as devstack.process.terminate)."""
         if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            return ""
+        return terminate(self.process, (signal.SIGINT, signal.SIGQUIT), grace, hurried)
 
     def destroy(self) -> None:
         """Stop, and remove the cluster (also its relocated folder) and its password."""

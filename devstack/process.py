@@ -9,15 +9,22 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from devstack.stopping import POLL, StopSignals, within
 from settings import REPO_ROOT, open_private_log
+
+if TYPE_CHECKING:
+    from store.db import Pool
 
 
 def say(message: str) -> None:
-    print(f"[bizsupport] {message}", flush=True)
+    try:
+        print(f"[bizsupport] {message}", flush=True)
+    except OSError:
+        pass  # the terminal is gone (SIGHUP): the launcher goes on stopping what it started
 
 
 def port_free(host: str, port: int) -> bool:
@@ -123,26 +130,95 @@ class Children:
         """The pid of each child as it runs now (a restart gives it a new one)."""
         return {name: proc.pid for name, proc in self.procs}
 
-    def stop(self) -> None:
-        for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                say(f"stopped {name}")
+    def stop(
+        self,
+        until: float | None = None,
+        hurried: Callable[[], bool] = lambda: False,
+        after: int = 0,
+    ) -> None:
+        """Stop every child still running, the last started first, by `until` (time.monotonic;
+        STOP_TIME from now by default): each gets SIGTERM and its share of the time left
+        (`share_of`), then is killed. `after`: how many more processes the caller stops within
+        the same time once these are done."""
+        if until is None:
+            until = time.monotonic() + STOP_TIME
+        alive = [(name, proc) for name, proc in reversed(self.procs) if proc.poll() is None]
+        for index, (name, proc) in enumerate(alive):
+            seconds = share_of(until, len(alive) - index + after)
+            say(f"stopped {name}{terminate(proc, (signal.SIGTERM,), seconds, hurried)}")
 
 
-def wait_for_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+# Stopping: from a stop signal to the launcher's end, what it started gets STOP_TIME in all, so
+# that the launcher ends within 10 s. A process gets at most GRACE seconds to end by itself, less
+# when that time (its deadline, shared by everything still to stop) runs short.
+STOP_TIME = 8.0
+GRACE = 5.0
+MIN_GRACE = 0.5
+KILL_WAIT = 1.0  # after each further signal: SIGQUIT (PostgreSQL's immediate shutdown), SIGKILL
+
+
+def share_of(until: float, count: int) -> float:
+    """The time one of `count` processes still to stop gets, `until` being the deadline."""
+    return max(MIN_GRACE, min(GRACE, (until - time.monotonic()) / max(count, 1)))
+
+
+def terminate(
+    proc: subprocess.Popen[bytes],
+    signals: Sequence[signal.Signals],
+    grace: float,
+    hurried: Callable[[], bool] = lambda: False,
+) -> str:
+    """End `proc`: its first signal and `grace` seconds, then each further one and KILL_WAIT
+    seconds, then SIGKILL to its whole process group (children run in sessions of their own, so
+    the group is the child and whatever it started). A hurried stop skips the waiting. Returns
+    "" for a clean stop, else how it ended, to say."""
+    for index, sig in enumerate(signals):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        if _ended(proc, grace if index == 0 else KILL_WAIT, hurried):
+            return "" if index == 0 else f" ({sig.name} after {grace:.1f} s)"
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()  # a child that left its process group
+    proc.wait()
+    return " (killed)" if hurried() else f" (killed after {grace:.1f} s)"
+
+
+def _ended(proc: subprocess.Popen[bytes], seconds: float, hurried: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None:
+        if hurried() or time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+POOL_CLOSE_TIME = 1.0  # for the launcher's own database pool
+
+
+async def close_pool(pool: Pool) -> None:
+    """Close the launcher's pool, before the servers it talks to go, without letting it hold the
+    stop up (its tasks are then left to devstack.stopping.run's clean-up)."""
+    if not await within(POOL_CLOSE_TIME + 1, pool.close(timeout=POOL_CLOSE_TIME)):
+        say("the launcher's database pool did not close in time; left to the process's end")
+
+
+def wait_for_port(
+    port: int,
+    what: str,
+    proc: subprocess.Popen[bytes],
+    timeout: float = 60,
+    stop: StopSignals | None = None,
+) -> None:
+    """Until `proc` listens on `port`; with `stop`, a stop signal ends the wait (Stopped)."""
     deadline = time.monotonic() + timeout
     while not port_open(port):
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited at start (code {proc.returncode})")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not open port {port} in {timeout:.0f} s")
-        time.sleep(0.2)
+        (time.sleep if stop is None else stop.sleep)(0.2)
 
 
 def port_open(port: int) -> bool:
@@ -151,18 +227,16 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def wait_for_signal(failed: Callable[[], bool]) -> None:
-    """Until Ctrl-C or SIGTERM; `failed` is polled each second and ends the wait when true."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    while not stop.is_set() and not failed():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
-        except TimeoutError:
-            pass
-    say("stopping…")
+async def wait_for_signal(stop: StopSignals, failed: Callable[[], bool]) -> None:
+    """Until a stop signal (Ctrl-C, SIGTERM); `failed` is polled each second and ends the wait
+    when true."""
+    polled = 0.0
+    while not stop.requested:
+        if time.monotonic() - polled >= 1.0:
+            if failed():
+                return
+            polled = time.monotonic()
+        await asyncio.sleep(POLL)
 
 
 # ── processes a dead launcher left behind ────────────────────────────────────────────────────

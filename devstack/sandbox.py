@@ -22,38 +22,53 @@ from api.runtime import Runtime, launch_base_url
 from devstack.clock import SandboxClock
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
-from devstack.process import require_ports, say, wait_for_signal
+from devstack.process import (
+    STOP_TIME,
+    close_pool,
+    require_ports,
+    say,
+    share_of,
+    wait_for_signal,
+)
 from devstack.quiescence import InFlight
+from devstack.stopping import StopSignals, within
 from domain.catalog import default_catalog
 from services.root import build_services
 from settings import Settings, auth_secret, write_private
 from starter.temporal import binary, build_worker, ensure_search_attributes
-from store.db import migrate, open_pool
+from store.db import Pool, migrate, open_pool
 
 
-async def run_sandbox(settings: Settings) -> None:
+async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
+    """As devstack.stack.run_stack: `stop` is looked at between steps and in every wait, and
+    whatever was started is stopped by STOP_TIME after the signal."""
     require_ports({"API": settings.api_port})
     root = settings.data_dir / "sandbox"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     postgres = EmbeddedPostgres(root / "postgres")
-    database_url = postgres.start()
-    say(f"sandbox PostgreSQL on {postgres.display_url} (emptied at each start)")
     env: WorkflowEnvironment | None = None
+    pool: Pool | None = None
     try:
+        database_url = postgres.start(stop=stop)
+        say(f"sandbox PostgreSQL on {postgres.display_url} (emptied at each start)")
+        stop.check()
         migrate(database_url)
+        stop.check()
+        # Not cancelled midway: the server it starts would be left running. Seconds at most.
         env = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=str(binary("temporal-test-server")),
             data_converter=pydantic_data_converter,
         )
-        await ensure_search_attributes(env.client)
+        stop.check()
+        await stop.guard(ensure_search_attributes(env.client))
         target = env.client.service_client.config.target_host
         say(f"time-skipping Temporal server on {target} (no Web UI in sandbox mode)")
         write_private(
             settings.data_dir / "stack.json",
             json.dumps({"database_url": database_url, "temporal_address": target}),
         )
-        pool = await open_pool(database_url, max_size=20)
+        pool = await stop.guard(open_pool(database_url, max_size=20), undo=close_pool)
         in_flight = InFlight()
         worker = build_worker(
             env.client, pool, settings.task_queue, interceptors=[in_flight.interceptor()]
@@ -79,20 +94,31 @@ async def run_sandbox(settings: Settings) -> None:
                 log_level="warning",
             )
         )
-        async with worker:
-            serving = asyncio.create_task(server.serve())
-            try:
-                login = await seed_demo(services.subscriptions)
-                announce_sandbox(settings, login)
-                await wait_for_signal(lambda: serving.done())
-            finally:
-                server.should_exit = True
-                await serving
-        await pool.close()
+        # The worker and the server as tasks, not `async with`: each gets a bounded time to stop
+        # (a worker whose server is gone retries for long; a Ctrl-C from a terminal reaches the
+        # time-skipping server too, since the SDK starts it in this process group).
+        working = asyncio.create_task(worker.run())
+        serving = asyncio.create_task(server.serve())
+        try:
+            login = await stop.guard(seed_demo(services.subscriptions))
+            announce_sandbox(settings, login)
+            await wait_for_signal(stop, lambda: serving.done() or working.done())
+        finally:
+            until = stop.deadline(STOP_TIME)
+            server.should_exit = True
+            await within(share_of(until, 5), serving)
+            await within(share_of(until, 4), worker.shutdown())
+            if working.done() and not working.cancelled() and not stop.requested:
+                working.result()  # the worker's fatal error, if that is what ended the wait
     finally:
+        if stop.requested:
+            say(f"{stop.name}: stopping the sandbox…")
+        until = stop.deadline(STOP_TIME)
+        if pool is not None:
+            await close_pool(pool)
         if env is not None:
-            await env.shutdown()
-        postgres.stop()
+            await within(share_of(until, 2), env.shutdown())
+        postgres.stop(share_of(until, 1), lambda: stop.hurried)
         (settings.data_dir / "stack.json").unlink(missing_ok=True)
         say("stopped the sandbox")
 

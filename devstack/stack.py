@@ -1,9 +1,10 @@
 """`make run`: the whole dev stack in the foreground, persisted under DATA_DIR (./.data).
 
 embedded PostgreSQL (or DATABASE_URL) → Temporal dev server with its Web UI → worker → API and
-console → demo data. Ctrl-C stops every process this started, in reverse order. A second run
-finds every subscription and pending timer where it was (Temporal's SQLite file and PostgreSQL's
-data directory both live under DATA_DIR).
+console → demo data. Ctrl-C (SIGINT) or SIGTERM, at any moment from its first line, stops every
+process this started so far, the last started first, and ends the launcher by that signal within
+10 s (devstack/stopping.py). A second run finds every subscription and pending timer where it
+was (Temporal's SQLite file and PostgreSQL's data directory both live under DATA_DIR).
 
 `SANDBOX=1 make run` runs the same stack on Temporal's time-skipping server instead (see
 devstack/sandbox.py): a rehearsal with its own database under DATA_DIR/sandbox.
@@ -11,33 +12,42 @@ devstack/sandbox.py): a rehearsal with its own database under DATA_DIR/sandbox.
 
 from __future__ import annotations
 
-import asyncio
+from devstack.stopping import StopSignals
+
+if __name__ == "__main__":
+    # First, before the imports below (about a second): from here on SIGINT and SIGTERM are the
+    # launcher's, also when it was started with SIGINT ignored (a shell's background job).
+    STOP = StopSignals.install()
+
 import json
 import os
 import signal
 import sys
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
 from devstack.process import (
+    STOP_TIME,
     Children,
+    close_pool,
     identity,
     require_ports,
     running,
     say,
+    share_of,
     stop_leftovers,
     wait_for_port,
     wait_for_signal,
 )
+from devstack.stopping import Stopped, run
 from domain.catalog import CatalogError, default_catalog
 from services.root import build_services
 from settings import Settings, load_settings, write_private
 from starter.temporal import binary, connect, ensure_search_attributes
-from store.db import migrate, open_pool
+from store.db import Pool, migrate, open_pool
 from workflows import search_attributes as sa
 
 # How each child stops cleanly: PostgreSQL's fast shutdown is SIGINT (SIGTERM would wait for
@@ -124,7 +134,11 @@ def dev_server_argv(
     ]
 
 
-async def run_stack(settings: Settings) -> None:
+async def run_stack(settings: Settings, stop: StopSignals) -> None:
+    """Start the stack step by step and supervise it until a stop signal. Between steps and in
+    every wait it looks at `stop`; whatever point it reached, the `finally` stops what was started
+    (the pool, then the children last started first, then PostgreSQL) by STOP_TIME after the
+    signal."""
     data = settings.data_dir
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -141,18 +155,22 @@ async def run_stack(settings: Settings) -> None:
 
     postgres: EmbeddedPostgres | None = None
     children = Children(logs)
+    pool: Pool | None = None
     try:
+        stop.check()
         if settings.database_url:
             database_url = settings.database_url
             say("using DATABASE_URL")
         else:
             postgres = EmbeddedPostgres(data / "postgres")
-            database_url = postgres.start()
+            database_url = postgres.start(stop=stop)
             say(f"embedded PostgreSQL on {postgres.display_url}")
         stack_file.update(database_url=database_url)
         stack_file.children_now(children, postgres)
+        stop.check()
         migrate(database_url)
 
+        stop.check()
         temporal = children.start(
             "temporal",
             dev_server_argv(
@@ -165,7 +183,7 @@ async def run_stack(settings: Settings) -> None:
             dict(os.environ),
         )
         stack_file.children_now(children, postgres)
-        wait_for_port(int(tport), "Temporal dev server", temporal)
+        wait_for_port(int(tport), "Temporal dev server", temporal, stop=stop)
         say(f"Temporal dev server on {settings.temporal_address}")
 
         env = {
@@ -180,8 +198,11 @@ async def run_stack(settings: Settings) -> None:
             env["BIZSUPPORT_DEMO_LOGIN"] = "1"
             env["BIZSUPPORT_DEMO_WORKPLACE"] = DEMO_WORKPLACE
             say("console demo login is ON (demo workplace only, loopback only, no password)")
-        children.start("worker", [sys.executable, "worker.py"], env)
+        stop.check()
+        worker = children.start("worker", [sys.executable, "worker.py"], env)
         stack_file.children_now(children, postgres)
+        say(f"worker started (pid {worker.pid}, log {logs / 'worker.log'})")
+        stop.check()
         api = children.start(
             "api",
             [
@@ -199,13 +220,13 @@ async def run_stack(settings: Settings) -> None:
         )
         stack_file.children_now(children, postgres)
 
-        async with AsyncExitStack() as stack:
-            client = await connect(settings.temporal_address, settings.temporal_namespace)
-            await ensure_search_attributes(client, settings.temporal_namespace)
-            pool = await open_pool(database_url)
-            stack.push_async_callback(pool.close)
-            wait_for_port(settings.api_port, "API", api)
-            login = await seed_demo(
+        client = await stop.guard(connect(settings.temporal_address, settings.temporal_namespace))
+        await stop.guard(ensure_search_attributes(client, settings.temporal_namespace))
+        pool = await stop.guard(open_pool(database_url), undo=close_pool)
+        wait_for_port(settings.api_port, "API", api, stop=stop)
+        say(f"API on http://127.0.0.1:{settings.api_port} (pid {api.pid})")
+        login = await stop.guard(
+            seed_demo(
                 build_services(
                     pool,
                     client,
@@ -214,16 +235,25 @@ async def run_stack(settings: Settings) -> None:
                     invoice_spread=settings.invoice_spread,
                 ).subscriptions
             )
-            if postgres is not None:
-                children.watch("postgres", postgres.poll, postgres.restart)
-            stack_file.update(ready=True)
-            announce(settings, login)
-            await wait_until_stopped(children, lambda: stack_file.children_now(children, postgres))
-    finally:
-        children.stop()
+        )
         if postgres is not None:
-            postgres.stop()
-            say("stopped PostgreSQL")
+            children.watch("postgres", postgres.poll, lambda: postgres.restart(stop))
+        stack_file.update(ready=True)
+        announce(settings, login)
+        await wait_until_stopped(
+            stop, children, lambda: stack_file.children_now(children, postgres)
+        )
+    finally:
+        if stop.requested:
+            say(f"{stop.name}: stopping what it started…")
+        if pool is not None:
+            await close_pool(pool)
+        until = stop.deadline(STOP_TIME)
+        postgres_runs = postgres is not None and postgres.poll() is None
+        children.stop(until, lambda: stop.hurried, after=int(postgres_runs))
+        if postgres is not None and postgres_runs:
+            how = postgres.stop(share_of(until, 1), lambda: stop.hurried)
+            say(f"stopped PostgreSQL{how}")
         stack_file.remove()
 
 
@@ -252,30 +282,45 @@ def metrics_lines(settings: Settings) -> list[str]:
     return lines
 
 
-async def wait_until_stopped(children: Children, restarted: Callable[[], None]) -> None:
+async def wait_until_stopped(
+    stop: StopSignals, children: Children, restarted: Callable[[], None]
+) -> None:
     def crashed() -> bool:
         children.check()  # restarts whatever died, with backoff
         restarted()
         return False
 
-    await wait_for_signal(crashed)
+    await wait_for_signal(stop, crashed)
 
 
-def main() -> int:
+def main(stop: StopSignals) -> int:
+    """The launcher; `stop` holds the signals taken since its first line. Ends this process by
+    the stop signal (a shell reports 130 for Ctrl-C, 143 for SIGTERM) once all is stopped."""
     settings = load_settings()
     try:
         default_catalog()  # R-CAT-6: a malformed catalog stops start-up before anything starts
     except CatalogError as err:
         print(f"[bizsupport] cannot start: {err}", file=sys.stderr)
         return 2
-    if settings.sandbox:
-        from devstack.sandbox import run_sandbox
+    try:
+        if settings.sandbox:
+            from devstack.sandbox import run_sandbox
 
-        asyncio.run(run_sandbox(settings))
-    else:
-        asyncio.run(run_stack(settings))
+            run(run_sandbox(settings, stop))
+        else:
+            run(run_stack(settings, stop))
+    except Stopped:
+        pass
+    except Exception as err:
+        if not stop.requested:
+            raise
+        # e.g. the Ctrl-C also reached an initdb the launcher was running: the stop is the news
+        say(f"start-up ended by {stop.name}: {err.__class__.__name__}: {err}")
+    if stop.requested:
+        say(f"stopped by {stop.name}: every process it started has ended")
+        stop.exit()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(STOP))
