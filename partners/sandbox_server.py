@@ -68,6 +68,7 @@ from partners.wire import (
 log = logging.getLogger("sandbox_partner")
 
 ADMIN_TOKEN_SETTING = "SANDBOX_PARTNER_ADMIN_TOKEN"
+DATABASE_URL_SETTING = "SANDBOX_PARTNER_DATABASE_URL"
 DEFAULT_SCHEMA = "sandbox_partner"
 OPENAPI_SERVER = "https://partner.example.com/bizsupport"
 
@@ -796,9 +797,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--openapi", action="store_true", help="print the protocol's OpenAPI document and exit"
     )
-    parser.add_argument(
-        "--database-url", default=os.environ.get("SANDBOX_PARTNER_DATABASE_URL"), required=False
-    )
+    parser.add_argument("--database-url", default=os.environ.get(DATABASE_URL_SETTING))
     parser.add_argument("--schema", default=DEFAULT_SCHEMA)
     args = parser.parse_args(argv)
     if args.openapi:
@@ -807,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.port is None:
         parser.error("--port is required")
     if not args.database_url:
-        parser.error("--database-url (or SANDBOX_PARTNER_DATABASE_URL) is required")
+        parser.error(f"--database-url (or {DATABASE_URL_SETTING}) is required")
     if not args.schema.isidentifier():
         parser.error("--schema must be a plain identifier")
     logging.basicConfig(

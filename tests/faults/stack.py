@@ -43,11 +43,14 @@ class DevStack:
             "API_PORT": str(self.api_port),
             "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
             "TEMPORAL_UI_PORT": str(free_port()),
+            "SANDBOX_PARTNER_PORT": str(free_port()),
             "WORKER_METRICS_PORT": "0",  # the worker's SDK metrics would take the fixed 9464
             "PYTHONUNBUFFERED": "1",
         }
         for name in ("DATABASE_URL", "SANDBOX", "BIZSUPPORT_AUTH_SECRET"):
             self.env.pop(name, None)
+        for name in [n for n in self.env if n.startswith("BIZSUPPORT_PARTNER_")]:
+            self.env.pop(name)  # every service goes to the stack's own sandbox partner
         self.launcher: subprocess.Popen[bytes] | None = None
         self.launches = 0
 
