@@ -33,7 +33,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import psycopg
@@ -671,11 +671,14 @@ def sandbox_app(sandbox: Sandbox) -> FastAPI:
 
     @app.get("/sandbox/accounts", dependencies=guarded)
     async def all_accounts(
-        subscription_id: str | None = None, workplace_id: str | None = None
+        subscription_id: str | None = None,
+        workplace_id: Annotated[list[str] | None, Query()] = None,
     ) -> list[dict[str, Any]]:
+        """Accounts, of one subscription or of any of the workplaces given (or all)."""
         return await rows(
             f"SELECT * FROM {store.s}.accounts WHERE (%s::text IS NULL OR subscription_id = %s)"
-            " AND (%s::text IS NULL OR workplace_id = %s) ORDER BY created_at, subscription_id",
+            " AND (%s::text[] IS NULL OR workplace_id = ANY(%s))"
+            " ORDER BY created_at, subscription_id",
             (subscription_id, subscription_id, workplace_id, workplace_id),
         )
 
