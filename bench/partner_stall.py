@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,13 @@ class Measured:
 
 
 async def measure(
-    env: Any, services: Any, pool: Any, subs: list[Any], args: argparse.Namespace, name: str
+    env: Any,
+    services: Any,
+    pool: Any,
+    subs: list[Any],
+    args: argparse.Namespace,
+    name: str,
+    before_close: Callable[[], Awaitable[None]] | None = None,
 ) -> Measured:
     from datetime import timedelta
 
@@ -75,12 +82,16 @@ async def measure(
             grant=(i // len(subs)) % 2 == 0,
         )
         grants.append(time.perf_counter() - started)
+    print(f"  {name}: {len(grants)} grants/revokes in {sum(grants):.1f} s", flush=True)
     applies: list[float] = []
     for i in range(max(1, args.ops // 4)):
         started = time.perf_counter()
         await seed(service, pool, f"{name}-apply-{i}", 1, "wishket")
         applies.append(time.perf_counter() - started)
 
+    print(f"  {name}: {len(applies)} applications in {sum(applies):.1f} s", flush=True)
+    if before_close is not None:
+        await before_close()
     now = await env.get_current_time()
     first = first_instant_of_next_month(now)
     period = period_of(now)
@@ -107,6 +118,38 @@ async def measure(
     return Measured(grants, applies, elapsed, len(subs))
 
 
+async def stuck_subscriptions(pool: Any, prefix: str) -> list[str]:
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT subscription_id FROM subscriptions WHERE workplace_id LIKE %s",
+                (f"{prefix}-stuck-%",),
+            )
+        ).fetchall()
+    return [r["subscription_id"] for r in rows]
+
+
+async def hang_instead(
+    env: Any, gateway: Any, stuck: list[str], workflow_id: Any, hangers: list[Any]
+) -> None:
+    """Before the month-close: a running activity stops the time-skipping server's clock, so
+    the stalled applications' workflows are terminated and their hanging provisioning calls are
+    replaced by as many calls to the stalled partner on the worker's own gateway (its event loop,
+    its HTTP client), each answered after the stall, again and again until the close is over."""
+    for sub in stuck:
+        await env.client.get_workflow_handle(workflow_id(sub)).terminate(reason="bench")
+
+    async def hang(sub: str) -> None:
+        while True:
+            try:
+                await gateway.courses_in_progress(subscription_id=sub)
+            except Exception:
+                pass
+
+    hangers.extend(asyncio.create_task(hang(sub)) for sub in stuck)
+    await asyncio.sleep(1)
+
+
 async def stuck_application(services: Any, pool: Any, prefix: str) -> None:
     """An application for the stalled partner's service: it stays `applied` while provisioning
     hangs at the partner (seed says so after a second; that is expected here)."""
@@ -119,8 +162,9 @@ async def stuck_application(services: Any, pool: Any, prefix: str) -> None:
 async def run(args: argparse.Namespace) -> int:
     from domain.catalog import default_catalog
     from services.root import build_services
-    from starter.temporal import build_worker
+    from starter.temporal import build_worker, partner_gateway
     from tests.partner_sandbox import SandboxPartnerProcess
+    from workflows.subscription import workflow_id
 
     load_start = loadavg()
     args.prefix = f"stall-{tag()}"
@@ -132,7 +176,10 @@ async def run(args: argparse.Namespace) -> int:
             os.environ.update(partner.bizsupport_env())
             queue = f"stall-{tag()}"
             services = build_services(pool, env.client, default_catalog(), queue)
-            async with build_worker(env.client, pool, queue, max_cached_workflows=args.n + 500):
+            gateway = partner_gateway(pool, env.client)  # the worker's, shared with the hangers
+            async with build_worker(
+                env.client, pool, queue, max_cached_workflows=args.n + 500, partner=gateway
+            ):
                 began = time.perf_counter()
                 subs = await seed(services.subscriptions, pool, args.prefix, args.n, "cartax")
                 print(
@@ -150,21 +197,28 @@ async def run(args: argparse.Namespace) -> int:
                 ]
                 await asyncio.sleep(3)  # their provisioning calls are now hanging at the partner
                 calls_before = (await partner.calls()).get(f"{STALLED_SERVICE}.provision", 0)
-                stalled = await measure(env, services, pool, subs, args, "stalled")
-                calls = (await partner.calls()).get(f"{STALLED_SERVICE}.provision", 0)
-                print(f"stalled: month-close {stalled.rate:.1f}/s", flush=True)
                 await asyncio.gather(*stalled_apps)
-                pending = await count(
+                stuck = await stuck_subscriptions(pool, args.prefix)
+                hangers: list[asyncio.Task[None]] = []
+                stalled = await measure(
+                    env,
+                    services,
                     pool,
-                    "SELECT count(*) AS n FROM subscriptions WHERE service_id = %s"
-                    " AND state = 'applied' AND workplace_id LIKE %s",
-                    STALLED_SERVICE,
-                    f"{args.prefix}-stuck-%",
+                    subs,
+                    args,
+                    "stalled",
+                    before_close=lambda: hang_instead(env, gateway, stuck, workflow_id, hangers),
                 )
+                calls = (await partner.calls()).get(f"{STALLED_SERVICE}.provision", 0)
+                for h in hangers:
+                    h.cancel()
+                await asyncio.gather(*hangers, return_exceptions=True)
+                hung = (await partner.calls()).get(f"{STALLED_SERVICE}.courses", 0)
+                print(f"stalled: month-close {stalled.rate:.1f}/s", flush=True)
                 await partner.clear_faults()
         finally:
             partner.stop()
-    report(args, healthy, stalled, calls_before, calls, pending, load_start)
+    report(args, healthy, stalled, calls_before, calls, hung, load_start)
     return 0
 
 
@@ -174,7 +228,7 @@ def report(
     stalled: Measured,
     calls_before: int,
     calls: int,
-    pending: int,
+    hung: int,
     load_start: str,
 ) -> None:
     print()
@@ -184,7 +238,8 @@ def report(
         f"N = {args.n} cartax subscriptions; stalled: {args.stalled} {STALLED_SERVICE}"
         f" applications whose partner answers after {args.stall_seconds:.0f} s"
         f" ({calls} provisioning calls reached it, {calls - calls_before} during the stalled"
-        f" measurement; {pending} of its applications still provisioning at its end)"
+        f" admin actions; during the stalled month-close {hung} calls to it hung on the"
+        f" worker's gateway instead)"
     )
     rows = [
         (
