@@ -1,4 +1,4 @@
-"""Request bodies of the HTTP API (API.md), so /openapi.json documents them.
+"""Request bodies of the HTTP API (docs/rules.md, "HTTP contract"), so /openapi.json documents them.
 
 Requests forbid unknown fields (a typo is a 400, not silently ignored) and are strict: where the
 contract says boolean, integer, number or string, any other JSON type is a 400 naming the field

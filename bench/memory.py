@@ -1,10 +1,22 @@
-"""Worker memory per cached subscription (issue 12): N SubscriptionWorkflows vs N no-logic ones.
+"""Worker memory per cached subscription (issues 12, 22): N SubscriptionWorkflows vs N no-logic
+ones.
 
     python bench/memory.py [--n 1000] [--sample 50] [--frames 20] [--concurrency 10]
 
-Each kind runs in a fresh child process of this script (no-logic first), with its worker in that
-process, on Temporal's time-skipping server and embedded PostgreSQL (or DATABASE_URL), both
-removed at the end; so neither kind's RSS reuses memory the other freed:
+Two measurements, each printing ours, no-logic and the ratio:
+
+A. RSS of the worker processes alone (issue 22's figure): a real `python worker.py` and a
+   no-logic worker process (`bench/admin_latency.py --serve-noop`: bench/floors.py's workflow,
+   the same runner and task slots), each in its own process, both on uvloop with their start-up
+   heap frozen, no tracemalloc, on the Temporal dev server; this process only drives them (it
+   applies for the subscriptions and starts the no-logic workflows), so its own memory is not
+   counted. RSS is read from /proc after a warm-up and again with N more of each cached.
+
+B. Traced memory (tracemalloc), and where it was allocated: each kind runs in a fresh child
+   process of this script (no-logic first), with its worker in that process, on Temporal's
+   time-skipping server and embedded PostgreSQL (or DATABASE_URL), both removed at the end; so
+   neither kind's RSS reuses memory the other freed (that process's RSS includes the client side
+   that drives the worker, so A is the RSS figure to compare):
 
 1. OURS: N `cartax` subscriptions applied for through SubscriptionService, each an active, quiet
    SubscriptionWorkflow waiting on its invoice timer, all in the worker's cache.
@@ -38,6 +50,7 @@ import ctypes
 import dataclasses
 import gc
 import json
+import os
 import subprocess
 import sys
 import time
@@ -291,6 +304,77 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
             return await measure("no-logic", args, start_no_logic)
 
 
+async def worker_processes(args: argparse.Namespace) -> dict[str, float]:
+    """Measurement A: RSS growth per cached workflow of a real worker.py and of a no-logic worker
+    process, each in its own process (bytes per workflow, by kind)."""
+    from common import Processes, dev_server, start_workers, worker_env
+
+    from domain.catalog import default_catalog
+    from services.subscriptions import SubscriptionService
+    from starter.temporal import connect
+
+    run_tag = tag()
+    queue, nl_queue = f"bench-memw-{run_tag}", f"bench-memw-nl-{run_tag}"
+    cache = args.n + args.warmup + 100
+    procs = Processes()
+    try:
+        async with postgres() as (url, pool), dev_server(procs) as address:
+            [ours] = start_workers(procs, 1, worker_env(url, address, queue, cache))
+            serve = [str(Path(__file__).with_name("admin_latency.py")), "--serve-noop"]
+            argv = [sys.executable, *serve, address, nl_queue, str(cache)]
+            procs.start("noop-worker", argv, dict(os.environ))
+            client = await connect(address)
+            service = SubscriptionService(pool, client, default_catalog(), queue)
+            batches = iter(range(1_000_000))
+
+            async def subscribe(count: int) -> None:
+                prefix = f"memw-{run_tag}-{next(batches)}"
+                await seed(service, pool, prefix, count, "cartax", concurrency=args.concurrency)
+
+            async def no_logic(count: int) -> None:
+                keys = [f"nlw-{run_tag}-{next(batches)}-{i:05d}" for i in range(count)]
+                await bounded(
+                    lambda key: client.start_workflow(
+                        NoLogicWorkflow.run, id=key, task_queue=nl_queue
+                    ),
+                    keys,
+                    args.concurrency,
+                )
+                # answered once its first task has run: then it sits in the worker's cache
+                await bounded(
+                    lambda key: client.get_workflow_handle(key).query(NoLogicWorkflow.ready),
+                    keys,
+                    args.concurrency,
+                )
+
+            def rss() -> dict[str, float]:
+                found: dict[str, float] = {}
+                for name, proc in procs.children.procs:
+                    if name in (ours, "noop-worker"):
+                        status = Path(f"/proc/{proc.pid}/status").read_text()
+                        line = next(x for x in status.splitlines() if x.startswith("VmRSS"))
+                        found["ours" if name == ours else "no-logic"] = int(line.split()[1]) * KIB
+                return found
+
+            await subscribe(args.warmup)
+            await no_logic(args.warmup)
+            procs.check_alive()
+            before = rss()
+            start = time.perf_counter()
+            await subscribe(args.n)
+            await no_logic(args.n)
+            procs.check_alive()
+            after = rss()
+            print(
+                f"  worker processes: {args.n} more of each cached in"
+                f" {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
+            return {kind: (after[kind] - before[kind]) / args.n for kind in after}
+    finally:
+        procs.close()
+
+
 RESULT = "RESULT "
 
 
@@ -318,7 +402,7 @@ def run(args: argparse.Namespace) -> int:
     load_start = loadavg()
     print(machine_line(), flush=True)
     kinds: dict[str, Kind] = {}
-    for kind in ("no-logic", "ours"):
+    for kind in () if args.only_processes else ("no-logic", "ours"):
         argv = [sys.executable, __file__, *sys.argv[1:], "--kind", kind]
         proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
         lines = proc.stdout.splitlines()
@@ -330,7 +414,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"the {kind} process failed (exit {proc.returncode})", file=sys.stderr)
             return 1
         kinds[kind] = from_json(json.loads(found[-1].removeprefix(RESULT)))
-    report(args, kinds["ours"], kinds["no-logic"], load_start)
+    load_a = loadavg()
+    processes = asyncio.run(worker_processes(args))
+    if kinds:
+        report(args, kinds["ours"], kinds["no-logic"], load_start)
+    o, f = processes["ours"], processes["no-logic"]
+    print(
+        f"A. worker processes' RSS per cached workflow, N={args.n} (load {load_a} at the start"
+        f" of A, {loadavg()} at its end): ours (worker.py) {o / KIB:.1f} KiB, no-logic"
+        f" {f / KIB:.1f} KiB; ratio ours/no-logic {o / f:.2f} (issue 22's goal: ≤ 1.3)"
+    )
     return 0
 
 
@@ -338,7 +431,8 @@ def report(args: argparse.Namespace, ours: Kind, floor: Kind, load_start: str) -
     from starter.temporal import workflow_runner
 
     print()
-    print(f"worker memory per cached workflow, N={args.n}")
+    print(f"B. worker memory per cached workflow, traced, N={args.n} (worker and driver in one")
+    print("   process)")
     doc = " ".join((workflow_runner.__doc__ or "").split(".")[0].split())
     print(f"  ours' runner (starter/temporal.py workflow_runner): {doc}")
     print("  no-logic's runner: the SDK's stock SandboxedWorkflowRunner()")
@@ -401,6 +495,9 @@ def main() -> int:
         "--warmup", type=int, default=20, help="workflows of each kind run before measuring"
     )
     parser.add_argument("--top", type=int, default=12, help="lines of each breakdown")
+    parser.add_argument(
+        "--only-processes", action="store_true", help="measurement A only (no tracemalloc)"
+    )
     parser.add_argument("--kind", choices=("ours", "no-logic"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     return child(args) if args.kind else run(args)

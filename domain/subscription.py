@@ -6,11 +6,13 @@ argument and a replay rebuilds everything from it.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.audit import AuditAction, AuditOutcome
 from domain.billing import BillingHistory, Invoice, PlanFees, stable_offset
 from statemachines.lifecycle import StateName
 
@@ -22,9 +24,13 @@ SYSTEM_ACTOR = "system"
 #   2: each decision commits its database writes (invoice, usage holders, read model, audit) in
 #      one local activity, and the run continues-as-new once a month, some hours after its
 #      month-close (continue_as_new_delay).
+#   3: as 2, with typed effects: each activity takes one input model (domain/effects.py) under
+#      a name of its own (activities/effects.py; versions 1 and 2 call the same effects by their
+#      old names with positional arguments, activities/legacy.py; workflows/calls.py chooses),
+#      and a run returns only once every update and signal handler has finished.
 # A run keeps the version it started with: histories recorded under 1 replay under 1. New
-# subscriptions start at CURRENT_VERSION; a version-1 run moves to it at its next continue-as-new.
-CURRENT_VERSION = 2
+# subscriptions start at CURRENT_VERSION; an older run moves to it at its next continue-as-new.
+CURRENT_VERSION = 3
 
 
 # A new run costs a fresh workflow instance on the worker; made at 00:00 on the 1st, it would
@@ -69,6 +75,44 @@ class ScheduledPlanChange(_Model):
     requested_by: str
 
 
+PlanChangeNoticeCode = Literal[
+    "scheduled_change_dropped_same_plan",  # already on that plan (changed `now` to it since)
+    "scheduled_change_dropped_month_used",  # this month's plan change was already made
+    "scheduled_change_dropped_courses_in_progress",  # R-PLAN-8, no confirmation to stop them
+    "scheduled_change_failed",  # the partner could not change the plan
+]
+# The English sentences versions 1 and 2 kept in their state and the read model before notices
+# were codes: "Scheduled change to <plan> dropped: <why>." or "… failed."
+_OLD_NOTICE = re.compile(r"Scheduled change to (?P<plan>\S+) (?:dropped: (?P<why>.+)|failed)\.")
+_OLD_REASONS: dict[str, PlanChangeNoticeCode] = {
+    "already on that plan": "scheduled_change_dropped_same_plan",
+    "this month's plan change was already made": "scheduled_change_dropped_month_used",
+    "courses in progress": "scheduled_change_dropped_courses_in_progress",
+}
+
+
+class PlanChangeNotice(_Model):
+    """Why a scheduled plan change did not happen (shown with the status until the next one)."""
+
+    code: PlanChangeNoticeCode
+    plan_id: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_old_text(cls, value: Any) -> Any:
+        """A notice written as English text (older runs' state, older read-model rows)."""
+        if not isinstance(value, str):
+            return value
+        found = _OLD_NOTICE.fullmatch(value)
+        if found is None:
+            raise ValueError(f"not a plan-change notice: {value!r}")
+        why = found["why"]
+        code = "scheduled_change_failed" if why is None else _OLD_REASONS.get(why)
+        if code is None:
+            raise ValueError(f"not a plan-change notice: {value!r}")
+        return {"code": code, "plan_id": found["plan"]}
+
+
 class SubscriptionData(_Model):
     application: Application
     state: StateName = "applied"
@@ -79,7 +123,7 @@ class SubscriptionData(_Model):
     cancel_reason: str | None = None
     last_plan_change_period: str | None = None
     scheduled_plan_change: ScheduledPlanChange | None = None
-    plan_change_notice: str | None = None
+    plan_change_notice: PlanChangeNotice | None = None
     usage_holders: list[str] = Field(default_factory=list)
     billing: BillingHistory | None = None
     next_invoice_period: str | None = None
@@ -158,7 +202,7 @@ class StatusSnapshot(_Model):
     cancel_reason: str | None
     last_plan_change_period: str | None
     scheduled_plan_change: ScheduledPlanChange | None
-    plan_change_notice: str | None
+    plan_change_notice: PlanChangeNotice | None
     data_deletion_at: datetime | None
     final_invoice_at: datetime | None
     purged_at: datetime | None
@@ -169,8 +213,8 @@ class StatusSnapshot(_Model):
 class AuditEntry(_Model):
     at: datetime
     actor: str
-    action: str
-    outcome: Literal["ok", "refused", "failed", "dropped"] = "ok"
+    action: AuditAction
+    outcome: AuditOutcome = "ok"
     details: dict[str, object] = Field(default_factory=dict)
 
 

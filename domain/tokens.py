@@ -1,4 +1,5 @@
-"""Bearer tokens and single-sign-on launch tokens (API.md R-TOKEN, SPEC R-PERM-8): pure, no I/O.
+"""Bearer tokens and single-sign-on launch tokens: pure, no I/O (docs/rules.md, R-PERM-8 and
+"HTTP contract").
 
 Both are HS256 JWTs signed with the same secret, and neither can stand in for the other:
 

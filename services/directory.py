@@ -38,6 +38,7 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.audit import AuditAction
 from domain.errors import BizError
 from domain.permissions import ROLES
 from domain.subscription import SYSTEM_ACTOR, MemberEvent
@@ -346,7 +347,7 @@ class DirectoryService:
             return False
         return True
 
-    async def _audit(self, workplace_id: str, action: str, **details: Any) -> None:
+    async def _audit(self, workplace_id: str, action: AuditAction, **details: Any) -> None:
         await audit.record(
             self.pool,
             event_key=None,

@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from domain.audit import AuditAction
 from domain.calendar import SEOUL
+from domain.subscription import PlanChangeNotice
 from statemachines.lifecycle import StateName
 
 Time = Annotated[
@@ -114,7 +116,8 @@ class SubscriptionOut(Out):
     managers: list[str]
     next_plan_change_at: Time | None
     scheduled_plan_change: ScheduledChangeOut | None
-    plan_change_notice: str | None
+    # Older read-model rows hold the notice as English text: PlanChangeNotice reads it as a code.
+    plan_change_notice: PlanChangeNotice | None
     data_deletion_at: Time | None
     final_invoice_at: Time | None
     purged_at: Time | None
@@ -195,7 +198,7 @@ class AuditEntryOut(Out):
     service_id: str | None
     subscription_id: str | None
     actor: str
-    action: str
+    action: AuditAction
     outcome: str
     details: dict[str, Any]
 

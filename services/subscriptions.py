@@ -52,6 +52,7 @@ from domain.subscription import (
     ActorRequest,
     Application,
     MemberEvent,
+    PlanChangeNotice,
     PlanChangeRequest,
     StatusSnapshot,
     SubscriptionData,
@@ -468,7 +469,9 @@ class SubscriptionService:
             scheduled_plan_change=ScheduledChangeOut.model_validate(scheduled)
             if scheduled
             else None,
-            plan_change_notice=last_change["notice"] if last_change else None,
+            plan_change_notice=PlanChangeNotice.model_validate(last_change["notice"])
+            if last_change and last_change["notice"]
+            else None,
             data_deletion_at=row.data_deletion_at,
             final_invoice_at=row.final_invoice_at,
             purged_at=row.purged_at,

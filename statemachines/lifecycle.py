@@ -1,4 +1,4 @@
-"""The subscription lifecycle (SPEC §3) as a python-statemachine machine.
+"""The subscription lifecycle (docs/rules.md §2, R-LIFE) as a python-statemachine machine.
 
 Pure and synchronous: no timers, no clock, no I/O, so it runs unchanged inside a Temporal
 workflow and is rebuilt from the saved state value after continue-as-new or replay.

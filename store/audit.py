@@ -8,6 +8,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from domain.audit import AuditAction
 from store.db import Pool, columns, fetch_all
 
 
@@ -22,7 +23,7 @@ class AuditRow:
     service_id: str | None
     subscription_id: str | None
     actor: str
-    action: str
+    action: AuditAction
     outcome: str
     details: dict[str, Any]
 
@@ -39,7 +40,7 @@ async def record(
     service_id: str | None,
     subscription_id: str | None,
     actor: str,
-    action: str,
+    action: AuditAction,
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
 ) -> None:

@@ -23,7 +23,9 @@ class LastPlanChange(TypedDict):
     """`last_plan_change` (jsonb): the Seoul month of the last plan change and its notice."""
 
     period: str | None
-    notice: str | None
+    # `domain.subscription.PlanChangeNotice` as JSON; rows written before version 3 hold its
+    # English sentence, which the model still reads.
+    notice: dict[str, str] | str | None
 
 
 class ScheduledPlanChangeJson(TypedDict):
@@ -182,7 +184,12 @@ async def write_publication(conn: Conn, pub: Publication) -> None:
             s.activated_at,
             s.cancelled_at,
             s.cancel_reason,
-            Jsonb({"period": s.last_plan_change_period, "notice": s.plan_change_notice}),
+            Jsonb(
+                {
+                    "period": s.last_plan_change_period,
+                    "notice": s.plan_change_notice.model_dump() if s.plan_change_notice else None,
+                }
+            ),
             Jsonb(s.scheduled_plan_change.model_dump(mode="json"))
             if s.scheduled_plan_change
             else None,

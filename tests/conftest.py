@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -34,6 +35,11 @@ from store import directory, subscriptions
 from store.db import Pool, migrate, open_pool
 from tests.partner_sandbox import SandboxPartnerProcess, set_session_partner
 from workflows.subscription import workflow_id
+
+# No per-example time limit for property tests: on a busy 2-core machine (CI runs the whole
+# suite at once) hypothesis' 200 ms deadline failed examples that were only slow, not wrong.
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.audit import AuditAction
 from domain.calendar import SEOUL
 from domain.permissions import PERMISSION_KO
+from domain.subscription import PlanChangeNotice, PlanChangeNoticeCode
 
 STATE_KO = {
     "not_applied": "미신청",
@@ -19,7 +21,8 @@ STATE_KO = {
     "purged": "데이터 삭제됨",
 }
 ROLE_KO = {"representative_admin": "대표 관리자", "admin": "관리자", "member": "구성원"}
-ACTION_KO = {
+# One label per audit action code (tests/api/test_console_words.py checks that none is missing).
+ACTION_KO: dict[AuditAction, str] = {
     "applied": "서비스 신청",
     "activated": "이용 시작",
     "refused": "신청 거절(제휴사)",
@@ -111,6 +114,9 @@ GLOBALS = {
 REASON_KO = {
     "member_left": "구성원 탈퇴",
     "demoted": "역할 변경",
+    "scheduled_change_dropped_same_plan": "이미 그 상품을 이용 중",
+    "scheduled_change_dropped_month_used": "이번 달 상품 변경을 이미 함",
+    # the same reasons in audit entries written before they were codes
     "already on that plan": "이미 그 상품을 이용 중",
     "this month's plan change was already made": "이번 달 상품 변경을 이미 함",
 }
@@ -186,16 +192,20 @@ def describe(
     return ""
 
 
-def notice_ko(notice: str | None) -> str:
-    """The workflow's plan-change notice (English, kept in its state) in Korean."""
-    if not notice:
-        return ""
-    if "courses in progress" in notice:
-        return "예약된 상품 변경이 취소되었습니다: 수강 중인 교육 과정이 있습니다."
-    if "already on that plan" in notice:
-        return "예약된 상품 변경이 취소되었습니다: 이미 그 상품을 이용 중입니다."
-    if "already made" in notice:
-        return "예약된 상품 변경이 취소되었습니다: 이번 달 상품 변경을 이미 했습니다."
-    if "failed" in notice:
-        return "예약된 상품 변경에 실패했습니다. 다시 신청해 주십시오."
-    return "예약된 상품 변경이 처리되지 않았습니다."
+NOTICE_KO: dict[PlanChangeNoticeCode, str] = {
+    "scheduled_change_dropped_same_plan": (
+        "예약된 상품 변경이 취소되었습니다: 이미 그 상품을 이용 중입니다."
+    ),
+    "scheduled_change_dropped_month_used": (
+        "예약된 상품 변경이 취소되었습니다: 이번 달 상품 변경을 이미 했습니다."
+    ),
+    "scheduled_change_dropped_courses_in_progress": (
+        "예약된 상품 변경이 취소되었습니다: 수강 중인 교육 과정이 있습니다."
+    ),
+    "scheduled_change_failed": "예약된 상품 변경에 실패했습니다. 다시 신청해 주십시오.",
+}
+
+
+def notice_ko(notice: PlanChangeNotice | None) -> str:
+    """The workflow's plan-change notice, by its code, in Korean."""
+    return "" if notice is None else NOTICE_KO[notice.code]

@@ -1,7 +1,8 @@
 """Bad input and bad tokens get their documented answer in the error shape, never a 500 (R-ERR-1).
 
-API.md: 400 malformed input (the framework's validation errors too), 401 missing, expired or
-forged token, 403 outside the caller's rights, 404 another workplace's ids, 413 too large.
+docs/rules.md, "HTTP contract": 400 malformed input (the framework's validation errors too),
+401 missing, expired or forged token, 403 outside the caller's rights, 404 another workplace's
+ids, 413 too large.
 """
 
 from __future__ import annotations

@@ -5,10 +5,14 @@ by person; refusals in Korean (R-ERR-1)."""
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 from fastapi import FastAPI
 
+from api.console.labels import ACTION_KO, NOTICE_KO, notice_ko
 from api.runtime import Runtime
+from domain.audit import AUDIT_ACTIONS
+from domain.subscription import PlanChangeNotice, PlanChangeNoticeCode
 from tests.api.conftest import TERMS, bearer, console_login, token
 from tests.api.test_console_security import client_of
 from tests.conftest import Workplace
@@ -69,3 +73,16 @@ async def test_refusals_in_korean_name_what_is_missing_without_keys(
         assert not KEYS.search(shown) and "permission" not in shown
         unknown = await http.get("/console/services/nope")
         assert "찾을 수 없는 서비스입니다" in unknown.text and "nope" not in text_of(unknown.text)
+
+
+def test_every_audit_action_and_notice_has_korean_words() -> None:
+    """Audit actions and plan-change notices are codes (domain/audit.py, domain/subscription.py);
+    the console words each by its code, so a new code without a label fails here."""
+    assert set(ACTION_KO) == set(AUDIT_ACTIONS)
+    assert set(NOTICE_KO) == set(get_args(PlanChangeNoticeCode))
+    for code in get_args(PlanChangeNoticeCode):
+        worded = notice_ko(PlanChangeNotice(code=code, plan_id="ubob-premium"))
+        assert worded and not KEYS.search(worded) and not re.search(r"[A-Za-z]", worded)
+    # an older read-model row's English notice reads as its code, then in Korean
+    old = PlanChangeNotice.model_validate("Scheduled change to ubob-premium failed.")
+    assert notice_ko(old) == NOTICE_KO["scheduled_change_failed"]

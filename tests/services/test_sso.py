@@ -1,4 +1,4 @@
-"""Tokens and single sign-on (API.md R-TOKEN; SPEC R-PERM-8, R-CANCEL-1, R-PERM-7).
+"""Tokens and single sign-on (docs/rules.md: "HTTP contract", R-PERM-8, R-CANCEL-1, R-PERM-7).
 
 Token expiry is wall-clock time: these tests pass `datetime.now(UTC)` (and past instants to get
 expired tokens), never the time-skipping server's clock.

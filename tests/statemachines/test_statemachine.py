@@ -1,4 +1,5 @@
-"""The lifecycle machine (SPEC §3): every allowed transition, and every other one refused."""
+"""The lifecycle machine (docs/rules.md §2, R-LIFE): every allowed transition, and every other
+one refused."""
 
 from __future__ import annotations
 

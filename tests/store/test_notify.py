@@ -6,11 +6,19 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from domain.audit import AuditAction
 from domain.subscription import AuditEntry, Publication, StatusSnapshot
 from store import subscriptions
 from store.db import Pool
 from store.notify import SettledListener
 from tests.conftest import Workplace
+
+# The audit action of a commit that leaves the subscription in that state.
+ACTION_INTO: dict[str, AuditAction] = {
+    "applied": "applied",
+    "active": "activated",
+    "cancelled": "cancelled",
+}
 
 
 def publication(sub: str, wp: str, state: str, seq: int, previous: str) -> Publication:
@@ -36,7 +44,7 @@ def publication(sub: str, wp: str, state: str, seq: int, previous: str) -> Publi
     audit = AuditEntry(
         at=datetime.now(UTC),
         actor="system",
-        action=state,
+        action=ACTION_INTO[state],
         details={"state": state, "previous_state": previous},
     )
     return Publication(snapshot=snapshot, audit=audit)

@@ -70,7 +70,7 @@ from store import directory
 from store.db import Pool
 from tests.conftest import TERMS
 from tests.workflows.sticky import StickySpy, drain_sticky
-from workflows.subscription import ACTIVITY_TIMEOUT
+from workflows.calls import ACTIVITY_TIMEOUT
 
 N = int(os.environ.get("MONTH_CLOSE_KILL_N", "200"))
 T = TypeVar("T")

@@ -18,6 +18,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from domain.errors import BizError
+from domain.subscription import PlanChangeNotice
 from services.models import SubscriptionOut
 from services.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
@@ -373,7 +374,10 @@ async def test_r_plan_8_scheduled_change_to_the_plan_already_in_effect_is_droppe
     assert (await actions(pool, workplace)).count("plan_changed") == 1
     dropped = (await audit.entries(pool, workplace.id, SVC, limit=1000))[-2]
     assert dropped.action == "plan_change_dropped" and dropped.outcome == "dropped"
-    assert PREMIUM in shown.plan_change_notice
+    assert dropped.details["reason"] == "scheduled_change_dropped_same_plan"
+    assert shown.plan_change_notice == PlanChangeNotice(
+        code="scheduled_change_dropped_same_plan", plan_id=PREMIUM
+    )
     assert shown.next_plan_change_at <= await env.get_current_time()
     assert (await change(service, workplace, STANDARD)).plan_id == STANDARD
 
@@ -451,7 +455,9 @@ async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dro
     await at_month_start(env, pool, sub_id)
     shown = await status(service, workplace)
     assert shown.plan_id == BASIC and shown.scheduled_plan_change is None
-    assert PREMIUM in shown.plan_change_notice
+    assert shown.plan_change_notice == PlanChangeNotice(
+        code="scheduled_change_dropped_courses_in_progress", plan_id=PREMIUM
+    )
     dropped = [
         e
         for e in await audit.entries(pool, workplace.id, SVC, limit=1000)

@@ -2,9 +2,11 @@
 
 Version 1 runs (every subscription started before versions existed) keep making their effects as
 they always did — an effect activity, then a `publish` activity — until their next month-close,
-which ends the run; the next run is version 2: one local-activity commit per decision and a new
-run after each month-close. Both are exercised here on the time-skipping server: the recorded
-histories (test_durability) prove the replay side, these prove the running side.
+which ends the run; the next run is at the current version: one local-activity commit per
+decision and a new run after each month-close. Version 2 runs keep calling their activities by
+their old names until their month-close; version 3 calls typed ones (one input model each).
+All are exercised here on the time-skipping server: the recorded histories (test_durability)
+prove the replay side, these prove the running side.
 """
 
 from __future__ import annotations
@@ -63,6 +65,17 @@ async def _holders(service: SubscriptionService, subscription_id: str) -> list[s
     return [r.member_id for r in await permissions.usage_holders(service.pool, subscription_id)]
 
 
+async def _next_run(handle: WorkflowHandle[Any, Any], first_run: str) -> str:
+    """The run after `first_run` (the month-close's continue-as-new), once it has started."""
+
+    async def new_run() -> str | None:
+        run = (await handle.describe()).run_id
+        return run if run != first_run else None
+
+    found: str = await eventually(new_run, what="the run after the month-close")
+    return found
+
+
 async def _grant(service: SubscriptionService, wp: Workplace, member: str, grant: bool) -> None:
     await service.set_usage(
         workplace_id=wp.id,
@@ -98,18 +111,14 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     period = period_of(await env.get_current_time())
     await advance_to(env, period_start(next_period(period)) + AFTER_NEXT_RUN)
 
-    async def new_run() -> str | None:
-        run = (await handle.describe()).run_id
-        return run if run != first_run else None
-
-    second_run = await eventually(new_run, what="the run after the month-close")
+    second_run = await _next_run(handle, first_run)
     assert [i.period for i in await _invoices(service, workplace)] == [period]
     assert "issue_invoice" in await _activity_types(env.client, handle.id, first_run)
     data = await _data(handle)
-    assert data.version == CURRENT_VERSION == 2
+    assert data.version == CURRENT_VERSION == 3
     assert data.usage_holders == [m1] and data.next_invoice_period == next_period(period)
 
-    # The version-2 run: the same actions, written by one local-activity commit each.
+    # The version-3 run: the same actions, written by one local-activity commit each.
     await _grant(service, workplace, m3, True)
     assert await _holders(service, status.subscription_id) == [m1, m3]
     assert await _activity_types(env.client, handle.id, second_run) == []
@@ -120,7 +129,41 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     assert row.state == "active" and row.usage_permission_count == 2
 
 
-async def test_version_2_month_close_is_one_commit_and_a_new_run(
+async def test_version_2_run_keeps_its_activities_then_moves_to_version_3(
+    service: SubscriptionService,
+    env: WorkflowEnvironment,
+    workplace: Workplace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A version-2 run calls its activities by their old names with positional arguments
+    (activities/legacy.py) until its month-close; the next run is version 3, whose activities
+    take one input model each under names of their own (activities/effects.py)."""
+    monkeypatch.setattr(subscription_service, "CURRENT_VERSION", 2)
+    status = await apply_for(service, workplace, "miricanvas")
+    monkeypatch.undo()
+    handle = service.handle(status.subscription_id)
+    assert (await _data(handle)).version == 2
+    m1, m2, _ = workplace.members
+    await _grant(service, workplace, m1, True)
+    first_run = (await handle.describe()).run_id
+    assert first_run is not None
+    assert await _activity_types(env.client, handle.id, first_run) == ["provision"]
+    period = period_of(await env.get_current_time())
+    await advance_to(env, period_start(next_period(period)) + AFTER_NEXT_RUN)
+
+    second_run = await _next_run(handle, first_run)
+    data = await _data(handle)
+    assert data.version == CURRENT_VERSION == 3 and data.usage_holders == [m1]
+    assert [i.period for i in await _invoices(service, workplace)] == [period]
+    await _grant(service, workplace, m2, True)
+    assert await _holders(service, status.subscription_id) == [m1, m2]
+    await service.cancel(workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep)
+    assert await _activity_types(env.client, handle.id, second_run) == [
+        "suspend_partner_account.v3"
+    ]
+
+
+async def test_current_version_month_close_is_one_commit_and_a_new_run(
     service: SubscriptionService, env: WorkflowEnvironment, workplace: Workplace
 ) -> None:
     status = await apply_for(service, workplace, "miricanvas")
@@ -136,15 +179,10 @@ async def test_version_2_month_close_is_one_commit_and_a_new_run(
     await eventually(lambda: _invoices(service, workplace), what="the invoice at 00:00")
     assert (await handle.describe()).run_id == first_run
     await advance_to(env, first + delay + timedelta(minutes=1))
-
-    async def new_run() -> str | None:
-        run = (await handle.describe()).run_id
-        return run if run != first_run else None
-
-    await eventually(new_run, what="the run after the month-close")
     assert first_run is not None
+    await _next_run(handle, first_run)
     # Only the partner's provisioning is an activity; every database write was a local one.
-    assert await _activity_types(env.client, handle.id, first_run) == ["provision"]
+    assert await _activity_types(env.client, handle.id, first_run) == ["provision.v3"]
     invoices = await _invoices(service, workplace)
     assert [i.period for i in invoices] == [period]
     assert invoices[0].invoice_id == f"inv-{status.subscription_id}-{period}"

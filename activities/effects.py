@@ -1,0 +1,148 @@
+"""The workflow's effects as version 3 calls them: one input model each (domain/effects.py).
+
+Thin: each calls store/ or partners/, idempotently. Every write is keyed by a business key
+(subscription id, period, event sequence) with a unique constraint behind it, so a retried or
+replayed activity writes once. Business time comes in with the input (the workflow's clock);
+activities never read the wall clock for decisions.
+
+The names end in `.v3`: versions 1 and 2 call the same effects under their old names with
+positional arguments (activities/legacy.py), and both kinds stay registered while such runs live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.effects import (
+    ChangePartnerPlan,
+    CoursesInProgress,
+    DeleteSubscriptionData,
+    PresentMembers,
+    Provision,
+    RecordApplication,
+    ResetLearningRecords,
+    SuspendPartnerAccount,
+)
+from domain.subscription import Publication
+from partners.gateway import DeletionCount, MemberCourses, PartnerGateway, PartnerRefusal
+from store import directory, ledger, permissions, subscriptions
+from store.db import Pool
+
+
+class Effects:
+    def __init__(self, pool: Pool, partner: PartnerGateway) -> None:
+        self.pool = pool
+        self.partner = partner
+
+    def effects(self) -> list[Callable[..., Any]]:
+        return [
+            self.record_application,
+            self.provision,
+            self.commit,
+            self.present_members,
+            self.suspend_partner_account,
+            self.courses_in_progress,
+            self.change_partner_plan,
+            self.reset_learning_records,
+            self.delete_subscription_data,
+        ]
+
+    @activity.defn(name="record_application.v3")
+    async def record_application(self, input: RecordApplication) -> datetime | None:
+        """Store the terms agreement (R-APPLY-2) and the applicant's manager role (R-APPLY-4).
+
+        Returns when the predecessor subscription was cancelled, for R-BILL-2.
+        """
+        app = input.application
+        await subscriptions.record_terms_agreement(
+            self.pool,
+            subscription_id=app.subscription_id,
+            workplace_id=app.workplace_id,
+            service_id=app.service_id,
+            terms_version=app.terms_version,
+            agreed_by=app.applicant_id,
+            agreed_at=input.at,
+        )
+        await permissions.grant_manager(
+            self.pool, app.workplace_id, app.service_id, app.applicant_id, by=app.applicant_id
+        )
+        found: datetime | None = await subscriptions.predecessor_cancelled_at(
+            self.pool, app.subscription_id
+        )
+        return found
+
+    @activity.defn(name="provision.v3")
+    async def provision(self, input: Provision) -> None:
+        """R-LIFE-2: create the partner account and register SSO; transient faults retry."""
+        app = input.application
+        try:
+            await self.partner.provision(
+                subscription_id=app.subscription_id,
+                workplace_id=app.workplace_id,
+                service_id=app.service_id,
+                plan_id=app.plan_id,
+                at_iso=input.at.isoformat(),
+            )
+        except PartnerRefusal as refusal:
+            raise ApplicationError(
+                refusal.reason, type="PARTNER_REFUSED", non_retryable=True
+            ) from refusal
+
+    @activity.defn
+    async def commit(self, publication: Publication) -> None:
+        """Versions 2 and 3: all of one decision's database writes in one transaction; run as a
+        local activity (short, keyed writes that are safe to repeat). One name for both: its
+        one argument was a model from the start."""
+        await subscriptions.commit(self.pool, publication)
+
+    @activity.defn(name="present_members.v3")
+    async def present_members(self, input: PresentMembers) -> list[str]:
+        return await directory.present_member_ids(self.pool, input.workplace_id)
+
+    @activity.defn(name="suspend_partner_account.v3")
+    async def suspend_partner_account(self, input: SuspendPartnerAccount) -> None:
+        await self.partner.suspend(
+            subscription_id=input.subscription_id, at_iso=input.at.isoformat()
+        )
+
+    @activity.defn(name="courses_in_progress.v3")
+    async def courses_in_progress(self, input: CoursesInProgress) -> list[MemberCourses]:
+        return await self.partner.courses_in_progress(subscription_id=input.subscription_id)
+
+    @activity.defn(name="change_partner_plan.v3")
+    async def change_partner_plan(self, input: ChangePartnerPlan) -> int:
+        return await self.partner.change_plan(
+            subscription_id=input.subscription_id,
+            plan_id=input.plan_id,
+            stop_courses=input.stop_courses,
+            at_iso=input.at.isoformat(),
+        )
+
+    @activity.defn(name="reset_learning_records.v3")
+    async def reset_learning_records(self, input: ResetLearningRecords) -> int:
+        return await self.partner.reset_learning_records(
+            subscription_id=input.subscription_id, member_id=input.member_id
+        )
+
+    @activity.defn(name="delete_subscription_data.v3")
+    async def delete_subscription_data(self, input: DeleteSubscriptionData) -> int:
+        """R-CANCEL-2: partner-side data, then local usage data and the deletion record."""
+        done = await ledger.deletion_record(self.pool, input.subscription_id)
+        if done is not None:
+            return int(done["partner_objects"]) + int(done["local_rows"])
+        partner: DeletionCount = await self.partner.delete_data(
+            subscription_id=input.subscription_id
+        )
+        record = await ledger.delete_local_data(
+            self.pool,
+            subscription_id=input.subscription_id,
+            deleted_at=input.at,
+            partner_objects=partner.partner_objects,
+            partner_details=partner.details,
+        )
+        return int(record["partner_objects"]) + int(record["local_rows"])
