@@ -1,7 +1,8 @@
 """The Temporal worker: runs SubscriptionWorkflow and its activities.
 
 python worker.py        (reads DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE,
-                         WORKER_METRICS_PORT, METRICS_BIND_ADDRESS)
+                         WORKER_METRICS_PORT, METRICS_BIND_ADDRESS, and every service's
+                         BIZSUPPORT_PARTNER_URL_<SERVICE> and BIZSUPPORT_PARTNER_SECRET_<SERVICE>)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 import sys
 
 from domain.catalog import CatalogError, default_catalog
+from partners.config import PartnerConfigError, load_partner_endpoints
 from services.reconcile import reconcile_periodically
 from services.root import build_services
 from settings import load_settings
@@ -33,6 +35,11 @@ async def serve() -> int:
     except CatalogError as err:
         print(f"worker: {err}", file=sys.stderr)
         return 2
+    try:  # every service needs its partner's URL and secret (docs/partners.md)
+        load_partner_endpoints(catalog.service_ids)
+    except PartnerConfigError as err:
+        print(f"worker: cannot start: {err}", file=sys.stderr)
+        return 2
     migrate(settings.database_url)
     pool = await open_pool(settings.database_url, max_size=20)
     # The SDK's metrics (task slots, workflow task latency) for Prometheus; loopback unless
@@ -42,8 +49,13 @@ async def serve() -> int:
         settings.temporal_namespace,
         metrics_address=settings.worker_metrics_address,
     )
+    partner = partner_gateway(pool, client)  # one per process: one pooled HTTP client
     worker = build_worker(
-        client, pool, settings.task_queue, max_cached_workflows=settings.worker_cache_size
+        client,
+        pool,
+        settings.task_queue,
+        max_cached_workflows=settings.worker_cache_size,
+        partner=partner,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -61,7 +73,7 @@ async def serve() -> int:
     process.freeze_startup_heap()
     async with worker:
         reconciling = asyncio.create_task(
-            reconcile_periodically(services.subscriptions, partner_gateway(pool), stop)
+            reconcile_periodically(services.subscriptions, partner, stop)
         )
         await stop.wait()
         await reconciling

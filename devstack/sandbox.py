@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 
 import uvicorn
@@ -22,12 +23,15 @@ from api.runtime import Runtime, launch_base_url
 from devstack.clock import SandboxClock
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
+from devstack.partner import partner_port, sandbox_partner
 from devstack.process import (
     STOP_TIME,
+    Children,
     close_pool,
     require_ports,
     say,
     share_of,
+    wait_for_port,
     wait_for_signal,
 )
 from devstack.quiescence import InFlight
@@ -42,18 +46,25 @@ from store.db import Pool, migrate, open_pool
 async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
     """As devstack.stack.run_stack: `stop` is looked at between steps and in every wait, and
     whatever was started is stopped by STOP_TIME after the signal."""
-    require_ports({"API": settings.api_port})
+    require_ports({"API": settings.api_port, "sandbox partner": partner_port()})
     root = settings.data_dir / "sandbox"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     postgres = EmbeddedPostgres(root / "postgres")
     env: WorkflowEnvironment | None = None
     pool: Pool | None = None
+    children = Children(root / "logs")  # the sandbox partner server, supervised
     try:
         database_url = postgres.start(stop=stop)
         say(f"sandbox PostgreSQL on {postgres.display_url} (emptied at each start)")
         stop.check()
         migrate(database_url)
+        stop.check()
+        partner = sandbox_partner(root, database_url)
+        partner_proc = children.start("partner", partner.argv, partner.server_env)
+        wait_for_port(partner.port, "sandbox partner", partner_proc, stop=stop)
+        os.environ.update(partner.stack_env())  # this process's worker calls it
+        say(f"sandbox partner on {partner.base} for {', '.join(partner.sandboxed) or 'no service'}")
         stop.check()
         # Not cancelled midway: the server it starts would be left running. Seconds at most.
         env = await WorkflowEnvironment.start_time_skipping(
@@ -66,7 +77,13 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
         say(f"time-skipping Temporal server on {target} (no Web UI in sandbox mode)")
         write_private(
             settings.data_dir / "stack.json",
-            json.dumps({"database_url": database_url, "temporal_address": target}),
+            json.dumps(
+                {
+                    "database_url": database_url,
+                    "temporal_address": target,
+                    "partner_config": str(partner.config_file),
+                }
+            ),
         )
         pool = await stop.guard(open_pool(database_url, max_size=20), undo=close_pool)
         in_flight = InFlight()
@@ -101,8 +118,10 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
         serving = asyncio.create_task(server.serve())
         try:
             login = await stop.guard(seed_demo(services.subscriptions))
-            announce_sandbox(settings, login)
-            await wait_for_signal(stop, lambda: serving.done() or working.done())
+            announce_sandbox(settings, login, partner.lines())
+            await wait_for_signal(
+                stop, lambda: serving.done() or working.done() or supervised(children)
+            )
         finally:
             until = stop.deadline(STOP_TIME)
             server.should_exit = True
@@ -116,6 +135,7 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
         until = stop.deadline(STOP_TIME)
         if pool is not None:
             await close_pool(pool)
+        children.stop(until, lambda: stop.hurried, after=2)
         if env is not None:
             await within(share_of(until, 2), env.shutdown())
         postgres.stop(share_of(until, 1), lambda: stop.hurried)
@@ -130,11 +150,18 @@ class _EmbeddedServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def announce_sandbox(settings: Settings, login: str) -> None:
+def supervised(children: Children) -> bool:
+    children.check()  # restarts the partner server if it died, with backoff
+    return False
+
+
+def announce_sandbox(settings: Settings, login: str, partners: list[str]) -> None:
     base = f"http://127.0.0.1:{settings.api_port}"
     say("sandbox ready: business time runs at wall speed and jumps when you advance it")
     say(f"  console      {base}/console/login   (demo login: {login})")
     say(f"  API docs     {base}/docs")
     say(f"  clock        GET {base}/v1/sandbox/clock · POST {base}/v1/sandbox/clock/advance")
+    for line in partners:
+        say(line)
     say(f"  API metrics  {base}/metrics   (no worker metrics: its worker runs in this process)")
     say("Ctrl-C stops everything.")

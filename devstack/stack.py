@@ -29,6 +29,7 @@ from typing import Any
 
 from devstack.demo import DEMO_WORKPLACE, seed_demo
 from devstack.embedded import EmbeddedPostgres
+from devstack.partner import partner_port, sandbox_partner
 from devstack.process import (
     STOP_TIME,
     Children,
@@ -150,6 +151,7 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
             "Temporal": int(tport),
             "Temporal UI": settings.temporal_ui_port,
             "API": settings.api_port,
+            "sandbox partner": partner_port(),
         }
     )
 
@@ -186,11 +188,20 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
         wait_for_port(int(tport), "Temporal dev server", temporal, stop=stop)
         say(f"Temporal dev server on {settings.temporal_address}")
 
+        stop.check()
+        partner = sandbox_partner(data, database_url)
+        partner_proc = children.start("partner", partner.argv, partner.server_env)
+        stack_file.children_now(children, postgres)
+        stack_file.update(partner_config=str(partner.config_file))
+        wait_for_port(partner.port, "sandbox partner", partner_proc, stop=stop)
+        say(f"sandbox partner on {partner.base} for {', '.join(partner.sandboxed) or 'no service'}")
+
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
             "TEMPORAL_ADDRESS": settings.temporal_address,
             "DATA_DIR": str(data),
+            **partner.stack_env(),
         }
         if postgres is not None and "BIZSUPPORT_DEMO_LOGIN" not in os.environ:
             # The newcomer's embedded stack on loopback: the console offers "pick a demo
@@ -239,7 +250,7 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
         if postgres is not None:
             children.watch("postgres", postgres.poll, lambda: postgres.restart(stop))
         stack_file.update(ready=True)
-        announce(settings, login)
+        announce(settings, login, partner.lines())
         await wait_until_stopped(
             stop, children, lambda: stack_file.children_now(children, postgres)
         )
@@ -257,14 +268,14 @@ async def run_stack(settings: Settings, stop: StopSignals) -> None:
         stack_file.remove()
 
 
-def announce(settings: Settings, login: str) -> None:
+def announce(settings: Settings, login: str, partners: list[str]) -> None:
     base = f"http://127.0.0.1:{settings.api_port}"
     say("ready:")
     say(f"  console      {base}/console/login   (demo login: {login})")
     say(f"  API docs     {base}/docs")
     say(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}   (filter: ServiceId='ubob')")
     say("  CLI          .venv/bin/python -m starter.cli list --workplace demo")
-    for line in metrics_lines(settings):
+    for line in [*partners, *metrics_lines(settings)]:
         say(line)
     say("Ctrl-C stops everything.")
 

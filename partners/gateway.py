@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Protocol
 
 from pydantic import BaseModel
+from temporalio.exceptions import ApplicationError
 
 
 class PartnerRefusal(Exception):
@@ -15,8 +17,26 @@ class PartnerRefusal(Exception):
         self.reason = reason
 
 
-class PartnerUnavailable(Exception):
-    """A transient fault: the caller retries."""
+class PartnerUnavailable(ApplicationError):
+    """A transient fault (a timeout, a dropped connection, 408, 429, 5xx): Temporal retries the
+    activity with backoff, or after `retry_after` when the partner said when (Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message, type="PARTNER_UNAVAILABLE", next_retry_delay=retry_after)
+
+
+# How long a call the partner answered with 401 waits before it is tried again.
+MISCONFIGURED_RETRY = timedelta(minutes=2)
+
+
+class PartnerMisconfigured(ApplicationError):
+    """The partner did not accept our signature (401): a wrong secret or URL on one side. An
+    operator fixes it; meanwhile the call is retried slowly, never taken as a refusal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message, type="PARTNER_MISCONFIGURED", next_retry_delay=MISCONFIGURED_RETRY
+        )
 
 
 class MemberCourses(BaseModel):
@@ -63,7 +83,9 @@ class PartnerGateway(Protocol):
     ) -> int:
         """Switch the plan; with stop_courses, stop every course in progress. Returns how many."""
 
-    async def reset_learning_records(self, *, subscription_id: str, member_id: str) -> int:
+    async def reset_learning_records(
+        self, *, subscription_id: str, member_id: str, at_iso: str | None = None
+    ) -> int:
         """R-PERM-9: forget every learning record of the member; returns how many."""
 
     async def delete_data(self, *, subscription_id: str) -> DeletionCount:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from pydantic_core import to_jsonable_python
 
 from domain.catalog import default_catalog
 from domain.errors import BizError
+from partners.config import CONFIG_FILE_SETTING
 from services.root import Services, build_services
 from settings import auth_secret, load_settings
 from starter.temporal import connect, partner_gateway
@@ -48,6 +50,17 @@ def _connection() -> tuple[str, str]:
         "No running stack found: start one with `make run`, or set DATABASE_URL and "
         "TEMPORAL_ADDRESS."
     )
+
+
+def _partner_config() -> None:
+    """The running stack's partner wiring (its sandbox partner for the services not set), unless
+    BIZSUPPORT_PARTNER_CONFIG is set here (docs/partners.md)."""
+    stack_file = load_settings().data_dir / "stack.json"
+    if CONFIG_FILE_SETTING in os.environ or not stack_file.exists():
+        return
+    wiring = json.loads(stack_file.read_text()).get("partner_config")
+    if wiring:
+        os.environ[CONFIG_FILE_SETTING] = wiring
 
 
 def _json(value: Any) -> str:
@@ -79,6 +92,7 @@ async def _run(args: argparse.Namespace) -> Any:
     if args.command == "reconcile":
         from services.reconcile import reconcile
 
+        _partner_config()
         older_than = timedelta(seconds=args.older_than)
         return await _with_services(
             lambda services: reconcile(

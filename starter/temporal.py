@@ -17,15 +17,19 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
 
 from activities.subscription import SubscriptionActivities
+from domain.catalog import default_catalog
+from partners.config import load_partner_endpoints
 from partners.gateway import PartnerGateway
-from partners.sandbox import SandboxPartner
+from partners.http import PARTNER_LATENCY_BUCKETS, PARTNER_LATENCY_METRIC, HttpPartner
 from starter.sandbox_runner import workflow_runner
+from store import subscriptions
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
@@ -45,7 +49,15 @@ def metrics_runtime(bind_address: str) -> Runtime:
     """A Temporal SDK runtime serving its own metrics (task slots, workflow task latency, polls,
     …) for Prometheus at `http://{bind_address}/metrics`. A worker's metrics come from the runtime
     of the client it is built on, so the client must be connected with this runtime."""
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=bind_address,
+                # partner call latency is in seconds: the SDK's default buckets are milliseconds
+                histogram_bucket_overrides={PARTNER_LATENCY_METRIC: list(PARTNER_LATENCY_BUCKETS)},
+            )
+        )
+    )
 
 
 # How long connect() waits for a Temporal server that is up but not yet serving.
@@ -105,9 +117,28 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
         )
 
 
-def partner_gateway(pool: Pool) -> PartnerGateway:
-    """The partner the workflows' activities and the reconciler both talk to."""
-    return SandboxPartner(pool)
+def partner_gateway(pool: Pool, client: Client | None = None) -> PartnerGateway:
+    """The partners the workflows' activities and the reconciler both talk to: each service's
+    partner over HTTP (partners/http.py), configured by BIZSUPPORT_PARTNER_URL_/SECRET_<SERVICE>
+    for every service in the catalog. A missing or malformed setting raises PartnerConfigError
+    naming it (the worker refuses to start). With `client`, the calls are counted on its
+    runtime's metrics (the worker's /metrics)."""
+
+    async def service_of(subscription_id: str) -> str | None:
+        row = await subscriptions.by_id(pool, subscription_id)
+        return row.service_id if row is not None else None
+
+    return HttpPartner(
+        load_partner_endpoints(default_catalog().service_ids),
+        service_of,
+        meter=partner_meter(client) if client is not None else None,
+    )
+
+
+def partner_meter(client: Client) -> MetricMeter:
+    """The meter of the runtime the client (and so its worker) runs on."""
+    runtime = client.service_client.config.runtime or Runtime.default()
+    return runtime.metric_meter
 
 
 # Workflow task slots per worker (build_worker's docstring says why so few).
@@ -123,6 +154,7 @@ def build_worker(
     max_workflow_tasks: int = WORKFLOW_TASK_SLOTS,
     interceptors: Sequence[Interceptor] = (),
     max_cached_workflows: int = 1000,
+    partner: PartnerGateway | None = None,
 ) -> Worker:
     """The one worker make-up used by worker.py, the dev stack, tests and benchmarks.
 
@@ -134,8 +166,11 @@ def build_worker(
     replays 150 runs after another worker died) with 200 slots holds every task until the herd
     is through, past the 10 s workflow task timeout on a loaded machine; with a few slots the
     rest wait on the server's queue, where no timeout runs (`max_workflow_tasks`).
+
+    `partner`: the process's partner gateway, else one made by partner_gateway (from the
+    environment).
     """
-    activities = SubscriptionActivities(pool, partner_gateway(pool))
+    activities = SubscriptionActivities(pool, partner or partner_gateway(pool, client))
     return Worker(
         client,
         task_queue=task_queue,

@@ -33,6 +33,7 @@ from services.subscriptions import SubscriptionService
 from starter.temporal import binary, build_worker, ensure_search_attributes
 from store import directory, subscriptions
 from store.db import Pool, migrate, open_pool
+from tests.partner_sandbox import SandboxPartnerProcess, set_session_partner
 from workflows.subscription import workflow_id
 
 # No per-example time limit for property tests: on a busy 2-core machine (CI runs the whole
@@ -59,8 +60,36 @@ def database_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def partner_server(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SandboxPartnerProcess]:
+    """One sandbox partner server process for the session; every service points at it through
+    the environment, so every worker the suite builds (here or in a child process) calls it."""
+    server = SandboxPartnerProcess(
+        database_url, tmp_path_factory.mktemp("partner") / "sandbox-partner.log"
+    )
+    server.start()
+    wiring = server.bizsupport_env()
+    saved = {name: os.environ.get(name) for name in wiring}
+    os.environ.update(wiring)
+    set_session_partner(server)
+    try:
+        yield server
+    finally:
+        set_session_partner(None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def pool(database_url: str) -> AsyncIterator[Pool]:
+async def pool(database_url: str, partner_server: SandboxPartnerProcess) -> AsyncIterator[Pool]:
+    """The suite's pool; it brings the partner server up too, because whatever uses the
+    database may build a worker, and a worker needs its partners."""
     pool = await open_pool(database_url, max_size=20)
     yield pool
     await pool.close()

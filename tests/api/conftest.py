@@ -32,8 +32,8 @@ from devstack.clock import SandboxClock
 from devstack.quiescence import InFlight
 from domain.catalog import default_catalog
 from domain.tokens import mint_access_token
-from partners.sandbox import SandboxPartner
 from services.root import build_services
+from starter.temporal import partner_gateway
 from store.db import Pool
 from workflows.subscription import SubscriptionWorkflow
 
@@ -48,7 +48,7 @@ async def api_runtime(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Run
         env.client,
         task_queue=task_queue,
         workflows=[SubscriptionWorkflow],
-        activities=SubscriptionActivities(pool, SandboxPartner(pool)).all(),
+        activities=SubscriptionActivities(pool, partner_gateway(pool)).all(),
         interceptors=[in_flight.interceptor()],
         max_concurrent_activities=100,
     )

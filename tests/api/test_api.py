@@ -25,6 +25,7 @@ from domain.calendar import first_instant_of_next_month, period_of
 from store.db import Pool
 from tests.api.conftest import TERMS, bearer, console_login, system_token, token
 from tests.conftest import Workplace
+from tests.partner_sandbox import session_partner
 
 OFFSET_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+09:00$")
 
@@ -272,13 +273,9 @@ async def test_plan_change_rules_over_http(
     system = bearer(system_token(api_runtime))
     moved = await api.post("/v1/sandbox/clock/advance", json={"seconds": 86_400}, headers=system)
     assert moved.status_code == 200, moved.text
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO partner_sandbox.learning_records (subscription_id, member_id,"
-            " course_id, status, progress, updated_at)"
-            " VALUES (%s, %s, 'safety-101', 'in_progress', 40, now())",
-            (status["subscription_id"], workplace.members[0]),
-        )
+    await session_partner().add_learning_record(
+        status["subscription_id"], workplace.members[0], "safety-101", "in_progress", 40
+    )
     courses = error(
         await api.post(url, json={"plan_id": "ubob-standard"}, headers=headers),
         422,
@@ -598,14 +595,10 @@ async def test_console_asks_to_confirm_a_change_that_stops_courses(
     system = bearer(system_token(api_runtime))
     moved = await api.post("/v1/sandbox/clock/advance", json={"seconds": 86_400}, headers=system)
     assert moved.status_code == 200
-    async with pool.connection() as conn:
-        for member, course in ((workplace.members[0], "a"), (workplace.members[1], "b")):
-            await conn.execute(
-                "INSERT INTO partner_sandbox.learning_records (subscription_id, member_id,"
-                " course_id, status, progress, updated_at)"
-                " VALUES (%s, %s, %s, 'in_progress', 10, now())",
-                (status["subscription_id"], member, course),
-            )
+    for member, course in ((workplace.members[0], "a"), (workplace.members[1], "b")):
+        await session_partner().add_learning_record(
+            status["subscription_id"], member, course, "in_progress", 10
+        )
     csrf = await console_login(api, api_runtime, workplace.id, workplace.rep)
     form = {"csrf": csrf, "plan_id": "ubob-premium", "when": "now"}
     page = await api.post("/console/services/ubob/plan-change", data=form, follow_redirects=True)

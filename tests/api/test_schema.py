@@ -11,32 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from typing import Any
 
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from api.app import create_app
 from api.runtime import Runtime
 from tests.api.conftest import LiveServer, bearer, system_token, token
 from tests.conftest import Workplace
+from tests.schema_fuzz import CHECKS, fuzz_operations
 
 EXAMPLES = {"positive": 6, "negative": 4}
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
 BUDGET_SECONDS = 50
 
 
@@ -47,44 +33,21 @@ def fuzz(
     members = [workplace.rep, workplace.admin, *workplace.members]
     mostly = st.integers(0, 4).map(bool)  # true four times in five
     callers = st.sampled_from(["representative"] * 3 + sorted(headers))
-    failures: list[str] = []
-    started = time.monotonic()
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode, examples in EXAMPLES.items():
 
-            @given(case=operation.as_strategy(schemathesis.GenerationMode(mode)), data=st.data())
-            @settings(
-                max_examples=examples,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def check(case: Any, data: Any) -> None:
-                params = case.path_parameters or {}
-                if "wp" in params and data.draw(mostly):
-                    params["wp"] = workplace.id
-                for name in ("svc", "service_id"):
-                    if name in params and data.draw(mostly):
-                        params[name] = data.draw(st.sampled_from(services))
-                if "member_id" in params and data.draw(mostly):
-                    params["member_id"] = data.draw(st.sampled_from(members))
-                who = data.draw(callers)
-                response = case.call(base_url=base_url, headers=headers[who], timeout=30)
-                case.validate_response(response, checks=CHECKS)
+    def check(case: Any, data: Any) -> None:
+        params = case.path_parameters or {}
+        if "wp" in params and data.draw(mostly):
+            params["wp"] = workplace.id
+        for name in ("svc", "service_id"):
+            if name in params and data.draw(mostly):
+                params[name] = data.draw(st.sampled_from(services))
+        if "member_id" in params and data.draw(mostly):
+            params["member_id"] = data.draw(st.sampled_from(members))
+        who = data.draw(callers)
+        response = case.call(base_url=base_url, headers=headers[who], timeout=30)
+        case.validate_response(response, checks=CHECKS)
 
-            try:
-                check()
-            except Unsatisfiable:  # no negative input exists (no parameters, no body)
-                continue
-            except Exception as failure:  # collect every operation's failures, then report
-                failures.append(f"{operation.label} [{mode}]: {failure}")
-        if time.monotonic() - started > BUDGET_SECONDS:
-            failures.append(f"time budget of {BUDGET_SECONDS} s exceeded at {operation.label}")
-            break
-    return failures
+    return fuzz_operations(schema, EXAMPLES, BUDGET_SECONDS, check)
 
 
 async def test_api_conforms_to_its_openapi(api_runtime: Runtime, workplace: Workplace) -> None:

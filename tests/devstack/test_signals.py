@@ -56,11 +56,14 @@ class Launcher:
             "API_PORT": str(free_port()),
             "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
             "TEMPORAL_UI_PORT": str(free_port()),
+            "SANDBOX_PARTNER_PORT": str(free_port()),
             "WORKER_METRICS_PORT": "0",  # the worker's SDK metrics would take the fixed 9464
             "PYTHONUNBUFFERED": "1",
         }
         for name in ("DATABASE_URL", "SANDBOX", "BIZSUPPORT_AUTH_SECRET"):
             env.pop(name, None)
+        for name in [n for n in env if n.startswith("BIZSUPPORT_PARTNER_")]:
+            env.pop(name)  # every service goes to the stack's own sandbox partner
         if sandbox:
             env["SANDBOX"] = "1"
 

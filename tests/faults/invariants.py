@@ -23,6 +23,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from tests.faults.burst import Outcome
+from tests.faults.stack import PartnerAdmin
 from workflows.subscription import SubscriptionWorkflow, workflow_id
 
 TRANSIENT = ("applied", "plan_changing")
@@ -42,7 +43,7 @@ class Facts:
     open_keys: list[dict[str, Any]]
 
 
-async def read_facts(database_url: str, workplaces: list[str]) -> Facts:
+async def read_facts(database_url: str, partner: PartnerAdmin, workplaces: list[str]) -> Facts:
     async with await psycopg.AsyncConnection.connect(
         database_url, row_factory=dict_row, connect_timeout=5
     ) as conn:
@@ -66,11 +67,7 @@ async def read_facts(database_url: str, workplaces: list[str]) -> Facts:
                 " JOIN subscriptions s USING (subscription_id) WHERE s.workplace_id = ANY(%s)",
                 workplaces,
             ),
-            accounts=await rows(
-                "SELECT subscription_id, workplace_id, service_id, status"
-                " FROM partner_sandbox.accounts WHERE workplace_id = ANY(%s)",
-                workplaces,
-            ),
+            accounts=await partner.accounts(workplaces),  # from the sandbox partner server
             invoices=await rows(
                 "SELECT i.subscription_id, i.period FROM invoices i"
                 " JOIN subscriptions s USING (subscription_id) WHERE s.workplace_id = ANY(%s)",

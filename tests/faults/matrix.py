@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import psycopg
 from temporalio.service import RPCError
 
@@ -106,9 +107,9 @@ async def settle(stack: DevStack, workplaces: list[str]) -> tuple[Facts, list[st
         try:
             info = stack.info()
             client = await connect(info["temporal_address"])
-            facts = await read_facts(info["database_url"], workplaces)
+            facts = await read_facts(info["database_url"], stack.partner(), workplaces)
             broken = await violations(client, facts)
-        except (psycopg.OperationalError, RPCError, RuntimeError) as err:
+        except (psycopg.OperationalError, RPCError, RuntimeError, httpx.HTTPError) as err:
             if time.monotonic() > deadline:
                 raise
             print(f"recovery check: stack not reachable yet: {err!r}")

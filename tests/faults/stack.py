@@ -32,22 +32,43 @@ class StackError(RuntimeError):
         super().__init__(f"{message}\n{stack.log_tail()}")
 
 
+class PartnerAdmin:
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.token = token
+
+    async def accounts(self, workplaces: list[str]) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.get(
+                f"{self.base}/sandbox/accounts",
+                params={"workplace_id": workplaces},
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+        answer.raise_for_status()
+        found: list[dict[str, Any]] = answer.json()
+        return found
+
+
 class DevStack:
     def __init__(self) -> None:
         self.data = Path(tempfile.mkdtemp(prefix="bizsupport-faults-"))
         self.api_port = free_port()
         self.temporal_port = free_port()
+        self.partner_port = free_port()
         self.env = {
             **os.environ,
             "DATA_DIR": str(self.data),
             "API_PORT": str(self.api_port),
             "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
             "TEMPORAL_UI_PORT": str(free_port()),
+            "SANDBOX_PARTNER_PORT": str(self.partner_port),
             "WORKER_METRICS_PORT": "0",  # the worker's SDK metrics would take the fixed 9464
             "PYTHONUNBUFFERED": "1",
         }
         for name in ("DATABASE_URL", "SANDBOX", "BIZSUPPORT_AUTH_SECRET"):
             self.env.pop(name, None)
+        for name in [n for n in self.env if n.startswith("BIZSUPPORT_PARTNER_")]:
+            self.env.pop(name)  # every service goes to the stack's own sandbox partner
         self.launcher: subprocess.Popen[bytes] | None = None
         self.launches = 0
 
@@ -66,6 +87,11 @@ class DevStack:
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = json.loads(self.stack_file.read_text())
         return info
+
+    def partner(self) -> PartnerAdmin:
+        """The stack's sandbox partner server, through its admin endpoint."""
+        token = json.loads((self.data / "sandbox-partner.json").read_text())["admin_token"]
+        return PartnerAdmin(f"http://127.0.0.1:{self.partner_port}", token)
 
     def start(self) -> None:
         """Start the launcher (again, on the same DATA_DIR, as `make run` would) and wait until

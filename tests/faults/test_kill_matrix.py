@@ -3,7 +3,8 @@ PostgreSQL, Temporal dev server, worker, API) under a burst of admin actions thr
 API, one process SIGKILLed per scenario, then: every accepted request's effect exactly once,
 workflow state = read model, one partner account per live subscription, no duplicate audit entry
 or invoice, no Idempotency-Key left in progress, no reservation without a workflow, nothing left
-in a transient state. The scenarios share one stack and run in this order; the launcher's kill
+in a transient state. The sandbox partner server is killed too (its accounts are read through
+its admin endpoint). The scenarios share one stack and run in this order; the launcher's kill
 starts the launcher again on the same DATA_DIR.
 
 `FAULTS_BURST=200` runs a larger burst per scenario (default 24 requests)."""
@@ -35,6 +36,13 @@ async def test_postgres_killed(matrix: Matrix) -> None:
 
 async def test_api_killed(matrix: Matrix) -> None:
     assert await run_scenario(matrix, "api", "api") == []
+
+
+async def test_partner_killed_twice(matrix: Matrix) -> None:
+    """The sandbox partner server, mid-provision (applications), mid-plan-change (ubob's courses
+    check) and mid-suspension (cancellations): its calls fail as unreachable and are retried; one
+    account per live subscription, none active for an ended one."""
+    assert await run_scenario(matrix, "partner", "partner", kills=2) == []
 
 
 async def test_launcher_killed_and_started_again(matrix: Matrix) -> None:

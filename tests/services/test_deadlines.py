@@ -26,6 +26,7 @@ from starter.temporal import build_worker
 from store import audit
 from store.db import Pool
 from tests.conftest import Workplace, apply_for, eventually
+from tests.partner_sandbox import session_partner
 
 
 def first_member_grant(workplace: Workplace, **extra: Any) -> dict[str, Any]:
@@ -93,12 +94,9 @@ async def test_a_workflow_behind_its_read_model_answers_503_not_a_refusal(
     briefly still `applied`. A grant then must not be refused NOT_ACTIVE (the console shows the
     service active); it answers 503 with Retry-After, and a retry succeeds once it caught up.
     Here provisioning keeps failing (the run stays applied) and the row is set active."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO partner_sandbox.scripted_faults (workplace_id, service_id, kind,"
-            " remaining) VALUES (%s, 'miricanvas', 'transient', 1000)",
-            (workplace.id,),
-        )
+    await session_partner().fault(
+        "transient", "miricanvas", workplace_id=workplace.id, operation="provision"
+    )
     applied = await apply_for(service, workplace, "miricanvas", expect_active=False)
     assert applied.state == "applied"
     async with pool.connection() as conn:
@@ -111,10 +109,7 @@ async def test_a_workflow_behind_its_read_model_answers_503_not_a_refusal(
         await service.set_usage(**grant)  # type: ignore[arg-type]
     assert refused.value.code == "SERVICE_UNAVAILABLE"
 
-    async with pool.connection() as conn:  # the partner recovers; the run activates
-        await conn.execute(
-            "DELETE FROM partner_sandbox.scripted_faults WHERE workplace_id = %s", (workplace.id,)
-        )
+    await session_partner().clear_faults(workplace_id=workplace.id)  # the partner recovers
     await env.sleep(timedelta(minutes=2))  # past the provisioning retry's backoff
     status = await eventually(
         lambda: _granted(service, grant), within=30, what="the grant after activation"

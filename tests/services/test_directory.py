@@ -19,6 +19,7 @@ from store.audit import AuditRow
 from store.db import Pool
 from tests.conftest import Workplace, eventually
 from tests.conftest import apply_for as apply
+from tests.partner_sandbox import session_partner
 from workflows.subscription import SubscriptionWorkflow
 
 
@@ -318,14 +319,11 @@ async def test_demoting_an_admin_to_member_drops_management_permissions(
     assert member.value.code == "NOT_AN_ADMIN"
 
 
-async def _learning(pool: Pool, subscription_id: str) -> dict[str, int]:
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT member_id, count(*) AS n FROM partner_sandbox.learning_records"
-            " WHERE subscription_id = %s GROUP BY member_id",
-            (subscription_id,),
-        )
-        return {r["member_id"]: r["n"] for r in await cur.fetchall()}
+async def _learning(subscription_id: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in await session_partner().learning_records(subscription_id):
+        counts[record["member_id"]] = counts.get(record["member_id"], 0) + 1
+    return counts
 
 
 async def test_login_change_resets_learning_records_with_a_notice(
@@ -341,18 +339,12 @@ async def test_login_change_resets_learning_records_with_a_notice(
     ubob = (await apply(service, wp, "ubob", "ubob-basic")).subscription_id
     await apply(service, wp, "miricanvas")
     m0, m1 = wp.members[0], wp.members[1]
-    async with pool.connection() as conn:
-        for member_id, course, status in (
-            (m0, "c-101", "in_progress"),
-            (m0, "c-102", "completed"),
-            (m1, "c-101", "in_progress"),
-        ):
-            await conn.execute(
-                "INSERT INTO partner_sandbox.learning_records"
-                " (subscription_id, member_id, course_id, status, progress, updated_at)"
-                " VALUES (%s, %s, %s, %s, 40, now())",
-                (ubob, member_id, course, status),
-            )
+    for member_id, course, status in (
+        (m0, "c-101", "in_progress"),
+        (m0, "c-102", "completed"),
+        (m1, "c-101", "in_progress"),
+    ):
+        await session_partner().add_learning_record(ubob, member_id, course, status, 40)
     answer = await dirs.put_member(wp.id, m0, login_id="renamed@x", name=m0, role="member")
     assert answer.changes == ["login_id_changed"]
     assert answer.member.login_id == "renamed@x"
@@ -360,8 +352,8 @@ async def test_login_change_resets_learning_records_with_a_notice(
     assert notice.kind == "learning_records_reset"
     assert notice.service_id == "ubob" and notice.subscription_id == ubob
     assert "유밥" in notice.message_ko and notice.message
-    await eventually(lambda: _no_records(pool, ubob, m0), within=30, what="learning records reset")
-    assert await _learning(pool, ubob) == {m1: 1}
+    await eventually(lambda: _no_records(ubob, m0), within=30, what="learning records reset")
+    assert await _learning(ubob) == {m1: 1}
     entry = await eventually(
         lambda: _audit_action(pool, wp.id, "learning_records_reset"),
         within=30,
@@ -380,8 +372,8 @@ async def test_login_change_resets_learning_records_with_a_notice(
     assert again.notices == [] and again.changes == []
 
 
-async def _no_records(pool: Pool, subscription_id: str, member_id: str) -> bool:
-    return member_id not in await _learning(pool, subscription_id)
+async def _no_records(subscription_id: str, member_id: str) -> bool:
+    return member_id not in await _learning(subscription_id)
 
 
 async def _audit_action(pool: Pool, workplace_id: str, action: str) -> AuditRow | None:

@@ -42,12 +42,11 @@ from activities.subscription import SubscriptionActivities
 from domain.catalog import default_catalog
 from domain.errors import BizError
 from domain.subscription import MemberEvent
-from partners.sandbox import SandboxPartner
 from services.billing import BillingService
 from services.models import SubscriptionOut
 from services.root import build_services
 from services.subscriptions import SubscriptionService
-from starter.temporal import binary, build_worker, ensure_search_attributes
+from starter.temporal import binary, build_worker, ensure_search_attributes, partner_gateway
 from store import ledger, subscriptions
 from store.db import Pool
 from store.ledger import InvoiceRow
@@ -852,7 +851,7 @@ def uncached_worker(env: WorkflowEnvironment, pool: Pool, queue: str) -> Worker:
     a cache every workflow task is a full replay of the history, which is what a successor
     does anyway; a task the stopped worker had taken is retried after its 10 s timeout.
     """
-    activities = SubscriptionActivities(pool, SandboxPartner(pool))
+    activities = SubscriptionActivities(pool, partner_gateway(pool))
     return Worker(
         env.client,
         task_queue=queue,

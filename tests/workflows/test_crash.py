@@ -24,6 +24,7 @@ from starter.temporal import binary
 from store import audit, subscriptions
 from store.db import Pool
 from tests.conftest import Workplace, eventually
+from tests.partner_sandbox import session_partner
 from workflows import search_attributes as sa
 
 
@@ -64,12 +65,10 @@ async def test_sigkill_mid_provisioning_completes_once(
 ) -> None:
     queue = f"crash-{uuid.uuid4().hex[:8]}"
     service = build_services(pool, dev_env.client, default_catalog(), queue).subscriptions
-    async with pool.connection() as conn:  # the partner fails twice: provisioning retries
-        await conn.execute(
-            "INSERT INTO partner_sandbox.scripted_faults (workplace_id, service_id, kind,"
-            " remaining) VALUES (%s, 'cartax', 'transient', 2)",
-            (workplace.id,),
-        )
+    # the partner fails twice: provisioning retries
+    await session_partner().fault(
+        "transient", "cartax", workplace_id=workplace.id, operation="provision", remaining=2
+    )
     first = await _spawn_worker(dev_env, queue, database_url)
     status = await service.apply(
         workplace_id=workplace.id,
@@ -88,14 +87,7 @@ async def test_sigkill_mid_provisioning_completes_once(
         sub = status.subscription_id
         row = await eventually(lambda: _active(pool, sub), within=60, what="activation")
         assert row.state == "active"
-        async with pool.connection() as conn:
-            accounts = await (
-                await conn.execute(
-                    "SELECT count(*) AS n FROM partner_sandbox.accounts WHERE subscription_id = %s",
-                    (sub,),
-                )
-            ).fetchone()
-        assert accounts["n"] == 1
+        assert len(await session_partner().accounts(subscription_id=sub)) == 1
         actions = [e.action for e in await audit.entries(pool, workplace.id, "cartax")]
         assert actions == ["applied", "activated"]
         described = await service.handle(sub).describe()

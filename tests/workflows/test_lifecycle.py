@@ -15,6 +15,7 @@ from services.subscriptions import SubscriptionService
 from store import audit, ledger, subscriptions
 from store.db import Pool
 from tests.conftest import TERMS, Workplace, advance, advance_to, apply_for, eventually
+from tests.partner_sandbox import session_partner
 from workflows import search_attributes as sa
 
 
@@ -22,18 +23,8 @@ async def apply(service: SubscriptionService, wp: Workplace, svc: str, plan: str
     return await apply_for(service, wp, svc, plan, expect_active=False)
 
 
-async def partner_rows(pool: Pool, subscription_id: str) -> dict[str, int]:
-    counts = {}
-    async with pool.connection() as conn:
-        for table in ("accounts", "documents", "learning_records"):
-            row = await (
-                await conn.execute(
-                    f"SELECT count(*) AS n FROM partner_sandbox.{table} WHERE subscription_id = %s",
-                    (subscription_id,),
-                )
-            ).fetchone()
-            counts[table] = row["n"]
-    return counts
+async def partner_rows(subscription_id: str) -> dict[str, int]:
+    return await session_partner().objects(subscription_id)
 
 
 async def test_full_life_apply_cancel_delete_at_day_30(
@@ -51,11 +42,8 @@ async def test_full_life_apply_cancel_delete_at_day_30(
         terms = await (
             await conn.execute("SELECT * FROM terms_agreements WHERE subscription_id = %s", (sub,))
         ).fetchone()
-        await conn.execute(
-            "INSERT INTO partner_sandbox.documents (subscription_id, member_id, title, created_at)"
-            " VALUES (%s, %s, '포스터', now()), (%s, %s, '명함', now())",
-            (sub, workplace.rep, sub, workplace.rep),
-        )
+    for title in ("포스터", "명함"):  # the members' designs at the partner
+        await session_partner().add_document(sub, workplace.rep, title)
     assert terms["terms_version"] == TERMS and terms["agreed_by"] == workplace.rep
     await service.set_usage(
         workplace_id=workplace.id,
@@ -72,19 +60,19 @@ async def test_full_life_apply_cancel_delete_at_day_30(
     indexed = (await service.handle(sub).describe()).typed_search_attributes
     assert indexed.get(sa.SUBSCRIPTION_STATE) == "cancelled"  # R-LIFE-4: the UI sees it at once
     assert cancelled.data_deletion_at == cancelled.cancelled_at + timedelta(days=30)
-    assert (await partner_rows(pool, sub))["accounts"] == 1
-    account = await _account(pool, sub)
+    assert (await partner_rows(sub))["accounts"] == 1
+    account = await _account(sub)
     assert account["status"] == "suspended"  # R-CANCEL-1: at once
 
     await advance(env, timedelta(days=29, hours=23))
     assert await ledger.deletion_record(pool, sub) is None
-    assert (await partner_rows(pool, sub))["documents"] == 2
+    assert (await partner_rows(sub))["documents"] == 2
 
     await advance(env, timedelta(hours=1, seconds=1))
     record = await eventually(lambda: ledger.deletion_record(pool, sub), what="deletion record")
     assert record["partner_objects"] == 3  # two documents and the account
     assert record["local_rows"] == 1  # the usage permission
-    assert await partner_rows(pool, sub) == {"accounts": 0, "documents": 0, "learning_records": 0}
+    assert await partner_rows(sub) == {"accounts": 0, "documents": 0, "learning_records": 0}
     row = await eventually(
         lambda: _state_is(pool, sub, "purged"), what="purged state in the read model"
     )
@@ -94,13 +82,8 @@ async def test_full_life_apply_cancel_delete_at_day_30(
     assert "cancelled" in actions and actions[-1] in ("purged", "invoice_issued")
 
 
-async def _account(pool: Pool, sub: str):
-    async with pool.connection() as conn:
-        return await (
-            await conn.execute(
-                "SELECT * FROM partner_sandbox.accounts WHERE subscription_id = %s", (sub,)
-            )
-        ).fetchone()
+async def _account(sub: str):
+    return await session_partner().account(sub)
 
 
 async def _state_is(pool: Pool, sub: str, state: str):
@@ -114,22 +97,16 @@ async def test_partner_refusal_cancels_without_charge(
     workplace: Workplace,
 ) -> None:
     """R-LIFE-2: a permanent refusal ends in cancelled with the partner's reason, no invoice."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO partner_sandbox.scripted_faults (workplace_id, service_id, kind, reason)"
-            " VALUES (%s, 'cartax', 'refuse', '사업자 정보 확인 불가')",
-            (workplace.id,),
-        )
+    await session_partner().fault(
+        "refuse", "cartax", workplace_id=workplace.id, reason="사업자 정보 확인 불가"
+    )
     status = await apply(service, workplace, "cartax")
     assert status.state == "cancelled"
     assert status.cancel_reason == "사업자 정보 확인 불가"
     assert status.final_invoice_at is None and status.data_deletion_at is None
     assert await ledger.invoices_for(pool, workplace.id, "cartax") == []
     # the slot is free again (R-LIFE-3)
-    async with pool.connection() as conn:
-        await conn.execute(
-            "DELETE FROM partner_sandbox.scripted_faults WHERE workplace_id = %s", (workplace.id,)
-        )
+    await session_partner().clear_faults(workplace_id=workplace.id)
     again = await apply(service, workplace, "cartax")
     assert again.state == "active" and again.subscription_id != status.subscription_id
 
@@ -140,12 +117,9 @@ async def test_transient_partner_faults_are_retried(
     workplace: Workplace,
 ) -> None:
     """R-LIFE-2: provisioning retries transient faults and then activates."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO partner_sandbox.scripted_faults"
-            " (workplace_id, service_id, kind, remaining) VALUES (%s, 'tudy', 'transient', 2)",
-            (workplace.id,),
-        )
+    await session_partner().fault(
+        "transient", "tudy", workplace_id=workplace.id, operation="provision", remaining=2
+    )
     status = await service.apply(
         workplace_id=workplace.id,
         service_id="tudy",

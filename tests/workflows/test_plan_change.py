@@ -25,6 +25,7 @@ from store import audit, ledger, subscriptions
 from store.db import Pool
 from tests import billing_oracle as oracle
 from tests.conftest import Workplace, advance_to, eventually
+from tests.partner_sandbox import session_partner
 
 TERMS = "2026-01-01"
 SVC = "ubob"
@@ -122,37 +123,21 @@ async def snapshot(pool: Pool, wp: Workplace, sub_id: str) -> tuple[Any, ...]:
     assert row is not None
     kept = {k: v for k, v in dataclasses.asdict(row).items() if k != "updated_at"}
     entries = await audit.entries(pool, wp.id, limit=1000)
-    return kept, entries, await courses(pool, sub_id)
+    return kept, entries, await courses(sub_id)
 
 
-async def add_courses(pool: Pool, sub_id: str, per_member: dict[str, list[str]]) -> None:
-    async with pool.connection() as conn:
-        for member, course_ids in per_member.items():
-            for course in course_ids:
-                await conn.execute(
-                    "INSERT INTO partner_sandbox.learning_records (subscription_id, member_id,"
-                    " course_id, status, progress, updated_at)"
-                    " VALUES (%s, %s, %s, 'in_progress', 40, now())",
-                    (sub_id, member, course),
-                )
-        # A finished course is not "in progress" and is never touched by a plan change.
-        await conn.execute(
-            "INSERT INTO partner_sandbox.learning_records (subscription_id, member_id, course_id,"
-            " status, progress, updated_at) VALUES (%s, %s, 'done-101', 'completed', 100, now())",
-            (sub_id, next(iter(per_member))),
-        )
+async def add_courses(sub_id: str, per_member: dict[str, list[str]]) -> None:
+    """Members' courses at the sandbox partner, as members taking them would leave them."""
+    partner = session_partner()
+    for member, course_ids in per_member.items():
+        for course in course_ids:
+            await partner.add_learning_record(sub_id, member, course, "in_progress", 40)
+    # A finished course is not "in progress" and is never touched by a plan change.
+    await partner.add_learning_record(sub_id, next(iter(per_member)), "done-101", "completed", 100)
 
 
-async def courses(pool: Pool, sub_id: str) -> list[tuple[str, str, str, int]]:
-    async with pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT member_id, course_id, status, progress"
-                " FROM partner_sandbox.learning_records"
-                " WHERE subscription_id = %s ORDER BY member_id, course_id",
-                (sub_id,),
-            )
-        ).fetchall()
+async def courses(sub_id: str) -> list[tuple[str, str, str, int]]:
+    rows = await session_partner().learning_records(sub_id)
     return [(r["member_id"], r["course_id"], r["status"], r["progress"]) for r in rows]
 
 
@@ -408,7 +393,7 @@ async def test_r_plan_5_10_courses_in_progress_refuse_an_unconfirmed_change(
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
     sub_id = (await apply(service, workplace)).subscription_id
     a, b = workplace.members[0], workplace.members[2]
-    await add_courses(pool, sub_id, {a: ["java-201", "sql-101"], b: ["excel-301"]})
+    await add_courses(sub_id, {a: ["java-201", "sql-101"], b: ["excel-301"]})
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
     before = await snapshot(pool, workplace, sub_id)
 
@@ -438,11 +423,11 @@ async def test_r_plan_6_a_confirmed_change_stops_every_course_in_progress(
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
     sub_id = (await apply(service, workplace)).subscription_id
     a, b = workplace.members[1], workplace.rep
-    await add_courses(pool, sub_id, {a: ["go-101"], b: ["k8s-201", "py-301"]})
+    await add_courses(sub_id, {a: ["go-101"], b: ["k8s-201", "py-301"]})
     await advance_to(env, await env.get_current_time() + timedelta(days=1))
     changed = await change(service, workplace, STANDARD, confirm=True)
     assert changed.plan_id == STANDARD
-    assert await courses(pool, sub_id) == sorted(
+    assert await courses(sub_id) == sorted(
         [
             (a, "done-101", "completed", 100),
             (a, "go-101", "stopped", 0),
@@ -464,8 +449,8 @@ async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dro
     sub_id = (await apply(service, workplace)).subscription_id
     await change(service, workplace, PREMIUM, when="next_window")
     member = workplace.members[0]
-    await add_courses(pool, sub_id, {member: ["ml-401"]})
-    kept = await courses(pool, sub_id)
+    await add_courses(sub_id, {member: ["ml-401"]})
+    kept = await courses(sub_id)
 
     await at_month_start(env, pool, sub_id)
     shown = await status(service, workplace)
@@ -483,7 +468,7 @@ async def test_r_plan_8_scheduled_change_with_courses_and_no_confirmation_is_dro
     assert dropped[0].details["plan_id"] == PREMIUM
     assert dropped[0].details["member_count"] == 1
     assert dropped[0].details["members"] == [{"member_id": member, "courses": ["ml-401"]}]
-    assert await courses(pool, sub_id) == kept
+    assert await courses(sub_id) == kept
     assert shown.next_plan_change_at <= await env.get_current_time()
 
 
@@ -495,10 +480,10 @@ async def test_r_plan_5_8_confirmation_given_when_scheduling_carries_to_the_1st(
     await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
     sub_id = (await apply(service, workplace)).subscription_id
     await change(service, workplace, STANDARD, when="next_window", confirm=True)
-    await add_courses(pool, sub_id, {workplace.members[1]: ["ux-101"]})
+    await add_courses(sub_id, {workplace.members[1]: ["ux-101"]})
     await at_month_start(env, pool, sub_id)
     assert (await status(service, workplace)).plan_id == STANDARD
-    assert ("ux-101", "stopped", 0) in [c[1:] for c in await courses(pool, sub_id)]
+    assert ("ux-101", "stopped", 0) in [c[1:] for c in await courses(sub_id)]
 
 
 # ── refused input (R-PLAN-1, R-ERR-1) ────────────────────────────────────────────────────────
