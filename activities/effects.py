@@ -116,12 +116,20 @@ class Effects:
 
     @activity.defn(name="change_partner_plan.v3")
     async def change_partner_plan(self, input: ChangePartnerPlan) -> int:
-        return await self.partner.change_plan(
-            subscription_id=input.subscription_id,
-            plan_id=input.plan_id,
-            stop_courses=input.stop_courses,
-            at_iso=input.at.isoformat(),
-        )
+        """R-PLAN-8, R-PARTNER-2: a partner's refusal ends the change at once (the workflow
+        audits it as failed with the partner's reason, the month not used up); transient faults
+        retry."""
+        try:
+            return await self.partner.change_plan(
+                subscription_id=input.subscription_id,
+                plan_id=input.plan_id,
+                stop_courses=input.stop_courses,
+                at_iso=input.at.isoformat(),
+            )
+        except PartnerRefusal as refusal:
+            raise ApplicationError(
+                refusal.reason, type="PARTNER_REFUSED", non_retryable=True
+            ) from refusal
 
     @activity.defn(name="reset_learning_records.v3")
     async def reset_learning_records(self, input: ResetLearningRecords) -> int:

@@ -204,7 +204,10 @@ class SubscriptionWorkflow:
             stopped = await self.effects.change_partner_plan(plan_id, stop_courses, workflow.now())
         except ActivityError as failure:
             decide.plan_change_failed(self.data)
-            await self._publish("plan_change_failed", actor, outcome="failed", plan_id=plan_id)
+            why = {"reason": c.message} if isinstance(c := failure.cause, ApplicationError) else {}
+            await self._publish(
+                "plan_change_failed", actor, outcome="failed", plan_id=plan_id, **why
+            )
             raise ApplicationError(
                 "The partner could not change the plan.", type="PLAN_CHANGE_FAILED"
             ) from failure

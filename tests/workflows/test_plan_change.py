@@ -224,6 +224,33 @@ async def test_r_plan_2_4_second_change_in_a_month_refused_until_the_1st(
     assert (await actions(pool, workplace)).count("plan_changed") == 2
 
 
+async def test_r_plan_8_a_partner_refusing_the_change_fails_it_at_once_with_its_reason(
+    service: SubscriptionService, env: WorkflowEnvironment, pool: Pool, workplace: Workplace
+) -> None:
+    """R-PLAN-8, R-PARTNER-2: a partner that refuses the plan change (a 4xx over the protocol)
+    ends it at once: PLAN_CHANGE_FAILED, the plan as it was, the partner's reason in the audit
+    log, and the month not used up. It is not retried, which would hold the subscription in
+    plan_changing (and every other action behind its lock) for good."""
+    await advance_to(env, await upcoming(env, 10 * 3600, mid_month))
+    await apply(service, workplace)
+    await advance_to(env, await env.get_current_time() + timedelta(days=1))
+    partner = session_partner()
+    await partner.fault(
+        "refuse", SVC, workplace_id=workplace.id, operation="change_plan", reason="계약 만료"
+    )
+    try:
+        refusal = await refused(change(service, workplace, STANDARD))
+    finally:
+        await partner.clear_faults(service_id=SVC)
+    assert refusal.code == "PLAN_CHANGE_FAILED"
+    shown = await status(service, workplace)
+    assert shown.state == "active" and shown.plan_id == BASIC
+    failed = (await audit.entries(pool, workplace.id, SVC, limit=1000))[-1]
+    assert failed.action == "plan_change_failed" and failed.outcome == "failed"
+    assert failed.details["reason"] == "계약 만료"
+    assert (await change(service, workplace, STANDARD)).plan_id == STANDARD  # month not used
+
+
 async def test_r_plan_4_8_a_scheduled_change_takes_the_next_month_too(
     service: SubscriptionService, env: WorkflowEnvironment, pool: Pool, workplace: Workplace
 ) -> None:
