@@ -3,7 +3,7 @@
     create_app(runtime)   tests and the sandbox stack pass a ready Runtime
     create_app()          `uvicorn api.app:create_app --factory`: built from the settings
 
-Routes: /v1 (API.md), /console (Korean admin console), /sso/launch (the sandbox partner's
+Routes: /v1 (docs/rules.md), /console (Korean admin console), /sso/launch (the sandbox partner's
 single-sign-on landing page), /healthz, /metrics (Prometheus; api/metrics.py), /docs and
 /openapi.json.
 """
@@ -40,7 +40,7 @@ DOCS_ASSETS = Path(str(resources.files("fastapi_offline") / "static"))
 
 DESCRIPTION = """\
 Business support services: apply for partner services, hand out usage permissions, change plans,
-cancel, and see fees (API.md). Bearer tokens are HS256 JWTs (`sub`, `wp`, `exp`).
+cancel, and see fees. Bearer tokens are HS256 JWTs (`sub`, `wp`, `exp`).
 
 Every error answers `{"error": {"code", "message", "message_ko", "details"}}`: 400 malformed input,
 401 no valid token, 403 outside the caller's rights, 404 unknown (or another workplace's), 409 state

@@ -183,7 +183,7 @@ class Bill:
         }
 
     def as_api(self) -> dict[str, object]:
-        """API.md's shape: money as strings of whole won, inclusive ISO dates."""
+        """The API's shape: money as strings of whole won, inclusive ISO dates."""
         return {
             "period": self.period,
             "lines": [

@@ -1,4 +1,4 @@
-"""The HTTP API (API.md) end to end, in-process over ASGI, on the real servers.
+"""The HTTP API (docs/rules.md) end to end, in-process over ASGI, on the real servers.
 
 Each endpoint's happy path with its shape; Idempotency-Key replay and reuse (R-ERR-2); the
 401/403/404 semantics of R-TOKEN; the sandbox clock making a month-end invoice visible.
@@ -362,7 +362,7 @@ async def test_an_admin_holding_only_usage_grant_gets_the_grants_outcome(
 ) -> None:
     """usage.grant without usage.view: the grant and the revoke answer 200 with the holders
     after the change (the console shows them to anyone managing the service), never a 403 for
-    a change that was made; the separate listing still needs usage.view (API.md)."""
+    a change that was made; the separate listing still needs usage.view (docs/rules.md)."""
     await apply(api, api_runtime, workplace, "tudy")
     put = await api.put(
         f"{base(workplace, 'tudy')}/management-permissions/{workplace.admin}",
