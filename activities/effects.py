@@ -11,7 +11,8 @@ positional arguments (activities/legacy.py), and both kinds stay registered whil
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,18 @@ from domain.subscription import Publication
 from partners.gateway import DeletionCount, MemberCourses, PartnerGateway, PartnerRefusal
 from store import directory, ledger, permissions, subscriptions
 from store.db import Pool
+
+
+@contextmanager
+def refusal_is_final() -> Iterator[None]:
+    """A partner's refusal for good fails the activity at once, with the partner's reason, as
+    PARTNER_REFUSED (not retried); the workflow decides what the refused step means."""
+    try:
+        yield
+    except PartnerRefusal as refusal:
+        raise ApplicationError(
+            refusal.reason, type="PARTNER_REFUSED", non_retryable=True
+        ) from refusal
 
 
 class Effects:
@@ -80,7 +93,7 @@ class Effects:
     async def provision(self, input: Provision) -> None:
         """R-LIFE-2: create the partner account and register SSO; transient faults retry."""
         app = input.application
-        try:
+        with refusal_is_final():
             await self.partner.provision(
                 subscription_id=app.subscription_id,
                 workplace_id=app.workplace_id,
@@ -88,10 +101,6 @@ class Effects:
                 plan_id=app.plan_id,
                 at_iso=input.at.isoformat(),
             )
-        except PartnerRefusal as refusal:
-            raise ApplicationError(
-                refusal.reason, type="PARTNER_REFUSED", non_retryable=True
-            ) from refusal
 
     @activity.defn
     async def commit(self, publication: Publication) -> None:
@@ -119,17 +128,13 @@ class Effects:
         """R-PLAN-8, R-PARTNER-2: a partner's refusal ends the change at once (the workflow
         audits it as failed with the partner's reason, the month not used up); transient faults
         retry."""
-        try:
+        with refusal_is_final():
             return await self.partner.change_plan(
                 subscription_id=input.subscription_id,
                 plan_id=input.plan_id,
                 stop_courses=input.stop_courses,
                 at_iso=input.at.isoformat(),
             )
-        except PartnerRefusal as refusal:
-            raise ApplicationError(
-                refusal.reason, type="PARTNER_REFUSED", non_retryable=True
-            ) from refusal
 
     @activity.defn(name="reset_learning_records.v3")
     async def reset_learning_records(self, input: ResetLearningRecords) -> int:
