@@ -75,18 +75,6 @@ class SubscriptionLifecycle(StateMachine):
     def can(self, event: str) -> bool:
         return any(e.id == event for e in self.allowed_events)
 
-    @property
-    def is_live(self) -> bool:
-        return self.state_name in LIVE_STATES
-
-    @property
-    def is_usable(self) -> bool:
-        return self.state_name in USABLE_STATES
-
-    @property
-    def is_ended(self) -> bool:
-        return self.state_name in ENDED_STATES
-
 
 __all__ = [
     "ENDED_STATES",
