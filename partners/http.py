@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -122,6 +123,9 @@ def retry_after(value: str | None) -> timedelta | None:
     return min(max(timedelta(seconds=seconds), timedelta(seconds=1)), MAX_RETRY_AFTER)
 
 
+SERVICE_CACHE = 10_000  # subscriptions whose service a gateway keeps in memory
+
+
 class PartnerMetrics:
     """Partner calls by service, operation and outcome, and their latency, on the worker's
     /metrics (the Temporal runtime's Prometheus endpoint)."""
@@ -161,7 +165,9 @@ class HttpPartner:
         self.service_of = service_of
         self.client = client
         self.metrics = PartnerMetrics(meter)
-        self.services: dict[str, str] = {}
+        # Which service each subscription is on: looked up once, kept for the most recent
+        # SERVICE_CACHE subscriptions only, so a worker's memory does not grow with the book.
+        self.services: OrderedDict[str, str] = OrderedDict()
         self.slots = {sid: asyncio.Semaphore(PER_SERVICE_CALLS) for sid in self.endpoints}
 
     async def _service(self, subscription_id: str) -> str:
@@ -170,8 +176,14 @@ class HttpPartner:
             found = await self.service_of(subscription_id)
             if found is None:
                 raise PartnerRefusal(f"no subscription {subscription_id} to call a partner for")
-            self.services[subscription_id] = found
+        self._remember(subscription_id, found)
         return found
+
+    def _remember(self, subscription_id: str, service_id: str) -> None:
+        self.services[subscription_id] = service_id
+        self.services.move_to_end(subscription_id)
+        if len(self.services) > SERVICE_CACHE:
+            self.services.popitem(last=False)
 
     async def _call(
         self,
@@ -273,7 +285,7 @@ class HttpPartner:
         plan_id: str,
         at_iso: str,
     ) -> None:
-        self.services[subscription_id] = service_id
+        self._remember(subscription_id, service_id)
         await self._call(
             service_id,
             "provision",
