@@ -26,6 +26,7 @@ AuditAction = Literal[
     "learning_records_reset",
     "invoice_issued",
     "billing_closed",
+    "deletion_upcoming",  # version 4: 7 days and 1 day before the data deletion (R-EVENT-4)
     # management permissions (services/access.py, services/directory.py)
     "management_permissions_changed",
     "management_permissions_dropped",
@@ -42,6 +43,11 @@ AuditAction = Literal[
     "reservation_resumed",
     "read_model_repaired",
     "partner_account_suspended",
+    # webhook endpoints (R-EVENT-2; services/webhooks.py)
+    "webhook_endpoint_created",
+    "webhook_endpoint_deleted",
+    "webhook_endpoint_disabled",
+    "webhook_secret_rotated",
 ]
 AUDIT_ACTIONS: tuple[AuditAction, ...] = get_args(AuditAction)
 

@@ -39,6 +39,7 @@ ACTION_KO: dict[AuditAction, str] = {
     "learning_records_reset": "학습 기록 초기화",
     "invoice_issued": "청구서 발행",
     "billing_closed": "청구 종료",
+    "deletion_upcoming": "데이터 삭제 예정 알림",
     "management_permissions_changed": "관리 권한 변경",
     "management_permissions_dropped": "관리 권한 해제",
     "member_joined": "구성원 추가",
@@ -52,6 +53,10 @@ ACTION_KO: dict[AuditAction, str] = {
     "reservation_resumed": "신청 처리 재개(자동 복구)",
     "read_model_repaired": "상태 정보 복구(자동 복구)",
     "partner_account_suspended": "제휴사 계정 정지(자동 복구)",
+    "webhook_endpoint_created": "웹훅 엔드포인트 등록",
+    "webhook_endpoint_deleted": "웹훅 엔드포인트 삭제",
+    "webhook_endpoint_disabled": "웹훅 엔드포인트 사용 중지(계속 실패)",
+    "webhook_secret_rotated": "웹훅 서명 키 교체",
 }
 OUTCOME_KO = {"ok": "완료", "refused": "거절", "failed": "실패", "dropped": "취소"}
 BUTTON_KO = {
