@@ -44,6 +44,9 @@ class Settings:
     invoice_spread: timedelta = timedelta(0)
     # The Temporal dev server's Web UI (`make run`); another port lets two stacks share a host.
     temporal_ui_port: int = 8233
+    # Webhook endpoints on loopback (http or https) are accepted only on a local stack:
+    # `make run` and the tests set WEBHOOK_ALLOW_LOOPBACK=1 (docs/webhooks.md, "Endpoint URLs").
+    webhook_allow_loopback: bool = False
 
     @property
     def worker_metrics_address(self) -> str | None:
@@ -73,6 +76,7 @@ def load_settings() -> Settings:
         metrics_public=env.get("METRICS_PUBLIC", "") not in ("", "0", "false"),
         invoice_spread=_minutes(env.get("INVOICE_SPREAD_MINUTES", "0"), "INVOICE_SPREAD_MINUTES"),
         temporal_ui_port=int(env.get("TEMPORAL_UI_PORT", "8233")),
+        webhook_allow_loopback=env.get("WEBHOOK_ALLOW_LOOPBACK", "") not in ("", "0", "false"),
     )
 
 

@@ -42,6 +42,11 @@ ERRORS: dict[str, ErrorSpec] = {
         "이 작업을 할 권한이 없습니다{needs_ko}.",
     ),
     "NOT_FOUND": ErrorSpec(404, "Not found.", "찾을 수 없습니다."),
+    "WEBHOOK_URL_REFUSED": ErrorSpec(
+        422,
+        "This URL cannot receive webhooks: {problem}",
+        "이 주소로는 웹훅을 보낼 수 없습니다. 공개된 https:// 주소를 입력해 주십시오.",
+    ),
     "IDEMPOTENCY_KEY_REUSED": ErrorSpec(
         422,
         "This Idempotency-Key was used with a different request.",
