@@ -172,6 +172,12 @@ class Run:
             terms_version=TERMS[self.service_id],
             agree_terms=True,
         )
+        if status.state == "applied":
+            # The application answers after a few seconds even when the partner has not: on a
+            # loaded machine the activation lands later (R-LIFE-2). Wait for it, then compare.
+            status = await eventually(
+                lambda: self._activated(), within=120.0, what="activation after a slow answer"
+            )
         assert status.state == "active", status
         applied_at, activated_at = status.applied_at, status.activated_at
         assert before <= applied_at <= activated_at
@@ -184,6 +190,10 @@ class Run:
         if self.holders:
             self._record_seats(activated_at)  # R-PERM-6: everyone, at activation
         self._accepted(status)
+
+    async def _activated(self) -> SubscriptionOut | None:
+        status = await self.service.status(**self._common())
+        return status if status.state != "applied" else None
 
     async def _grant(self, act: Act) -> None:
         assert isinstance(act.arg, int)
