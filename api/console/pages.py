@@ -4,6 +4,8 @@ member."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -199,7 +201,7 @@ async def webhooks_view(
             )
             for e in listing.endpoints
         }
-        extra = {"flash": flash} if flash is not None else {}
+        extra: dict[str, Any] = {"flash": flash} if flash is not None else {}
         answer = await page(
             request,
             "webhooks.html",
