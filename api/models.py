@@ -68,3 +68,16 @@ class AdvanceIn(Request):
     seconds: Annotated[float, Field(gt=0, le=400 * 86_400)] = Field(
         description="How far to move the sandbox clock (at most 400 days)."
     )
+
+
+class WebhookEndpointIn(Request):
+    url: Annotated[str, Field(min_length=1, max_length=2048)] = Field(
+        description="https:// and a public address (loopback http:// on a local stack only)."
+    )
+    types: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="Event types to receive; leave out for every type.",
+    )
+    description: Annotated[str, Field(max_length=200)] = ""

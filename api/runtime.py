@@ -27,6 +27,7 @@ from services.directory import DirectoryService
 from services.root import Services, build_services
 from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
+from services.webhooks import WebhookService
 from settings import Settings
 from starter.temporal import connect
 from store.db import Pool, migrate, open_pool
@@ -61,6 +62,10 @@ class Runtime:
     @property
     def sessions(self) -> SessionService:
         return self.services.sessions
+
+    @property
+    def webhooks(self) -> WebhookService:
+        return self.services.webhooks
 
     @property
     def access(self) -> AccessService:
@@ -129,6 +134,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         secret=secret,
         launch_url=launch_base_url(settings),
         invoice_spread=settings.invoice_spread,
+        webhook_allow_loopback=settings.webhook_allow_loopback,
     )
     runtime = Runtime(
         services,

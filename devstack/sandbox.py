@@ -99,6 +99,7 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
             launch_url=launch_base_url(settings),
             clock=env.get_current_time,
             invoice_spread=settings.invoice_spread,
+            webhook_allow_loopback=settings.webhook_allow_loopback,
         )
         runtime = Runtime(
             services, sandbox=SandboxClock(env, in_flight.idle), demo_workplace=DEMO_WORKPLACE

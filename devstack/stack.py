@@ -307,6 +307,9 @@ async def wait_until_stopped(
 def main(stop: StopSignals) -> int:
     """The launcher; `stop` holds the signals taken since its first line. Ends this process by
     the stop signal (a shell reports 130 for Ctrl-C, 143 for SIGTERM) once all is stopped."""
+    # A local stack: webhook endpoints on this machine (http://127.0.0.1:…) are accepted, by
+    # this process's sandbox and by the API and worker it starts (docs/webhooks.md).
+    os.environ.setdefault("WEBHOOK_ALLOW_LOOPBACK", "1")
     settings = load_settings()
     try:
         default_catalog()  # R-CAT-6: a malformed catalog stops start-up before anything starts

@@ -47,6 +47,24 @@ ERRORS: dict[str, ErrorSpec] = {
         "This URL cannot receive webhooks: {problem}",
         "이 주소로는 웹훅을 보낼 수 없습니다. 공개된 https:// 주소를 입력해 주십시오.",
     ),
+    "UNKNOWN_EVENT_TYPE": ErrorSpec(
+        422, "Unknown event type {event_type}.", "알 수 없는 이벤트 유형입니다."
+    ),
+    "WEBHOOK_ENDPOINT_LIMIT": ErrorSpec(
+        422,
+        "At most {limit} webhook endpoints can be registered here.",
+        "웹훅 엔드포인트는 최대 {limit}개까지 등록할 수 있습니다.",
+    ),
+    "WEBHOOK_ENDPOINT_DISABLED": ErrorSpec(
+        409,
+        "The endpoint was disabled after its deliveries kept failing; register it again.",
+        "전송이 계속 실패해 사용 중지된 엔드포인트입니다. 삭제한 뒤 다시 등록해 주십시오.",
+    ),
+    "WEBHOOK_DELIVERY_PENDING": ErrorSpec(
+        409,
+        "The delivery is still pending; it will be sent without a resend.",
+        "아직 전송 대기 중입니다. 다시 보내지 않아도 전송됩니다.",
+    ),
     "IDEMPOTENCY_KEY_REUSED": ErrorSpec(
         422,
         "This Idempotency-Key was used with a different request.",

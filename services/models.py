@@ -385,3 +385,68 @@ class ReconcileOut(Out):
     reservations: ReservationsReconciled
     read_model: ReadModelReconciled
     partner_accounts: PartnerAccountsReconciled
+
+
+# ── webhooks (R-EVENT-2) ─────────────────────────────────────────────────────────────────────
+
+
+class WebhookEndpointOut(Out):
+    """An endpoint as listed: never its secret."""
+
+    endpoint_id: str
+    url: str
+    types: list[str] | None = Field(description="The event types it receives; null: all.")
+    description: str
+    status: Literal["enabled", "disabled"] = Field(
+        description="disabled: its deliveries kept failing for 3 days (nothing more is sent)."
+    )
+    created_at: Time
+    status_changed_at: Time | None = None
+    failing_since: Time | None = Field(
+        default=None, description="The first failure since its last success."
+    )
+
+
+class WebhookEndpointsOut(Out):
+    endpoints: list[WebhookEndpointOut]
+
+
+class WebhookSecretOut(Out):
+    """A secret, shown once: when the endpoint is created and when the secret is rotated."""
+
+    endpoint_id: str
+    secret: str = Field(description="whsec_<base64>: keep it; it is not shown again.")
+
+
+class WebhookEndpointCreatedOut(WebhookSecretOut):
+    url: str
+    types: list[str] | None
+    created_at: Time
+
+
+class WebhookRotatedOut(WebhookSecretOut):
+    previous_secret_retires_at: Time = Field(
+        description="Until then the previous secret signs alongside the new one."
+    )
+
+
+class WebhookDeliveryOut(Out):
+    delivery_id: str
+    event_id: str = Field(description="The `webhook-id` it is sent with, also on a resend.")
+    event_type: str
+    subscription_id: str | None
+    seq: int
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    last_attempt_at: Time | None
+    next_attempt_at: Time | None
+    created_at: Time
+
+
+class WebhookDeliveriesOut(Out):
+    deliveries: list[WebhookDeliveryOut]
+    next_before: str | None = Field(
+        description="Pass as `before` for the next (older) page; null on the last page."
+    )

@@ -10,6 +10,7 @@ here, so each service is wired the same way everywhere:
     SessionService        console sessions
     AccessService         home cards, permission screens, the member menu, single sign-on
                           (needs the token-signing secret: built only when one is given)
+    WebhookService        webhook endpoints, their secrets, deliveries and resends
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from services.clock import Clock, wall_clock
 from services.directory import DirectoryService
 from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
+from services.webhooks import WebhookService
 from store.db import Pool
 
 
@@ -36,6 +38,7 @@ class Services:
     billing: BillingService
     directory: DirectoryService
     sessions: SessionService
+    webhooks: WebhookService
     _access: AccessService | None = None
 
     @property
@@ -74,10 +77,12 @@ def build_services(
     history_event_limit: int = 2_000,
     temporal_deadline: float = 10.0,
     invoice_spread: timedelta = timedelta(0),
+    webhook_allow_loopback: bool = False,
 ) -> Services:
     """Every service on `pool` and `client`, starting workflows on `task_queue`; business time
     from `clock` (the sandbox's in a rehearsal). Without `secret`, no AccessService (the worker
-    and the CLI need none)."""
+    and the CLI need none). `webhook_allow_loopback`: webhook endpoints on loopback are
+    accepted (a local stack, the tests: settings.webhook_allow_loopback)."""
     subscriptions = SubscriptionService(
         pool,
         client,
@@ -95,6 +100,9 @@ def build_services(
         billing=billing,
         directory=directory,
         sessions=SessionService(directory),
+        webhooks=WebhookService(
+            pool, subscriptions.authz, clock, allow_loopback=webhook_allow_loopback
+        ),
         _access=(
             AccessService(subscriptions, billing, secret, launch_base_url=launch_url)
             if secret is not None

@@ -41,6 +41,10 @@ from workflows.subscription import workflow_id
 hypothesis.settings.register_profile("suite", deadline=None)
 hypothesis.settings.load_profile("suite")
 
+# The suite is a local stack: webhook endpoints on loopback (a test's own receiver) are accepted,
+# here and in every process a test starts (settings.webhook_allow_loopback).
+os.environ.setdefault("WEBHOOK_ALLOW_LOOPBACK", "1")
+
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
@@ -128,6 +132,7 @@ async def services(env: WorkflowEnvironment, pool: Pool, task_queue: str, worker
         secret=TEST_SECRET,
         launch_url="https://sso.test/launch",
         clock=env.get_current_time,
+        webhook_allow_loopback=True,
     )
 
 

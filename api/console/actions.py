@@ -1,5 +1,6 @@
 """The console's actions (form posts): apply, change or withdraw a plan change, cancel, grant and
-revoke usage permission, set management permissions, open a service, move the sandbox clock.
+revoke usage permission, set management permissions, open a service, move the sandbox clock,
+and the webhook endpoints (create, rotate, delete, resend a delivery).
 Each calls the service layer as the member and answers with a redirect and a flash message."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.console.labels import PERMISSION_KO, fmt_time
+from api.console.pages import webhooks_view
 from api.console.session import (
     Flash,
     Form,
@@ -176,3 +178,62 @@ async def sandbox_advance(request: Request, s: Session) -> Response:
         raise BizError("FORBIDDEN", needs="a system token")
 
     return await act(request, s, same_site_path(request.headers.get("referer")), action)
+
+
+# ── webhooks (R-EVENT-2) ─────────────────────────────────────────────────────────────────────
+
+WEBHOOKS = "/console/webhooks"
+
+
+@router.post("/webhooks")
+async def create_webhook(request: Request, s: Session) -> Response:
+    """The new endpoint's secret is shown on the answer itself, never in a cookie or a URL."""
+    try:
+        form = await read_form(request, s.csrf)
+        made = await s.rt.webhooks.create(
+            s.workplace_id,
+            s.member_id,
+            url=one(form, "url").strip(),
+            types=form.get("type") or None,
+            description=one(form, "description").strip(),
+        )
+    except BizError as err:
+        return redirect(WEBHOOKS, refusal_flash(err))
+    shown = (made.endpoint_id, made.secret)
+    return await webhooks_view(request, s, shown=shown, flash=ok("웹훅 엔드포인트를 등록했습니다."))
+
+
+@router.post("/webhooks/{endpoint_id}/rotate")
+async def rotate_webhook_secret(request: Request, s: Session, endpoint_id: str) -> Response:
+    try:
+        await read_form(request, s.csrf)
+        rotated = await s.rt.webhooks.rotate(s.workplace_id, s.member_id, endpoint_id)
+    except BizError as err:
+        return redirect(WEBHOOKS, refusal_flash(err))
+    until = fmt_time(rotated.previous_secret_retires_at)
+    return await webhooks_view(
+        request,
+        s,
+        shown=(endpoint_id, rotated.secret),
+        flash=ok(f"서명 키를 교체했습니다. 이전 키도 {until}까지 함께 서명합니다."),
+    )
+
+
+@router.post("/webhooks/{endpoint_id}/delete")
+async def delete_webhook(request: Request, s: Session, endpoint_id: str) -> Response:
+    async def action(form: Form) -> Flash:
+        await s.rt.webhooks.delete(s.workplace_id, s.member_id, endpoint_id)
+        return ok("웹훅 엔드포인트를 삭제했습니다.")
+
+    return await act(request, s, WEBHOOKS, action)
+
+
+@router.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend")
+async def resend_webhook(
+    request: Request, s: Session, endpoint_id: str, delivery_id: str
+) -> Response:
+    async def action(form: Form) -> Flash:
+        await s.rt.webhooks.resend(s.workplace_id, s.member_id, endpoint_id, delivery_id)
+        return ok("다시 보내도록 예약했습니다. 곧 전송됩니다.")
+
+    return await act(request, s, WEBHOOKS, action)

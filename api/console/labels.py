@@ -9,6 +9,7 @@ from typing import Any
 
 from domain.audit import AuditAction
 from domain.calendar import SEOUL
+from domain.event_types import EventType
 from domain.permissions import PERMISSION_KO
 from domain.subscription import PlanChangeNotice, PlanChangeNoticeCode
 
@@ -59,6 +60,29 @@ ACTION_KO: dict[AuditAction, str] = {
     "webhook_secret_rotated": "웹훅 서명 키 교체",
 }
 OUTCOME_KO = {"ok": "완료", "refused": "거절", "failed": "실패", "dropped": "취소"}
+# The webhooks page (R-EVENT-2): one label per event type, checked like ACTION_KO.
+EVENT_TYPE_KO: dict[EventType, str] = {
+    "subscription.applied": "서비스 신청",
+    "subscription.activated": "이용 시작",
+    "subscription.provisioning_failed": "신청 실패",
+    "subscription.plan_change_scheduled": "상품 변경 예약",
+    "subscription.plan_change_withdrawn": "상품 변경 예약 취소",
+    "subscription.plan_change_started": "상품 변경 시작",
+    "subscription.plan_changed": "신청 상품 변경",
+    "subscription.plan_change_failed": "상품 변경 실패",
+    "subscription.plan_change_dropped": "예약된 상품 변경 취소",
+    "subscription.cancelled": "이용 해지",
+    "subscription.billing_closed": "청구 종료",
+    "subscription.deletion_upcoming": "데이터 삭제 예정",
+    "subscription.purged": "데이터 영구 삭제",
+    "usage_permission.granted": "사용 권한 부여",
+    "usage_permission.revoked": "사용 권한 회수",
+    "usage_permission.learning_records_reset": "학습 기록 초기화",
+    "management_permission.changed": "관리 권한 변경",
+    "invoice.issued": "청구서 발행",
+}
+DELIVERY_STATUS_KO = {"pending": "대기", "succeeded": "성공", "failed": "실패"}
+ENDPOINT_STATUS_KO = {"enabled": "사용 중", "disabled": "사용 중지"}
 BUTTON_KO = {
     "apply": "서비스 신청",
     "browse": "서비스 둘러보기",
@@ -113,6 +137,9 @@ GLOBALS = {
     "ACTION_KO": ACTION_KO,
     "OUTCOME_KO": OUTCOME_KO,
     "BUTTON_KO": BUTTON_KO,
+    "EVENT_TYPE_KO": EVENT_TYPE_KO,
+    "DELIVERY_STATUS_KO": DELIVERY_STATUS_KO,
+    "ENDPOINT_STATUS_KO": ENDPOINT_STATUS_KO,
 }
 
 

@@ -1,13 +1,16 @@
 """The console's pages (GET): 업무 지원 home, a service's 사용 안내 / 사용 현황, 이용 요금 조회,
-이용 내역, 권한 관리, and the member's service menu. Each calls the service layer as the member."""
+이용 내역, 권한 관리, 웹훅, and the member's service menu. Each calls the service layer as the
+member."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.console.labels import describe
-from api.console.session import ServiceSession, Session, guarded, page, redirect
+from api.console.session import Flash, ServiceSession, Session, guarded, page, redirect
 from domain.subscription import DATA_RETENTION
 from statemachines.lifecycle import LIVE_STATES
 
@@ -174,3 +177,47 @@ async def me_page(request: Request, s: Session) -> Response:
         return await page(request, "me.html", s, menu=menu)
 
     return await guarded(request, s, render)
+
+
+WEBHOOK_RECENT_DELIVERIES = 10
+
+
+async def webhooks_view(
+    request: Request,
+    s: Session,
+    *,
+    shown: tuple[str, str] | None = None,
+    flash: Flash | None = None,
+) -> Response:
+    """웹훅 (R-EVENT-2; representative admin): the endpoints with their recent deliveries.
+    `shown`: an endpoint id and its secret, shown this once (a creation or a rotation), on a
+    page that is not stored anywhere."""
+
+    async def render() -> Response:
+        listing = await s.rt.webhooks.endpoints(s.workplace_id, s.member_id)
+        deliveries = {
+            e.endpoint_id: await s.rt.webhooks.deliveries(
+                s.workplace_id, s.member_id, e.endpoint_id, limit=WEBHOOK_RECENT_DELIVERIES
+            )
+            for e in listing.endpoints
+        }
+        extra: dict[str, Any] = {"flash": flash} if flash is not None else {}
+        answer = await page(
+            request,
+            "webhooks.html",
+            s,
+            endpoints=listing.endpoints,
+            deliveries=deliveries,
+            shown=shown,
+            **extra,
+        )
+        if shown is not None:
+            answer.headers["Cache-Control"] = "no-store"
+        return answer
+
+    return await guarded(request, s, render)
+
+
+@router.get("/webhooks")
+async def webhooks_page(request: Request, s: Session) -> Response:
+    return await webhooks_view(request, s)

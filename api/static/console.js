@@ -1,4 +1,5 @@
-// Popups only: [data-open=id] opens a <dialog>, [data-close] closes it, [data-autoopen] opens on load.
+// Popups: [data-open=id] opens a <dialog>, [data-close] closes it, [data-autoopen] opens on load.
+// [data-select-all]: a field whose whole text is selected when focused (a secret to copy).
 document.addEventListener("click", (event) => {
   const opener = event.target.closest("[data-open]");
   if (opener) {
@@ -11,4 +12,7 @@ document.addEventListener("click", (event) => {
 });
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("dialog[data-autoopen]").forEach((d) => d.showModal());
+});
+document.addEventListener("focusin", (event) => {
+  if (event.target.matches("[data-select-all]")) event.target.select();
 });

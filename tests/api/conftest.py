@@ -60,6 +60,7 @@ async def api_runtime(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Run
         secret=secrets.token_urlsafe(32),
         launch_url="http://127.0.0.1/sso/launch",
         clock=env.get_current_time,
+        webhook_allow_loopback=True,
     )
     runtime = Runtime(services, sandbox=SandboxClock(env, in_flight.idle), demo_workplace=None)
     async with worker:

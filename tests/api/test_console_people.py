@@ -11,6 +11,8 @@ BIZSUPPORT_UPDATE_DOCS=1 refreshes docs/console-admin.png and docs/console-membe
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from fastapi import FastAPI
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -28,6 +30,7 @@ from tests.api.browser import (
 )
 from tests.api.conftest import TERMS, LiveServer, bearer, token
 from tests.conftest import Workplace
+from tests.store.test_webhooks import T0, append_event, insert_delivery
 
 WIDTHS = (1280, 375)
 
@@ -40,6 +43,7 @@ REP_PAGES = [
     "/console/services/ubob/history",
     "/console/permissions",
     "/console/history",
+    "/console/webhooks",
     "/console/me",
 ]
 ADMIN_PAGES = [
@@ -122,7 +126,33 @@ async def representative(
     await expect(managers.get_by_test_id(f"manager-{wp.admin}")).to_contain_text("신청 상품 변경")
     await page.goto(f"{server.url}/console/services/miricanvas?tab=usage")
     await expect(page.get_by_test_id("grant-open")).to_be_visible()
-    return await check_pages(page, server, REP_PAGES, "representative")
+    problems = await webhooks_on_a_phone(page, server, runtime, wp)
+    return problems + await check_pages(page, server, REP_PAGES, "representative")
+
+
+async def webhooks_on_a_phone(
+    page: Page, server: LiveServer, runtime: Runtime, wp: Workplace
+) -> list[str]:
+    """웹훅 at 375 px: register an endpoint, its secret shown once, then a failed delivery to
+    resend (the page check that follows sees the endpoint and its deliveries)."""
+    await page.set_viewport_size({"width": 375, "height": 812})
+    await page.goto(f"{server.url}/console/webhooks")
+    await page.get_by_test_id("webhook-url").fill("http://127.0.0.1:8999/bizsupport/hooks")
+    await page.get_by_test_id("webhook-create-submit").click()
+    await expect(page.get_by_test_id("webhook-secret")).to_have_value(re.compile("^whsec_"))
+    problems = [f"webhooks secret: {v}" for v in await serious_violations(page)]
+    if (extra := await overflows(page)) > 0:
+        problems.append(f"webhooks secret @375 scrolls sideways by {extra}px")
+    endpoint = page.locator("[data-testid^=webhook-ep_]")
+    endpoint_id = (await endpoint.get_attribute("data-testid") or "").removeprefix("webhook-")
+    event_no = await append_event(runtime.pool, wp.id, "invoice.issued")
+    failed = await insert_delivery(
+        runtime.pool, endpoint_id, event_no, "failed", T0, attempts=8, last_status_code=500
+    )
+    await page.goto(f"{server.url}/console/webhooks")
+    await page.get_by_test_id(f"resend-{failed}").click()
+    await expect(page.get_by_test_id(f"delivery-{failed}")).to_contain_text("대기")
+    return problems
 
 
 async def delegated_admin(
