@@ -10,7 +10,7 @@ from typing import Any
 from domain.audit import AuditAction
 from domain.calendar import SEOUL
 from domain.permissions import PERMISSION_KO
-from domain.subscription import PlanChangeNotice, PlanChangeNoticeCode
+from domain.subscription import SYSTEM_ACTOR, PlanChangeNotice, PlanChangeNoticeCode
 
 STATE_KO = {
     "not_applied": "미신청",
@@ -67,6 +67,11 @@ BUTTON_KO = {
 }
 
 
+def actor_ko(actor: str, names: dict[str, str]) -> str:
+    """Who made an audited change, as 이용 내역 names them."""
+    return "시스템" if actor == SYSTEM_ACTOR else names.get(actor, "알 수 없음")
+
+
 def _as_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
@@ -113,6 +118,7 @@ GLOBALS = {
     "ACTION_KO": ACTION_KO,
     "OUTCOME_KO": OUTCOME_KO,
     "BUTTON_KO": BUTTON_KO,
+    "actor_ko": actor_ko,
 }
 
 
