@@ -12,9 +12,20 @@ import zipfile
 from datetime import datetime
 
 import httpx
+from fastapi import FastAPI
+from playwright.async_api import async_playwright, expect
 
 from api.runtime import Runtime
-from tests.api.conftest import bearer, console_login, system_token, token
+from tests.api.browser import (
+    ARGS,
+    CHROMIUM,
+    login,
+    needs_chromium,
+    overflows,
+    serious_violations,
+    shot,
+)
+from tests.api.conftest import LiveServer, bearer, console_login, system_token, token
 from tests.api.test_api import apply, base, error, rep
 from tests.conftest import Workplace
 
@@ -150,11 +161,11 @@ async def test_who_may_download_the_records(
 
 
 async def test_console_notice_for_who_may_cancel_and_not_for_members(
-    api_app: object, api_runtime: Runtime, workplace: Workplace
+    api_app: FastAPI, api_runtime: Runtime, workplace: Workplace
 ) -> None:
     """The representative sees the records links from the cancellation and the deletion notice
     from 7 days before; an admin with only usage.view and a member see neither."""
-    transport = httpx.ASGITransport(app=api_app)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=api_app)
 
     def client() -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=transport, base_url="http://api.test")
@@ -206,3 +217,29 @@ async def test_console_notice_for_who_may_cancel_and_not_for_members(
         assert 'data-testid="records-links"' not in page
         gone = await rep_c.get(link)
         assert gone.status_code == 404 and "영구 삭제" in gone.text
+
+
+@needs_chromium
+async def test_the_notice_reads_at_phone_width(
+    api: httpx.AsyncClient, api_app: FastAPI, api_runtime: Runtime, workplace: Workplace
+) -> None:
+    """At 375 px the notice and its links fit the screen, with no serious axe finding."""
+    await apply(api, api_runtime, workplace, "juju")
+    cancel = await api.post(
+        f"{base(workplace, 'juju')}/subscription/cancel", headers=rep(api_runtime, workplace)
+    )
+    assert cancel.status_code == 200, cancel.text
+    await advance(api, api_runtime, 29 * DAY + 60)  # the 1-day notice
+    async with LiveServer(api_app) as server, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = await login(browser, server, api_runtime, workplace, workplace.rep)
+        await page.set_viewport_size({"width": 375, "height": 812})
+        for path in ("/console", "/console/services/juju?tab=usage"):
+            await page.goto(f"{server.url}{path}")
+            notice = page.get_by_test_id("deletion-notice")
+            await expect(notice).to_contain_text("D-1")
+            await expect(notice.get_by_test_id("records-csv")).to_be_visible()
+            assert await overflows(page) == 0, path
+            assert await serious_violations(page) == [], path
+        await shot(page, "deletion-notice-phone")
+        await browser.close()
