@@ -24,6 +24,7 @@ from services.authz import Authz
 from services.billing import BillingService
 from services.clock import SandboxControl
 from services.directory import DirectoryService
+from services.records import RecordsService
 from services.root import Services, build_services
 from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
@@ -70,6 +71,10 @@ class Runtime:
     @property
     def access(self) -> AccessService:
         return self.services.access
+
+    @property
+    def records(self) -> RecordsService:
+        return self.services.records
 
     @property
     def pool(self) -> Pool:

@@ -21,6 +21,7 @@ from typing import Any
 from domain.billing import BillingHistory, Invoice, PlanChange, compute_invoice
 from domain.billing import first_billable_day as billing_start_day
 from domain.calendar import (
+    SEOUL,
     month_taken_by_schedule,
     next_period,
     period_of,
@@ -32,6 +33,7 @@ from domain.calendar import (
 )
 from domain.errors import BizError, window_closed_details
 from domain.subscription import (
+    DELETION_NOTICE_DAYS,
     PlanChangeNotice,
     PlanChangeNoticeCode,
     PlanChangeRequest,
@@ -64,15 +66,20 @@ def deletion_due_at(data: SubscriptionData) -> datetime | None:
     return data.data_deletion_at if data.data_deleted_at is None else None
 
 
-def next_due(data: SubscriptionData, continue_as_new_at: datetime | None) -> datetime | None:
+def next_due(
+    data: SubscriptionData, continue_as_new_at: datetime | None, *, notices: bool = False
+) -> datetime | None:
     """The earliest of: the next invoice, a scheduled plan change, the data deletion, the run's
-    continue-as-new; None when nothing is due (the run waits for an action)."""
+    continue-as-new and, when the run sends them (`notices`), the next deletion notice; None
+    when nothing is due (the run waits for an action)."""
     scheduled = data.scheduled_plan_change
+    notice = next_deletion_notice(data) if notices else None
     candidates = [
         invoice_due_at(data),
         scheduled.at if scheduled else None,
         deletion_due_at(data),
         continue_as_new_at,
+        notice.at if notice else None,
     ]
     present = [c for c in candidates if c is not None]
     return min(present) if present else None
@@ -238,6 +245,61 @@ def purge(data: SubscriptionData, now: datetime) -> None:
     data.data_deleted_at = now
     data.usage_holders = []
     _machine(data).purge()
+
+
+@dataclass(frozen=True)
+class DeletionNotice:
+    """R-EVENT-4: the notice `days_left` days before the data deletion at `deletion_at`."""
+
+    days_left: int
+    deletion_at: datetime
+
+    @property
+    def at(self) -> datetime:
+        return self.deletion_at - timedelta(days=self.days_left)
+
+    def details(self) -> dict[str, Any]:
+        """What the audit entry (`deletion_upcoming`) and its event say."""
+        return {
+            "days_left": self.days_left,
+            "data_deletion_at": self.deletion_at.astimezone(SEOUL).isoformat(),
+        }
+
+
+def _unsent_deletion_notices(data: SubscriptionData) -> list[DeletionNotice]:
+    """The notices still to send, earliest first: none without a pending deletion; a notice is
+    done once it or a later one (fewer days left) was sent."""
+    deletion = deletion_due_at(data)
+    if deletion is None:
+        return []
+    sent = min(data.deletion_notices_sent, default=None)
+    return [
+        DeletionNotice(days, deletion)
+        for days in DELETION_NOTICE_DAYS
+        if sent is None or days < sent
+    ]
+
+
+def next_deletion_notice(data: SubscriptionData) -> DeletionNotice | None:
+    """The next deletion notice to send (its instant may have passed already), or None."""
+    unsent = _unsent_deletion_notices(data)
+    return unsent[0] if unsent else None
+
+
+def deletion_notice_due(data: SubscriptionData, now: datetime) -> DeletionNotice | None:
+    """The notice to send at `now`, or None. Of the unsent notices whose instant has come, the
+    latest: a worker that wakes late (or a clock that jumped) sends one notice, not a burst, and
+    a notice whose instant passed is sent late rather than skipped. Never at or after the
+    deletion instant: the deletion comes instead."""
+    deletion = deletion_due_at(data)
+    if deletion is None or now >= deletion:
+        return None
+    due = [n for n in _unsent_deletion_notices(data) if n.at <= now]
+    return due[-1] if due else None
+
+
+def record_deletion_notice(data: SubscriptionData, notice: DeletionNotice) -> None:
+    data.deletion_notices_sent = [*data.deletion_notices_sent, notice.days_left]
 
 
 # ── plan change (R-PLAN) ─────────────────────────────────────────────────────────────────────

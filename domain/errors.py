@@ -213,6 +213,20 @@ ERRORS: dict[str, ErrorSpec] = {
         "The representative admin holds every management permission already.",
         "대표 관리자는 모든 관리 권한을 이미 가지고 있습니다.",
     ),
+    # a cancelled subscription's records download (R-EVENT-4)
+    "RECORDS_NOT_YET_AVAILABLE": ErrorSpec(
+        404,
+        "The records of subscription {subscription_id} can be downloaded once it is cancelled,"
+        " until its data is deleted.",
+        "기록 내려받기는 이용 해지 후 데이터가 삭제되기 전까지 할 수 있습니다."
+        " 이 서비스는 아직 해지되지 않았습니다.",
+    ),
+    "RECORDS_DELETED": ErrorSpec(
+        404,
+        "The data of subscription {subscription_id} was deleted at {data_deletion_at};"
+        " its records can no longer be downloaded.",
+        "데이터가 {data_deletion_at}에 영구 삭제되어 기록을 내려받을 수 없습니다.",
+    ),
 }
 
 

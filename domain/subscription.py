@@ -17,6 +17,8 @@ from domain.billing import BillingHistory, Invoice, PlanFees, stable_offset
 from statemachines.lifecycle import StateName
 
 DATA_RETENTION = timedelta(days=30)  # R-CANCEL-2
+# R-EVENT-4: the admins are told this many days before the data deletion, earliest first.
+DELETION_NOTICE_DAYS: tuple[int, ...] = (7, 1)
 SYSTEM_ACTOR = "system"
 
 # How a run of the subscription's workflow makes its effects (docs/architecture.md, "Versions").
@@ -28,9 +30,12 @@ SYSTEM_ACTOR = "system"
 #      a name of its own (activities/effects.py; versions 1 and 2 call the same effects by their
 #      old names with positional arguments, activities/legacy.py; workflows/calls.py chooses),
 #      and a run returns only once every update and signal handler has finished.
+#   4: as 3, and a cancelled subscription's admins are told 7 days and 1 day before its data
+#      deletion (R-EVENT-4, `deletion_upcoming`); a version-3 run cancelled under this code asks
+#      `workflow.patched("deletion-notices")` and sends them too.
 # A run keeps the version it started with: histories recorded under 1 replay under 1. New
 # subscriptions start at CURRENT_VERSION; an older run moves to it at its next continue-as-new.
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 
 
 # A new run costs a fresh workflow instance on the worker; made at 00:00 on the 1st, it would
@@ -134,6 +139,8 @@ class SubscriptionData(_Model):
     # Seconds after 00:00 on the 1st at which this subscription issues its invoice (month-end
     # spread, domain.billing.invoice_delay); fixed at application.
     invoice_delay_seconds: int = 0
+    # Version 4 (R-EVENT-4): the deletion notices sent, by days left (absent from older data).
+    deletion_notices_sent: list[int] = Field(default_factory=list)
 
     @property
     def subscription_id(self) -> str:

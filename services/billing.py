@@ -46,7 +46,7 @@ class BillingService:
         rows = await ledger.invoices_for(self.pool, workplace_id, service_id)
         current = await subscriptions.current(self.pool, workplace_id, service_id)
         return InvoicesOut(
-            invoices=[InvoiceOut.model_validate(_issued(row)) for row in rows],
+            invoices=[issued_invoice(row) for row in rows],
             estimate=await self.estimate(current),
             final_charge=await self.final_charge(current),
         )
@@ -109,6 +109,11 @@ def _amounts(invoice: Invoice) -> dict[str, Any]:
         "vat": _won(invoice.vat),
         "total": _won(invoice.total),
     }
+
+
+def issued_invoice(row: InvoiceRow) -> InvoiceOut:
+    """An issued invoice as `…/invoices` shows it."""
+    return InvoiceOut.model_validate(_issued(row))
 
 
 def _issued(row: InvoiceRow) -> dict[str, Any]:

@@ -8,6 +8,7 @@ here, so each service is wired the same way everywhere:
     BillingService        issued invoices, estimates, the final charge
     DirectoryService      directory sync, and who is who
     SessionService        console sessions
+    RecordsService        a cancelled subscription's records download and deletion notice
     AccessService         home cards, permission screens, the member menu, single sign-on
                           (needs the token-signing secret: built only when one is given)
     WebhookService        webhook endpoints, their secrets, deliveries and resends
@@ -26,6 +27,7 @@ from services.authz import Authz
 from services.billing import BillingService
 from services.clock import Clock, wall_clock
 from services.directory import DirectoryService
+from services.records import RecordsService
 from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
 from services.webhooks import WebhookService
@@ -39,6 +41,7 @@ class Services:
     directory: DirectoryService
     sessions: SessionService
     webhooks: WebhookService
+    records: RecordsService
     _access: AccessService | None = None
 
     @property
@@ -103,6 +106,7 @@ def build_services(
         webhooks=WebhookService(
             pool, subscriptions.authz, clock, allow_loopback=webhook_allow_loopback
         ),
+        records=RecordsService(subscriptions),
         _access=(
             AccessService(subscriptions, billing, secret, launch_base_url=launch_url)
             if secret is not None

@@ -68,8 +68,9 @@ async def entries(
     workplace_id: str,
     service_id: str | None = None,
     subscription_id: str | None = None,
-    limit: int = 100,
+    limit: int | None = 100,
 ) -> list[AuditRow]:
+    """Oldest first; `limit=None`: every entry."""
     clauses = ["workplace_id = %s"]
     params: list[Any] = [workplace_id]
     if service_id is not None:

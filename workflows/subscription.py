@@ -63,6 +63,9 @@ class SubscriptionWorkflow:
         self.effects = RunEffects(self.data)
         # Version 2 on: a month-close sets when this run continues as new.
         self.continue_as_new_at: datetime | None = None
+        # Version 4 on, or an older run cancelled under the "deletion-notices" patch: the
+        # deletion notices of R-EVENT-4 are due instants of this run.
+        self.deletion_notices = self.data.version >= 4
 
     # ── main loop ────────────────────────────────────────────────────────────────────────────
 
@@ -103,7 +106,7 @@ class SubscriptionWorkflow:
         )
 
     async def _sleep_until_due_or_woken(self) -> None:
-        due = decide.next_due(self.data, self.continue_as_new_at)
+        due = decide.next_due(self.data, self.continue_as_new_at, notices=self.deletion_notices)
         self.wake = False
         if due is not None and due <= workflow.now():
             return
@@ -130,6 +133,10 @@ class SubscriptionWorkflow:
             # month-closes already in its history replay unpatched.
             if self.data.version >= 2 or workflow.patched(f"continue-as-new-after-{closed}"):
                 self.continue_as_new_at = now + continue_as_new_delay(self.data.subscription_id)
+        notice = decide.deletion_notice_due(self.data, now) if self.deletion_notices else None
+        if notice is not None:  # R-EVENT-4
+            decide.record_deletion_notice(self.data, notice)
+            await self._publish("deletion_upcoming", SYSTEM_ACTOR, **notice.details())
         deletion = decide.deletion_due_at(self.data)
         if deletion is not None and deletion <= now:
             now = workflow.now()  # R-CANCEL-2: 30 days after cancellation
@@ -166,6 +173,10 @@ class SubscriptionWorkflow:
             self._validate_cancel(request)
             now = workflow.now()
             dropped = decide.cancel(self.data, now)
+            # An older run asks only here, with a deletion ahead, so the recorded histories
+            # without this patch (every other run, every earlier cancellation) replay unchanged.
+            if not self.deletion_notices and self.data.data_deletion_at is not None:
+                self.deletion_notices = workflow.patched("deletion-notices")
             await self._publish("cancelled", request.actor, **dropped)
             await self.effects.suspend_partner_account(now)
             self.wake = True

@@ -11,7 +11,7 @@ from domain.audit import AuditAction
 from domain.calendar import SEOUL
 from domain.event_types import EventType
 from domain.permissions import PERMISSION_KO
-from domain.subscription import PlanChangeNotice, PlanChangeNoticeCode
+from domain.subscription import SYSTEM_ACTOR, PlanChangeNotice, PlanChangeNoticeCode
 
 STATE_KO = {
     "not_applied": "미신청",
@@ -91,6 +91,11 @@ BUTTON_KO = {
 }
 
 
+def actor_ko(actor: str, names: dict[str, str]) -> str:
+    """Who made an audited change, as 이용 내역 names them."""
+    return "시스템" if actor == SYSTEM_ACTOR else names.get(actor, "알 수 없음")
+
+
 def _as_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
@@ -140,6 +145,7 @@ GLOBALS = {
     "EVENT_TYPE_KO": EVENT_TYPE_KO,
     "DELIVERY_STATUS_KO": DELIVERY_STATUS_KO,
     "ENDPOINT_STATUS_KO": ENDPOINT_STATUS_KO,
+    "actor_ko": actor_ko,
 }
 
 

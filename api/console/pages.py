@@ -27,7 +27,16 @@ async def home(request: Request, s: Session) -> Response:
     async def render() -> Response:
         cards = await s.rt.access.home_cards(s.workplace_id, s.member_id)
         services = {svc.service_id: svc for svc in s.rt.catalog.services}
-        return await page(request, "home.html", s, cards=cards, services=services, menu=menu)
+        notices = await s.rt.records.deletion_notices(s.workplace_id, s.member_id)
+        return await page(
+            request,
+            "home.html",
+            s,
+            cards=cards,
+            services=services,
+            menu=menu,
+            deletion_notices=notices,
+        )
 
     return await guarded(request, s, render)
 
@@ -52,6 +61,11 @@ async def service_page(request: Request, s: ServiceSession, tab: str = "guide") 
         members = await s.rt.directory.present_members(s.workplace_id)
         now = await s.rt.business_now()
         status = overview.status
+        svc = s.service.service_id
+        notices = await s.rt.records.deletion_notices(s.workplace_id, s.member_id, svc)
+        records = status is not None and await s.rt.records.downloadable(
+            s.workplace_id, s.member_id, status
+        )
         return await page(
             request,
             "service.html",
@@ -67,6 +81,8 @@ async def service_page(request: Request, s: ServiceSession, tab: str = "guide") 
             holders={h.member_id for h in overview.usage.holders} if overview.usage else set(),
             plan_names={p.plan_id: p.name_ko for p in s.service.plans},
             deletion_preview=now + DATA_RETENTION,
+            deletion_notices=notices,
+            records_downloadable=records,
             business_now=now,
             open_dialog=request.query_params.get("open"),
         )

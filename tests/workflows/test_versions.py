@@ -115,10 +115,10 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     assert [i.period for i in await _invoices(service, workplace)] == [period]
     assert "issue_invoice" in await _activity_types(env.client, handle.id, first_run)
     data = await _data(handle)
-    assert data.version == CURRENT_VERSION == 3
+    assert data.version == CURRENT_VERSION >= 3
     assert data.usage_holders == [m1] and data.next_invoice_period == next_period(period)
 
-    # The version-3 run: the same actions, written by one local-activity commit each.
+    # The current run: the same actions, written by one local-activity commit each.
     await _grant(service, workplace, m3, True)
     assert await _holders(service, status.subscription_id) == [m1, m3]
     assert await _activity_types(env.client, handle.id, second_run) == []
@@ -153,7 +153,7 @@ async def test_version_2_run_keeps_its_activities_then_moves_to_version_3(
 
     second_run = await _next_run(handle, first_run)
     data = await _data(handle)
-    assert data.version == CURRENT_VERSION == 3 and data.usage_holders == [m1]
+    assert data.version == CURRENT_VERSION >= 3 and data.usage_holders == [m1]
     assert [i.period for i in await _invoices(service, workplace)] == [period]
     await _grant(service, workplace, m2, True)
     assert await _holders(service, status.subscription_id) == [m1, m2]
