@@ -23,7 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import console, errors, metrics, v1
+from api import console, errors, events, metrics, v1
 from api.idempotency import LeasePolicy
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from api.ratelimit import RateLimit
@@ -104,6 +104,7 @@ def create_app(
         return Health(status="ok")
 
     app.include_router(v1.router)
+    app.include_router(events.router)
     app.include_router(metrics.router)
     console.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -24,6 +24,7 @@ from services.authz import Authz
 from services.billing import BillingService
 from services.clock import SandboxControl
 from services.directory import DirectoryService
+from services.events import EventService
 from services.root import Services, build_services
 from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
@@ -61,6 +62,10 @@ class Runtime:
     @property
     def sessions(self) -> SessionService:
         return self.services.sessions
+
+    @property
+    def events(self) -> EventService:
+        return self.services.events
 
     @property
     def access(self) -> AccessService:

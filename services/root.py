@@ -8,6 +8,7 @@ here, so each service is wired the same way everywhere:
     BillingService        issued invoices, estimates, the final charge
     DirectoryService      directory sync, and who is who
     SessionService        console sessions
+    EventService          the event feed (R-EVENT-3)
     AccessService         home cards, permission screens, the member menu, single sign-on
                           (needs the token-signing secret: built only when one is given)
 """
@@ -25,6 +26,7 @@ from services.authz import Authz
 from services.billing import BillingService
 from services.clock import Clock, wall_clock
 from services.directory import DirectoryService
+from services.events import EventService
 from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
 from store.db import Pool
@@ -36,6 +38,7 @@ class Services:
     billing: BillingService
     directory: DirectoryService
     sessions: SessionService
+    events: EventService
     _access: AccessService | None = None
 
     @property
@@ -95,6 +98,7 @@ def build_services(
         billing=billing,
         directory=directory,
         sessions=SessionService(directory),
+        events=EventService(pool, subscriptions.authz),
         _access=(
             AccessService(subscriptions, billing, secret, launch_base_url=launch_url)
             if secret is not None
