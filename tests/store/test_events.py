@@ -14,7 +14,7 @@ import pytest
 
 from domain.subscription import Publication
 from store import access, directory, events, ledger, subscriptions
-from store.db import Pool
+from store.db import Conn, Pool
 from store.events import EventRow, FeedCursor
 from tests.conftest import Workplace, eventually
 from tests.store.test_commit import _decision, _reserved
@@ -23,7 +23,7 @@ from tests.store.test_notify import publication
 NOW = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
 
 
-async def _append(conn: psycopg.AsyncConnection, wp: str, stream: str, key: str) -> bool:  # type: ignore[type-arg]
+async def _append(conn: Conn, wp: str, stream: str, key: str) -> bool:
     return await events.append(
         conn,
         event_key=key,
@@ -189,9 +189,9 @@ async def test_a_rolled_back_decision_leaves_no_event(pool: Pool) -> None:
     assert await _rows(pool, wp) == []
 
 
-async def _uncommitted(conn: psycopg.AsyncConnection, sub: str) -> list[object]:  # type: ignore[type-arg]
+async def _uncommitted(conn: Conn, sub: str) -> list[str]:
     cur = await conn.execute("SELECT event_id FROM events WHERE subscription_id = %s", (sub,))
-    return await cur.fetchall()
+    return [row["event_id"] for row in await cur.fetchall()]
 
 
 async def test_a_repeated_commit_keeps_one_event_with_its_id(pool: Pool) -> None:
