@@ -95,7 +95,8 @@ async def drop_management_on(
     conn: Conn, workplace_id: str, member_id: str, *, at: datetime, reason: str
 ) -> list[ManagementGrant]:
     """Delete every management permission of a member (demotion, leaving), with one audit entry
-    and one event per service, on the caller's transaction; returns what went."""
+    and one event per service, on the caller's transaction; returns what went. The caller took
+    the workplace's event stream first (`events.lock_stream`)."""
     rows = await fetch_all(
         conn,
         ManagementGrant,
@@ -173,6 +174,7 @@ async def set_management(
     """
     wanted = sorted(set(permissions))
     async with pool.connection() as conn, conn.transaction():
+        await events.lock_stream(conn, events.stream_of(None, workplace_id))
         member = await (
             await conn.execute(
                 "SELECT role FROM members WHERE workplace_id = %s AND member_id = %s"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.errors import BizError
+from store import events
 from store.access import ManagementGrant, drop_management_on
 from store.db import Conn, Pool, columns, fetch_all, fetch_one
 
@@ -147,6 +148,7 @@ async def sync_member(
     (audited and announced at `at`, in this transaction).
     """
     async with pool.connection() as conn, conn.transaction():
+        await events.lock_stream(conn, events.stream_of(None, workplace_id))  # may drop some
         before = await fetch_one(
             conn,
             MemberRow,
@@ -192,6 +194,7 @@ async def leave(pool: Pool, workplace_id: str, member_id: str, *, at: datetime) 
     changed).
     """
     async with pool.connection() as conn, conn.transaction():
+        await events.lock_stream(conn, events.stream_of(None, workplace_id))  # may drop some
         row = await fetch_one(
             conn,
             MemberRow,

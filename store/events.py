@@ -89,7 +89,7 @@ async def append(
     time, but workplace streams have several writers).
     """
     stream = stream_of(subscription_id, workplace_id)
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (stream,))
+    await lock_stream(conn, stream)
     cur = await conn.execute(
         "INSERT INTO events (event_id, event_key, type, created_at, workplace_id, service_id,"
         " subscription_id, stream, seq, data)"
@@ -113,6 +113,16 @@ async def append(
         return False
     await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, workplace_id))
     return True
+
+
+async def lock_stream(conn: Conn, stream: str) -> None:
+    """Hold the stream's seq counter until the caller's transaction ends.
+
+    `append` takes it; a transaction with several writers per stream (a workplace's) takes it
+    first thing, before its first write gives it a transaction id: then the transaction that
+    draws the lower seq also has the lower id, and the feed (in transaction-id order) shows the
+    stream in seq order."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (stream,))
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,3 +303,27 @@ async def test_a_refused_management_change_announces_nothing(pool: Pool) -> None
             at=NOW,
         )
     assert await _rows(pool, wp.id) == []
+
+
+async def test_a_workplaces_concurrent_changes_read_back_in_seq_order(pool: Pool) -> None:
+    """Management changes of one workplace, made at once: the feed shows them 1, 2, 3… (the
+    stream is taken before the transaction's first write, so seq order is commit order)."""
+    wp = await Workplace(pool).create()
+    services = ["cartax", "wishket", "miricanvas", "loai", "juju", "tudy"]
+    await asyncio.gather(
+        *(
+            access.set_management(
+                pool,
+                workplace_id=wp.id,
+                service_id=svc,
+                member_id=wp.admin,
+                permissions=["usage.view"],
+                by=wp.rep,
+                at=NOW,
+            )
+            for svc in services
+        )
+    )
+    rows = await _rows(pool, wp.id)
+    assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert sorted(r.service_id or "" for r in rows) == sorted(services)
