@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from api.auth import Member, System, runtime_of, same_workplace
 from api.errors import responses
 from api.runtime import Runtime
+from domain.events import ALL_EVENT_TYPES
 from services.events import DEFAULT_LIMIT, MAX_LIMIT
 from services.models import EventFeedOut
 
@@ -39,7 +40,9 @@ Types = Annotated[
     Query(
         alias="type",
         max_length=32,
-        description="Only these event types; repeat for several (`type=a&type=b`).",
+        description="Only these event types; repeat for several (`type=a&type=b`). One of: "
+        + ", ".join(f"`{t}`" for t in ALL_EVENT_TYPES)
+        + ".",
     ),
 ]
 
