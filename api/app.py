@@ -23,7 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api import console, errors, metrics, records, v1, webhooks
+from api import console, errors, events, metrics, records, v1, webhooks
 from api.idempotency import LeasePolicy
 from api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from api.ratelimit import RateLimit
@@ -106,6 +106,7 @@ def create_app(
     app.include_router(v1.router)
     app.include_router(webhooks.router)
     app.include_router(records.router)
+    app.include_router(events.router)
     app.include_router(metrics.router)
     console.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -24,6 +24,7 @@ from services.authz import Authz
 from services.billing import BillingService
 from services.clock import SandboxControl
 from services.directory import DirectoryService
+from services.events import EventService
 from services.records import RecordsService
 from services.root import Services, build_services
 from services.sessions import SessionService
@@ -67,6 +68,10 @@ class Runtime:
     @property
     def webhooks(self) -> WebhookService:
         return self.services.webhooks
+
+    @property
+    def events(self) -> EventService:
+        return self.services.events
 
     @property
     def access(self) -> AccessService:

@@ -31,6 +31,7 @@ async def seed_demo(service: SubscriptionService) -> str:
                 DEMO_WORKPLACE,
                 {"member_id": member_id, "login_id": login_id, "name": name},
                 role,
+                at=await service.clock(),
             )
     if not await subscriptions.for_workplace(pool, DEMO_WORKPLACE):
         for service_id, plan_id in (("ubob", "ubob-standard"), ("miricanvas", None)):
@@ -59,5 +60,6 @@ async def seed_demo(service: SubscriptionService) -> str:
             member_id="demo-admin",
             permissions=[USAGE_VIEW, PLAN_CHANGE],
             by=DEMO_REPRESENTATIVE,
+            at=await service.clock(),
         )
     return f"workplace '{DEMO_WORKPLACE}', member '{DEMO_REPRESENTATIVE}' (김대표, 대표 관리자)"

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from itertools import groupby, pairwise
-from typing import Self
+from typing import Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.calendar import (
+    SEOUL,
     Period,
     day_start,
     days_in_month,
@@ -334,3 +335,60 @@ def stable_offset(key: str, window: timedelta) -> timedelta:
         return timedelta(0)
     digest = hashlib.sha256(key.encode()).digest()
     return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)
+
+
+# ── the invoice as it is shown ───────────────────────────────────────────────────────────────
+
+
+def whole_won(value: Decimal | int | str) -> str:
+    """Whole won as a string, as the API shows money; anything else is a bug worth a loud
+    failure."""
+    amount = Decimal(value)
+    if amount != amount.to_integral_value():
+        raise ValueError(f"money must be whole won, got {value!r}")
+    return str(int(amount))
+
+
+def _day(value: date | str) -> str:
+    return value.isoformat() if isinstance(value, date) else date.fromisoformat(value).isoformat()
+
+
+def lines_json(lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Invoice lines (``InvoiceLine`` dumped, or as the ledger stores them) in the API's shape:
+    inclusive Seoul days ``from`` and ``to``, money as whole-won strings."""
+    return [
+        {
+            "plan_id": line["plan_id"],
+            "from": _day(line["from_day"]),
+            "to": _day(line["to_day"]),
+            "days": int(line["days"]),
+            "seats": int(line["seats"]),
+            "amount": whole_won(line["amount"]),
+        }
+        for line in lines
+    ]
+
+
+def issued_invoice_json(
+    *,
+    invoice_id: str,
+    subscription_id: str,
+    period: Period,
+    issued_at: datetime,
+    lines: Iterable[Mapping[str, Any]],
+    subtotal: Decimal,
+    vat: Decimal,
+    total: Decimal,
+) -> dict[str, Any]:
+    """An issued invoice exactly as ``GET …/invoices`` lists it and an ``invoice.issued`` event
+    carries it (one shape for both): instants in Seoul time with their offset."""
+    return {
+        "invoice_id": invoice_id,
+        "subscription_id": subscription_id,
+        "period": period,
+        "issued_at": issued_at.astimezone(SEOUL).isoformat(),
+        "lines": lines_json(lines),
+        "subtotal": whole_won(subtotal),
+        "vat": whole_won(vat),
+        "total": whole_won(total),
+    }

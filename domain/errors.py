@@ -48,7 +48,9 @@ ERRORS: dict[str, ErrorSpec] = {
         "이 주소로는 웹훅을 보낼 수 없습니다. 공개된 https:// 주소를 입력해 주십시오.",
     ),
     "UNKNOWN_EVENT_TYPE": ErrorSpec(
-        422, "Unknown event type {event_type}.", "알 수 없는 이벤트 유형입니다."
+        422,
+        "Unknown event type {event_type}.",
+        "알 수 없는 이벤트 유형입니다. 문서에 있는 유형을 지정해 주십시오.",
     ),
     "WEBHOOK_ENDPOINT_LIMIT": ErrorSpec(
         422,
@@ -206,6 +208,12 @@ ERRORS: dict[str, ErrorSpec] = {
         500,
         "Something went wrong on our side; nothing was changed. Try again.",
         "서버 내부 오류가 발생했습니다. 다시 시도해 주십시오.",
+    ),
+    # the event feed (R-EVENT-3)
+    "UNKNOWN_EVENT": ErrorSpec(
+        400,
+        "There is no event {event_id} to read after: pass the id of an event this feed gave.",
+        "이 이벤트 ID를 찾을 수 없습니다. 피드에서 받은 이벤트 ID를 after에 넣어 주십시오.",
     ),
     # access (directory sync, management permissions, single sign-on)
     "REPRESENTATIVE_HOLDS_ALL": ErrorSpec(

@@ -48,7 +48,7 @@ from services.models import (
 )
 from services.subscriptions import SubscriptionService, UsageChange
 from statemachines.lifecycle import ENDED_STATES, LIVE_STATES, USABLE_STATES
-from store import access, audit, directory, permissions, subscriptions
+from store import access, directory, permissions, subscriptions
 from store.subscriptions import SubscriptionRow
 
 log = logging.getLogger(__name__)
@@ -253,31 +253,15 @@ class AccessService:
             raise BizError("UNKNOWN_PERMISSION", permission=unknown[0], unknown=unknown)
         if not storable(member_id):
             raise BizError("UNKNOWN_MEMBER", member_id="?")
-        changed = await access.set_management(
+        await access.set_management(
             self.pool,
             workplace_id=workplace_id,
             service_id=service_id,
             member_id=member_id,
             permissions=permissions,
             by=actor_id,
+            at=await self.subscriptions.clock(),
         )
-        if changed.added or changed.removed:
-            await audit.record(
-                self.pool,
-                event_key=None,
-                at=await self.subscriptions.clock(),
-                workplace_id=workplace_id,
-                service_id=service_id,
-                subscription_id=None,
-                actor=actor_id,
-                action="management_permissions_changed",
-                details={
-                    "member_id": member_id,
-                    "permissions": sorted(set(permissions)),
-                    "added": changed.added,
-                    "removed": changed.removed,
-                },
-            )
         (listing,) = await self._listing(workplace_id, [service_id])
         return listing
 

@@ -9,16 +9,13 @@ workflow uses for the invoice it will issue.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from domain.billing import Invoice, compute_invoice
-from domain.calendar import SEOUL, period_of
+from domain.billing import Invoice, compute_invoice, lines_json, whole_won
+from domain.calendar import period_of
 from domain.permissions import USAGE_VIEW
 from domain.subscription import SubscriptionData
 from services.models import EstimateOut, InvoiceOut, InvoicesOut
@@ -104,53 +101,13 @@ def _charge(data: SubscriptionData, period: str) -> EstimateOut | None:
 def _amounts(invoice: Invoice) -> dict[str, Any]:
     return {
         "period": invoice.period,
-        "lines": _lines(line.model_dump() for line in invoice.lines),
-        "subtotal": _won(invoice.subtotal),
-        "vat": _won(invoice.vat),
-        "total": _won(invoice.total),
+        "lines": lines_json(line.model_dump() for line in invoice.lines),
+        "subtotal": whole_won(invoice.subtotal),
+        "vat": whole_won(invoice.vat),
+        "total": whole_won(invoice.total),
     }
 
 
 def issued_invoice(row: InvoiceRow) -> InvoiceOut:
-    """An issued invoice as `…/invoices` shows it."""
-    return InvoiceOut.model_validate(_issued(row))
-
-
-def _issued(row: InvoiceRow) -> dict[str, Any]:
-    return {
-        "invoice_id": row.invoice_id,
-        "subscription_id": row.subscription_id,
-        "period": row.period,
-        "issued_at": row.issued_at.astimezone(SEOUL).isoformat(),
-        "lines": _lines(row.lines),
-        "subtotal": _won(row.subtotal),
-        "vat": _won(row.vat),
-        "total": _won(row.total),
-    }
-
-
-def _lines(lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Ledger lines (InvoiceLine dumped as JSON) in the API's shape."""
-    return [
-        {
-            "plan_id": line["plan_id"],
-            "from": _day(line["from_day"]),
-            "to": _day(line["to_day"]),
-            "days": int(line["days"]),
-            "seats": int(line["seats"]),
-            "amount": _won(line["amount"]),
-        }
-        for line in lines
-    ]
-
-
-def _day(value: date | str) -> str:
-    return value.isoformat() if isinstance(value, date) else date.fromisoformat(value).isoformat()
-
-
-def _won(value: Decimal | int | str) -> str:
-    """Whole won as a string; anything else in the ledger is a bug worth a loud failure."""
-    amount = Decimal(value)
-    if amount != amount.to_integral_value():
-        raise ValueError(f"money must be whole won, got {value!r}")
-    return str(int(amount))
+    """An issued invoice as `…/invoices` shows it (and the invoice.issued event carries it)."""
+    return InvoiceOut.model_validate(row.shown())

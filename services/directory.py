@@ -55,7 +55,7 @@ from services.models import (
 from services.subscriptions import SubscriptionService
 from statemachines.lifecycle import LIVE_STATES
 from store import access, audit, directory, subscriptions
-from store.access import ManagementGrant, NoticeRow
+from store.access import NoticeRow
 from store.subscriptions import SubscriptionRow
 from workflows.subscription import SubscriptionWorkflow
 
@@ -168,6 +168,7 @@ class DirectoryService:
             workplace_id,
             {"member_id": member_id, "login_id": login_id, "name": name},
             role,
+            at=await self.subscriptions.clock(),
         )
         before, after = synced.before, synced.after
         joined = before is None or before.left_at is not None
@@ -205,11 +206,8 @@ class DirectoryService:
                 member_id=member_id,
                 previous_representative=synced.previous_representative,
             )
-        if synced.dropped_permissions:
+        if synced.dropped_permissions:  # audited and announced with the demotion
             changes.append("management_permissions_dropped")
-            await self._audit_dropped(
-                workplace_id, member_id, synced.dropped_permissions, "demoted"
-            )
         if login_changed:
             assert before is not None
             changes.append("login_id_changed")
@@ -240,7 +238,9 @@ class DirectoryService:
         _text("member_id", member_id)
         if await directory.workplace(self.pool, workplace_id) is None:
             raise BizError("UNKNOWN_WORKPLACE", workplace_id=workplace_id)
-        result = await directory.leave(self.pool, workplace_id, member_id)
+        result = await directory.leave(
+            self.pool, workplace_id, member_id, at=await self.subscriptions.clock()
+        )
         if result is None:
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         event = MemberEvent(member_id=member_id)
@@ -253,11 +253,8 @@ class DirectoryService:
                 await self._signal(sub.subscription_id, SubscriptionWorkflow.member_left, event)
             raise BizError("UNKNOWN_MEMBER", member_id=member_id)
         member = result.member
+        # Its dropped management permissions were audited and announced with the departure.
         await self._audit(workplace_id, "member_left", member_id=member_id, role=member.role)
-        if result.dropped_permissions:
-            await self._audit_dropped(
-                workplace_id, member_id, result.dropped_permissions, "member_left"
-            )
         for sub in concerned:
             await self._signal(sub.subscription_id, SubscriptionWorkflow.member_left, event)
         return MemberLeftOut(
@@ -359,19 +356,3 @@ class DirectoryService:
             action=action,
             details=details,
         )
-
-    async def _audit_dropped(
-        self, workplace_id: str, member_id: str, dropped: list[ManagementGrant], reason: str
-    ) -> None:
-        per_service: dict[str, list[str]] = {}
-        for r in dropped:
-            per_service.setdefault(r.service_id, []).append(r.permission)
-        for service_id, perms in sorted(per_service.items()):
-            await self._audit(
-                workplace_id,
-                "management_permissions_dropped",
-                service_id=service_id,
-                member_id=member_id,
-                permissions=sorted(perms),
-                reason=reason,
-            )

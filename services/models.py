@@ -207,6 +207,35 @@ class AuditLogOut(Out):
     entries: list[AuditEntryOut]
 
 
+class EventOut(Out):
+    """An event (R-EVENT-1; docs/events.md): also the body of every webhook delivery."""
+
+    id: str = Field(description="Stable: the same event keeps it across retries and resends.")
+    type: str = Field(description="What happened (docs/events.md lists the types).")
+    created_at: str = Field(description="When the decision was made, Seoul time with offset.")
+    workplace_id: str
+    service_id: str | None
+    subscription_id: str | None = Field(description="None for a workplace's own events.")
+    seq: int = Field(
+        description="1, 2, 3… per subscription (per workplace for events of no subscription), "
+        "in the order the decisions were made."
+    )
+    data: dict[str, Any] = Field(
+        description="What a receiver needs without calling back; money as whole-won strings."
+    )
+
+
+class EventFeedOut(Out):
+    """A page of the event feed (R-EVENT-3): oldest first after the cursor."""
+
+    events: list[EventOut]
+    next_after: str | None = Field(
+        description="Pass as `after` for the next page: the last event's id, or the `after` "
+        "given when the page is empty."
+    )
+    has_more: bool = Field(description="More events are readable now (ask again at once).")
+
+
 # ── directory ────────────────────────────────────────────────────────────────────────────────
 
 

@@ -9,6 +9,7 @@ here, so each service is wired the same way everywhere:
     DirectoryService      directory sync, and who is who
     SessionService        console sessions
     RecordsService        a cancelled subscription's records download and deletion notice
+    EventService          the event feed (R-EVENT-3)
     AccessService         home cards, permission screens, the member menu, single sign-on
                           (needs the token-signing secret: built only when one is given)
     WebhookService        webhook endpoints, their secrets, deliveries and resends
@@ -27,6 +28,7 @@ from services.authz import Authz
 from services.billing import BillingService
 from services.clock import Clock, wall_clock
 from services.directory import DirectoryService
+from services.events import EventService
 from services.records import RecordsService
 from services.sessions import SessionService
 from services.subscriptions import SubscriptionService
@@ -42,6 +44,7 @@ class Services:
     sessions: SessionService
     webhooks: WebhookService
     records: RecordsService
+    events: EventService
     _access: AccessService | None = None
 
     @property
@@ -107,6 +110,7 @@ def build_services(
             pool, subscriptions.authz, clock, allow_loopback=webhook_allow_loopback
         ),
         records=RecordsService(subscriptions),
+        events=EventService(pool, subscriptions.authz),
         _access=(
             AccessService(subscriptions, billing, secret, launch_base_url=launch_url)
             if secret is not None

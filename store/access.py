@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from domain.errors import BizError
+from domain.events import management_event
+from domain.subscription import SYSTEM_ACTOR, AuditEntry
 from statemachines.lifecycle import USABLE_STATES, StateName
+from store import audit, events
 from store.audit import ROW as AUDIT_ROW
 from store.audit import AuditRow
 from store.db import Conn, Pool, columns, fetch_all, fetch_one
@@ -88,9 +92,11 @@ NOTICE = columns(NoticeRow)
 
 
 async def drop_management_on(
-    conn: Conn, workplace_id: str, member_id: str
+    conn: Conn, workplace_id: str, member_id: str, *, at: datetime, reason: str
 ) -> list[ManagementGrant]:
-    """Delete every management permission of a member (demotion, leaving); returns what went."""
+    """Delete every management permission of a member (demotion, leaving), with one audit entry
+    and one event per service, on the caller's transaction; returns what went. The caller took
+    the workplace's event stream first (`events.lock_stream`)."""
     rows = await fetch_all(
         conn,
         ManagementGrant,
@@ -98,7 +104,55 @@ async def drop_management_on(
         " RETURNING service_id, permission",
         (workplace_id, member_id),
     )
-    return sorted(rows, key=lambda r: (r.service_id, r.permission))
+    dropped = sorted(rows, key=lambda r: (r.service_id, r.permission))
+    for service_id, grants in groupby(dropped, key=lambda r: r.service_id):
+        await _record_management(
+            conn,
+            workplace_id=workplace_id,
+            service_id=service_id,
+            entry=AuditEntry(
+                at=at,
+                actor=SYSTEM_ACTOR,
+                action="management_permissions_dropped",
+                details={
+                    "member_id": member_id,
+                    "permissions": [g.permission for g in grants],
+                    "reason": reason,
+                },
+            ),
+        )
+    return dropped
+
+
+async def _record_management(
+    conn: Conn, *, workplace_id: str, service_id: str, entry: AuditEntry
+) -> None:
+    """A management-permission change's audit entry and its event (R-EVENT-1), in the change's
+    transaction. The event is keyed by the audit entry it announces ("audit:{audit_id}"), so it
+    exists exactly when the change and its entry do, under an id that never changes."""
+    audit_id = await audit.write(
+        conn,
+        event_key=None,
+        at=entry.at,
+        workplace_id=workplace_id,
+        service_id=service_id,
+        subscription_id=None,
+        actor=entry.actor,
+        action=entry.action,
+        details=entry.details,
+    )
+    assert audit_id is not None  # no event key: never a conflict
+    event = management_event(entry, service_id)
+    await events.append(
+        conn,
+        event_key=f"audit:{audit_id}",
+        type=event.type,
+        created_at=entry.at,
+        workplace_id=workplace_id,
+        service_id=service_id,
+        subscription_id=None,
+        data=event.data,
+    )
 
 
 async def set_management(
@@ -109,8 +163,10 @@ async def set_management(
     member_id: str,
     permissions: list[str],
     by: str,
+    at: datetime,
 ) -> ManagementChange:
-    """Make the member's explicit permissions on the service exactly `permissions`.
+    """Make the member's explicit permissions on the service exactly `permissions`; a change is
+    audited (`management_permissions_changed`, by `by` at `at`) and announced in its transaction.
 
     Refuses (nothing changed) an unknown or departed member (UNKNOWN_MEMBER), a plain member
     (NOT_AN_ADMIN) and the representative admin (REPRESENTATIVE_HOLDS_ALL: they hold every
@@ -118,6 +174,7 @@ async def set_management(
     """
     wanted = sorted(set(permissions))
     async with pool.connection() as conn, conn.transaction():
+        await events.lock_stream(conn, events.stream_of(None, workplace_id))
         member = await (
             await conn.execute(
                 "SELECT role FROM members WHERE workplace_id = %s AND member_id = %s"
@@ -153,6 +210,21 @@ async def set_management(
                 " (workplace_id, service_id, member_id, permission, granted_by)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (workplace_id, service_id, member_id, permission, by),
+            )
+        if added or removed:
+            entry = AuditEntry(
+                at=at,
+                actor=by,
+                action="management_permissions_changed",
+                details={
+                    "member_id": member_id,
+                    "permissions": wanted,
+                    "added": added,
+                    "removed": removed,
+                },
+            )
+            await _record_management(
+                conn, workplace_id=workplace_id, service_id=service_id, entry=entry
             )
     return ManagementChange(added=added, removed=removed)
 

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from domain.audit import AuditAction
-from store.db import Pool, columns, fetch_all
+from store.db import Conn, Pool, columns, fetch_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +45,40 @@ async def record(
     details: dict[str, Any] | None = None,
 ) -> None:
     async with pool.connection() as conn:
+        await write(
+            conn,
+            event_key=event_key,
+            at=at,
+            workplace_id=workplace_id,
+            service_id=service_id,
+            subscription_id=subscription_id,
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            details=details,
+        )
+
+
+async def write(
+    conn: Conn,
+    *,
+    event_key: str | None,
+    at: datetime,
+    workplace_id: str,
+    service_id: str | None,
+    subscription_id: str | None,
+    actor: str,
+    action: AuditAction,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> int | None:
+    """`record` on a connection the caller holds (and may be in a transaction on): the new
+    entry's id, or None when an entry with this event key exists already."""
+    row = await (
         await conn.execute(
             "INSERT INTO audit_log (event_key, at, workplace_id, service_id, subscription_id,"
             " actor, action, outcome, details) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT (event_key) DO NOTHING",
+            " ON CONFLICT (event_key) DO NOTHING RETURNING audit_id",
             (
                 event_key,
                 at,
@@ -61,6 +91,8 @@ async def record(
                 Jsonb(details or {}),
             ),
         )
+    ).fetchone()
+    return None if row is None else int(row["audit_id"])
 
 
 async def entries(

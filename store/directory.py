@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from domain.errors import BizError
+from store import events
 from store.access import ManagementGrant, drop_management_on
 from store.db import Conn, Pool, columns, fetch_all, fetch_one
 
@@ -137,15 +138,17 @@ async def upsert_workplace(pool: Pool, workplace_id: str, name: str) -> bool:
 
 
 async def sync_member(
-    pool: Pool, workplace_id: str, member: dict[str, str], role: str
+    pool: Pool, workplace_id: str, member: dict[str, str], role: str, *, at: datetime
 ) -> MemberSync:
     """Directory sync of one member, in one transaction (R-PERM-1, -3).
 
     Refuses to demote the present representative admin (REPRESENTATIVE_REQUIRED: name a successor
     instead). Making someone representative admin demotes the previous one to admin (who keeps
-    their explicit permissions). Demoting an admin to member drops their management permissions.
+    their explicit permissions). Demoting an admin to member drops their management permissions
+    (audited and announced at `at`, in this transaction).
     """
     async with pool.connection() as conn, conn.transaction():
+        await events.lock_stream(conn, events.stream_of(None, workplace_id))  # may drop some
         before = await fetch_one(
             conn,
             MemberRow,
@@ -169,7 +172,9 @@ async def sync_member(
         await _upsert_member(conn, workplace_id, member, role)
         dropped: list[ManagementGrant] = []
         if role == "member" and present and before is not None and before.role != "member":
-            dropped = await drop_management_on(conn, workplace_id, member["member_id"])
+            dropped = await drop_management_on(
+                conn, workplace_id, member["member_id"], at=at, reason="demoted"
+            )
         after = await fetch_one(
             conn,
             MemberRow,
@@ -180,14 +185,16 @@ async def sync_member(
         return MemberSync(before, after, previous_rep, dropped)
 
 
-async def leave(pool: Pool, workplace_id: str, member_id: str) -> Departure | None:
-    """A member leaves (R-PERM-7): left_at set and management permissions dropped, together.
+async def leave(pool: Pool, workplace_id: str, member_id: str, *, at: datetime) -> Departure | None:
+    """A member leaves (R-PERM-7): left_at set and management permissions dropped (audited and
+    announced at `at`), together.
 
     None when the member was never in the workplace. The representative admin cannot leave
     (REPRESENTATIVE_REQUIRED). `left_now` is False when the member had already left (nothing
     changed).
     """
     async with pool.connection() as conn, conn.transaction():
+        await events.lock_stream(conn, events.stream_of(None, workplace_id))  # may drop some
         row = await fetch_one(
             conn,
             MemberRow,
@@ -208,7 +215,9 @@ async def leave(pool: Pool, workplace_id: str, member_id: str) -> Departure | No
             (workplace_id, member_id),
         )
         assert updated is not None  # locked above
-        dropped = await drop_management_on(conn, workplace_id, member_id)
+        dropped = await drop_management_on(
+            conn, workplace_id, member_id, at=at, reason="member_left"
+        )
         return Departure(updated, left_now=True, dropped_permissions=dropped)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from domain.events import shown_time
 from store.db import Conn, columns, fetch_all, fetch_one
 
 # Wakes whatever delivers events (the webhook dispatcher): payload = the workplace id.
@@ -57,7 +58,7 @@ class EventRow:
         return {
             "id": self.event_id,
             "type": self.type,
-            "created_at": self.created_at.isoformat(),
+            "created_at": shown_time(self.created_at),
             "workplace_id": self.workplace_id,
             "service_id": self.service_id,
             "subscription_id": self.subscription_id,
@@ -88,7 +89,7 @@ async def append(
     time, but workplace streams have several writers).
     """
     stream = stream_of(subscription_id, workplace_id)
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (stream,))
+    await lock_stream(conn, stream)
     cur = await conn.execute(
         "INSERT INTO events (event_id, event_key, type, created_at, workplace_id, service_id,"
         " subscription_id, stream, seq, data)"
@@ -114,6 +115,16 @@ async def append(
     return True
 
 
+async def lock_stream(conn: Conn, stream: str) -> None:
+    """Hold the stream's seq counter until the caller's transaction ends.
+
+    `append` takes it; a transaction with several writers per stream (a workplace's) takes it
+    first thing, before its first write gives it a transaction id: then the transaction that
+    draws the lower seq also has the lower id, and the feed (in transaction-id order) shows the
+    stream in seq order."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (stream,))
+
+
 @dataclass(frozen=True, slots=True)
 class FeedCursor:
     """A position in the feed: after the event with this (txid, event_no)."""
@@ -122,15 +133,18 @@ class FeedCursor:
     event_no: int
 
 
-async def cursor_of(conn: Conn, event_id: str) -> FeedCursor | None:
-    """The feed position just after `event_id`, or None when there is no such event."""
-    row = await fetch_one(
+async def cursor_of(
+    conn: Conn, event_id: str, workplace_id: str | None = None
+) -> FeedCursor | None:
+    """The feed position just after `event_id`, or None when there is no such event (of that
+    workplace, when one is given: another workplace's event is no cursor of its feed)."""
+    return await fetch_one(
         conn,
         FeedCursor,
-        "SELECT txid::text::bigint AS txid, event_no FROM events WHERE event_id = %s",
-        (event_id,),
+        "SELECT txid::text::bigint AS txid, event_no FROM events WHERE event_id = %s"
+        " AND (%s::text IS NULL OR workplace_id = %s)",
+        (event_id, workplace_id, workplace_id),
     )
-    return row
 
 
 async def read_feed(
@@ -159,7 +173,6 @@ async def read_feed(
     return await fetch_all(
         conn,
         EventRow,
-        f"SELECT {_ROW} FROM events WHERE {' AND '.join(where)}"
-        " ORDER BY txid, event_no LIMIT %s",
+        f"SELECT {_ROW} FROM events WHERE {' AND '.join(where)} ORDER BY txid, event_no LIMIT %s",
         tuple(params),
     )

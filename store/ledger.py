@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from psycopg.types.json import Jsonb
 
-from domain.billing import Invoice, invoice_id
+from domain.billing import Invoice, invoice_id, issued_invoice_json
 from store.db import Conn, Pool, columns, fetch_all, fetch_one
 
 
@@ -38,6 +38,19 @@ class InvoiceRow:
     subtotal: Decimal
     vat: Decimal
     total: Decimal
+
+    def shown(self) -> dict[str, Any]:
+        """As `GET …/invoices` lists it and an `invoice.issued` event carries it."""
+        return issued_invoice_json(
+            invoice_id=self.invoice_id,
+            subscription_id=self.subscription_id,
+            period=self.period,
+            issued_at=self.issued_at,
+            lines=self.lines,
+            subtotal=self.subtotal,
+            vat=self.vat,
+            total=self.total,
+        )
 
 
 class DeletionRecord(TypedDict):
@@ -117,6 +130,16 @@ async def invoices_for(pool: Pool, workplace_id: str, service_id: str) -> list[I
             " ORDER BY period, issued_at",
             (workplace_id, service_id),
         )
+
+
+async def invoice_of(conn: Conn, subscription_id: str, period: str) -> InvoiceRow | None:
+    """The subscription's invoice for the period, on the caller's connection (and transaction)."""
+    return await fetch_one(
+        conn,
+        InvoiceRow,
+        f"SELECT {INVOICE} FROM invoices WHERE subscription_id = %s AND period = %s",
+        (subscription_id, period),
+    )
 
 
 async def is_issued(pool: Pool, subscription_id: str, period: str) -> bool:

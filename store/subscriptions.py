@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.errors import BizError
+from domain.events import subscription_event
 from domain.subscription import Publication
 from statemachines.lifecycle import LIVE_STATES, StateName
-from store import ledger, permissions
+from store import events, ledger, permissions
 from store.db import Conn, Pool, columns, fetch_all, fetch_one
 
 _LIVE = list(LIVE_STATES)  # passed as a parameter: `state = ANY(%s)`
@@ -222,6 +223,44 @@ async def write_publication(conn: Conn, pub: Publication) -> None:
         )
         if a.details.get("previous_state") == "applied" and s.state != "applied":
             await conn.execute("SELECT pg_notify(%s, %s)", (SETTLED_CHANNEL, s.subscription_id))
+        await _announce(conn, pub)
+
+
+async def _announce(conn: Conn, pub: Publication) -> None:
+    """R-EVENT-1: the decision's event, in the decision's transaction, keyed like its audit
+    entry ("{subscription_id}:{seq}"): a repeated commit writes none and the event keeps its id.
+    Every version's decisions come through here (version 1's `publish` activity as well)."""
+    s, a = pub.snapshot, pub.audit
+    assert a is not None
+    invoice = None
+    if a.action == "invoice_issued":
+        invoice = await _shown_invoice(conn, pub)
+    event = subscription_event(a, s, invoice)
+    if event is None:
+        return
+    await events.append(
+        conn,
+        event_key=f"{s.subscription_id}:{s.seq}",
+        type=event.type,
+        created_at=a.at,
+        workplace_id=s.workplace_id,
+        service_id=s.service_id,
+        subscription_id=s.subscription_id,
+        data=event.data,
+    )
+
+
+async def _shown_invoice(conn: Conn, pub: Publication) -> dict[str, Any]:
+    """The month's invoice as `GET …/invoices` shows it, read from the ledger in this
+    transaction: written just before by this commit (version 2 on) or by version 1's own
+    `issue_invoice` activity before its `publish`."""
+    assert pub.audit is not None
+    s = pub.snapshot
+    period = pub.invoice.period if pub.invoice is not None else str(pub.audit.details["period"])
+    row = await ledger.invoice_of(conn, s.subscription_id, period)
+    if row is None:
+        raise LookupError(f"invoice_issued without an invoice: {s.subscription_id} {period}")
+    return row.shown()
 
 
 async def current(pool: Pool, workplace_id: str, service_id: str) -> SubscriptionRow | None:

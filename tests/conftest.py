@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,10 +204,15 @@ class Workplace:
             self.id,
             {"member_id": self.admin, "login_id": f"{self.admin}@x", "name": "관리자"},
             "admin",
+            at=datetime.now(UTC),
         )
         for m in self.members:
             await directory.sync_member(
-                self.pool, self.id, {"member_id": m, "login_id": f"{m}@x", "name": m}, "member"
+                self.pool,
+                self.id,
+                {"member_id": m, "login_id": f"{m}@x", "name": m},
+                "member",
+                at=datetime.now(UTC),
             )
         return self
 

@@ -31,7 +31,7 @@ from domain.subscription import (
 )
 from services.root import build_services
 from services.subscriptions import SubscriptionService, derived_subscription_id
-from store import ledger, permissions
+from store import events, ledger, permissions
 from store.ledger import InvoiceRow
 from tests.conftest import TERMS, Workplace, advance_to, apply_for, eventually
 
@@ -127,6 +127,26 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
         workplace_id=workplace.id, service_id="miricanvas", actor_id=workplace.rep
     )
     assert row.state == "active" and row.usage_permission_count == 2
+
+    # R-EVENT-1: version 1 announced its decisions through `publish` (its invoice read back
+    # from the ledger its own activity wrote), and the version-3 run goes on counting.
+    async def announced() -> list[str] | None:
+        async with service.pool.connection() as conn:
+            rows = await events.read_feed(conn, after=None, limit=100, workplace_id=workplace.id)
+        mine = [r for r in rows if r.subscription_id == status.subscription_id]
+        assert [r.seq for r in mine] == list(range(1, len(mine) + 1))
+        types = [r.type for r in mine]
+        return types if types[-1:] == ["usage_permission.granted"] and len(types) > 6 else None
+
+    assert await eventually(announced, what="the events of both runs") == [
+        "subscription.applied",
+        "subscription.activated",
+        "usage_permission.granted",
+        "usage_permission.granted",
+        "usage_permission.revoked",
+        "invoice.issued",
+        "usage_permission.granted",
+    ]
 
 
 async def test_version_2_run_keeps_its_activities_then_moves_to_version_3(
