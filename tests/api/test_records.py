@@ -124,6 +124,54 @@ async def test_records_from_cancellation_until_the_deletion(
     assert datetime.fromisoformat(gone["details"]["data_deletion_at"]) >= deletion
 
 
+async def test_the_feed_announces_the_deletion_7_and_1_days_ahead_then_the_purge(
+    api: httpx.AsyncClient, api_runtime: Runtime, workplace: Workplace
+) -> None:
+    """R-EVENT-4 on the sandbox clock: cancel; +23 days → subscription.deletion_upcoming with
+    days_left 7; +6 → 1; +1 → subscription.purged, and the records download is gone."""
+    headers = rep(api_runtime, workplace)
+    status = await apply(api, api_runtime, workplace, "cartax")
+    sid = status["subscription_id"]
+    cancelled = await api.post(f"{base(workplace, 'cartax')}/subscription/cancel", headers=headers)
+    assert cancelled.status_code == 200, cancelled.text
+    deletion = datetime.fromisoformat(cancelled.json()["data_deletion_at"])
+
+    async def announced() -> list[tuple[str, dict[str, object]]]:
+        answer = await api.get(
+            f"/v1/workplaces/{workplace.id}/events",
+            params={
+                "limit": 500,
+                "type": ["subscription.deletion_upcoming", "subscription.purged"],
+            },
+            headers=headers,
+        )
+        assert answer.status_code == 200, answer.text
+        return [
+            (e["type"], e["data"]) for e in answer.json()["events"] if e["subscription_id"] == sid
+        ]
+
+    await advance(api, api_runtime, 23 * DAY + 60)
+    seen = await announced()
+    assert [(t, d["days_left"]) for t, d in seen] == [("subscription.deletion_upcoming", 7)]
+    assert datetime.fromisoformat(str(seen[0][1]["data_deletion_at"])) == deletion
+    await advance(api, api_runtime, 6 * DAY)
+    assert [(t, d.get("days_left")) for t, d in await announced()] == [
+        ("subscription.deletion_upcoming", 7),
+        ("subscription.deletion_upcoming", 1),
+    ]
+    await advance(api, api_runtime, 1 * DAY)
+    assert [t for t, _ in await announced()] == [
+        "subscription.deletion_upcoming",
+        "subscription.deletion_upcoming",
+        "subscription.purged",
+    ]
+    error(
+        await api.get(records_url(workplace, "cartax", sid), headers=headers),
+        404,
+        "RECORDS_DELETED",
+    )
+
+
 async def test_who_may_download_the_records(
     api: httpx.AsyncClient, api_runtime: Runtime, workplace: Workplace, other_workplace: Workplace
 ) -> None:
