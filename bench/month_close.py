@@ -512,7 +512,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                     plan_id=None,
                     terms_version=service.authz.service("cartax").terms.version,
                     agree_terms=True,
-                    wait_seconds=60,
+                    wait_seconds=300,  # provisioning over HTTP on a busy machine
                 )
                 assert status.state == "active", status
                 return status.subscription_id
