@@ -2,16 +2,20 @@
 with one partner answering after 30 s, against the same with every partner healthy, in one run.
 
     python bench/partner_stall.py [--n 200] [--ops 40] [--stalled 20] [--stall-seconds 30]
+                                  [--rounds 2]
 
 Starts embedded PostgreSQL (or uses DATABASE_URL), Temporal's time-skipping server and the
 sandbox partner server as its own process (partners/sandbox_server.py), every service wired to it
 over HTTP; the worker (starter/temporal.py build_worker, the HTTP partner gateway) runs in this
-process. Seeds N live `cartax` subscriptions, then:
+process. Seeds N live `cartax` subscriptions. Phases: healthy, then `--rounds` times stalled
+and healthy again (H0 S1 H2 S3 H4), so each stalled phase sits between two healthy ones and slow
+drift or a busy minute of the machine falls on both kinds; the stalled phases pooled are
+compared with the healthy ones pooled. Measured:
 
-- admin actions, a warm-up round and then healthy, stalled, healthy again: `--ops`
+- admin actions, a warm-up round and then one round per phase: `--ops`
   grants/revokes of a seat on cartax subscriptions and `--ops / 4` applications for `wishket` in
   new workplaces (their partner call included), one at a time;
-- month-closes, a warm-up close and then healthy, stalled, healthy again: one clock jump to the
+- month-closes, a warm-up close and then one per phase: one clock jump to the
   next 1st 00:00 Asia/Seoul, then the time until the N cartax invoices of the closed month are in
   PostgreSQL: month-closes per second.
 
@@ -23,7 +27,7 @@ the previous close and took in N continue-as-new: the first close after seeding,
 came out 5.6× faster than the later healthy one.)
 
 Stalled: the sandbox partner answers every `loai` call after `--stall-seconds` (a scripted
-`slow` fault). During the admin round `--stalled` workplaces apply for loai, so their
+`slow` fault). Before a stalled admin round `--stalled` new workplaces apply for loai, so their
 provisioning activities hang at the partner. A running activity stops the time-skipping server's
 clock (and terminating its run leaves it stopped), so those applications are let through before
 the month-closes, and during the stalled close as many calls to the stalled partner hang on the
@@ -41,6 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +158,7 @@ async def stuck_subscriptions(pool: Any, prefix: str) -> list[str]:
         rows = await (
             await conn.execute(
                 "SELECT subscription_id FROM subscriptions WHERE workplace_id LIKE %s",
-                (f"{prefix}-stuck-%",),
+                (f"{prefix}-%",),
             )
         ).fetchall()
     return [r["subscription_id"] for r in rows]
@@ -201,6 +206,21 @@ async def stuck_application(services: Any, pool: Any, prefix: str) -> None:
         pass
 
 
+async def stall_applications(
+    services: Any, pool: Any, partner: Any, args: argparse.Namespace, prefix: str
+) -> list[str]:
+    """The partner stalls, and `--stalled` workplaces apply for its service: their provisioning
+    calls hang at it. Returns their subscriptions."""
+    await partner.fault("slow", STALLED_SERVICE, seconds=args.stall_seconds)
+    applying = [
+        asyncio.create_task(stuck_application(services, pool, f"{prefix}-{i}"))
+        for i in range(args.stalled)
+    ]
+    await asyncio.sleep(3)  # their provisioning calls are now hanging at the partner
+    await asyncio.gather(*applying)
+    return await stuck_subscriptions(pool, prefix)
+
+
 async def run(args: argparse.Namespace) -> int:
     from domain.catalog import default_catalog
     from services.root import build_services
@@ -208,6 +228,7 @@ async def run(args: argparse.Namespace) -> int:
 
     load_start = loadavg()
     args.prefix = f"stall-{tag()}"
+    phases = ["healthy", *["stalled", "healthy"] * args.rounds]
     async with (
         postgres(pool_size=40) as (url, pool),
         sandbox_partner(url) as partner,
@@ -224,110 +245,114 @@ async def run(args: argparse.Namespace) -> int:
             subs = await seed(services.subscriptions, pool, args.prefix, args.n, "cartax")
             print(f"seeded {args.n} cartax subscriptions in {time.perf_counter() - began:.0f} s")
 
-            # ── admin actions: warm-up, healthy, stalled, healthy again ──
+            # ── admin actions: a warm-up round, then the phases ──
             await admin_round(services, pool, subs, args, "warm-up")
-            healthy = await admin_round(services, pool, subs, args, "healthy")
-            await partner.fault("slow", STALLED_SERVICE, seconds=args.stall_seconds)
-            stalled_apps = [
-                asyncio.create_task(stuck_application(services, pool, f"{args.prefix}-stuck-{i}"))
-                for i in range(args.stalled)
-            ]
-            await asyncio.sleep(3)  # their provisioning calls are now hanging at the partner
-            calls_before = (await partner.calls()).get(f"{STALLED_SERVICE}.provision", 0)
-            await asyncio.gather(*stalled_apps)
-            stuck = await stuck_subscriptions(pool, args.prefix)
-            stalled = await admin_round(services, pool, subs, args, "stalled")
-            calls = (await partner.calls()).get(f"{STALLED_SERVICE}.provision", 0)
-            await let_through(pool, partner, stuck)
-            again = await admin_round(services, pool, subs, args, "healthy-again")
+            admin: list[tuple[list[float], list[float]]] = []
+            stuck: list[str] = []
+            for i, phase in enumerate(phases):
+                name = f"{phase}-{i}"
+                if phase == "stalled":
+                    round_stuck = await stall_applications(
+                        services, pool, partner, args, f"{args.prefix}-stuck{i}"
+                    )
+                    admin.append(await admin_round(services, pool, subs, args, name))
+                    await let_through(pool, partner, round_stuck)
+                    stuck += round_stuck
+                else:
+                    admin.append(await admin_round(services, pool, subs, args, name))
+            provisioned = (await partner.calls()).get(f"{STALLED_SERVICE}.provision", 0)
 
-            # ── month-closes of the same subscriptions: warm-up, healthy, stalled, again ──
+            # ── month-closes of the same subscriptions: a warm-up close, then the phases ──
             await close_month(env, pool, subs, "warm-up")
-            closes = {"healthy": await close_month(env, pool, subs, "healthy")}
-            hangers: list[asyncio.Task[None]] = []
-            closes["stalled"] = await close_month(
-                env,
-                pool,
-                subs,
-                "stalled",
-                before_close=lambda: hang_instead(partner, gateway, stuck, hangers),
-            )
+            closes: list[tuple[str, float]] = []
+            for i, phase in enumerate(phases):
+                name = f"{phase}-{i}"
+                if phase == "stalled":
+                    hangers: list[asyncio.Task[None]] = []
+                    hanging = stuck[: args.stalled]
+                    closes.append(
+                        await close_month(
+                            env,
+                            pool,
+                            subs,
+                            name,
+                            before_close=partial(hang_instead, partner, gateway, hanging, hangers),
+                        )
+                    )
+                    for h in hangers:
+                        h.cancel()
+                    await asyncio.gather(*hangers, return_exceptions=True)
+                    await partner.clear_faults()
+                else:
+                    closes.append(await close_month(env, pool, subs, name))
             hung = (await partner.calls()).get(f"{STALLED_SERVICE}.courses", 0)
-            for h in hangers:
-                h.cancel()
-            await asyncio.gather(*hangers, return_exceptions=True)
-            await partner.clear_faults()
-            closes["healthy-again"] = await close_month(env, pool, subs, "healthy-again")
     runs = [
-        Measured(*admin, closes[name][1], args.n)
-        for name, admin in (("healthy", healthy), ("stalled", stalled), ("healthy-again", again))
+        Measured(grants, applies, seconds, args.n)
+        for (grants, applies), (_, seconds) in zip(admin, closes, strict=True)
     ]
-    periods = [closes[name][0] for name in ("healthy", "stalled", "healthy-again")]
-    report(args, runs, periods, calls_before, calls, hung, load_start)
+    report(args, phases, runs, [period for period, _ in closes], provisioned, hung, load_start)
     return 0
+
+
+def pooled(runs: list[Measured]) -> Measured:
+    return Measured(
+        [g for m in runs for g in m.grants],
+        [a for m in runs for a in m.applies],
+        sum(m.month_close_s for m in runs),
+        sum(m.n for m in runs),
+    )
+
+
+def spread(values: list[float]) -> float:
+    return max(values) / min(values)
 
 
 def report(
     args: argparse.Namespace,
+    phases: list[str],
     runs: list[Measured],
     periods: list[str],
-    calls_before: int,
-    calls: int,
+    provisioned: int,
     hung: int,
     load_start: str,
 ) -> None:
-    healthy, stalled, again = runs
     print()
     print(machine_line())
     print(f"load average {load_start} → {loadavg()}")
     print(
-        f"N = {args.n} cartax subscriptions; stalled: {args.stalled} {STALLED_SERVICE}"
-        f" applications whose partner answers after {args.stall_seconds:.0f} s"
-        f" ({calls} provisioning calls reached it, {calls - calls_before} during the stalled"
-        f" admin actions; during the stalled month-close {hung} calls to it hung on the"
-        f" worker's gateway instead)"
+        f"N = {args.n} cartax subscriptions; each stalled phase: {args.stalled}"
+        f" {STALLED_SERVICE} applications whose partner answers after"
+        f" {args.stall_seconds:.0f} s hang during its admin round ({provisioned} provisioning"
+        f" calls reached it in all), and as many calls to it hang on the worker's gateway during"
+        f" its month-close ({hung} in all)"
     )
     print(
-        f"months closed: {', '.join(periods)} (after a warm-up close; each measured from 12 h"
+        f"months closed: {', '.join(periods)} (after a warm-up close; each timed from 12 h"
         " before the 1st, the same subscriptions closing)"
     )
-    both = Measured(
-        healthy.grants + again.grants,
-        healthy.applies + again.applies,
-        healthy.month_close_s + again.month_close_s,
-        healthy.n + again.n,
-    )
-    rows = [
-        (
-            "grant/revoke p50 ms",
-            [1000 * percentile(m.grants, 50) for m in (healthy, stalled, again, both)],
-        ),
-        (
-            "grant/revoke p95 ms",
-            [1000 * percentile(m.grants, 95) for m in (healthy, stalled, again, both)],
-        ),
-        (
-            "application p50 ms",
-            [1000 * percentile(m.applies, 50) for m in (healthy, stalled, again, both)],
-        ),
-        ("month-closes/s", [m.rate for m in (healthy, stalled, again, both)]),
+    healthy = [m for p, m in zip(phases, runs, strict=True) if p == "healthy"]
+    stalled = [m for p, m in zip(phases, runs, strict=True) if p == "stalled"]
+    h, st = pooled(healthy), pooled(stalled)
+    rows: list[tuple[str, Callable[[Measured], float]]] = [
+        ("grant/revoke p50 ms", lambda m: 1000 * percentile(m.grants, 50)),
+        ("grant/revoke p95 ms", lambda m: 1000 * percentile(m.grants, 95)),
+        ("application p50 ms", lambda m: 1000 * percentile(m.applies, 50)),
+        ("month-closes/s", lambda m: m.rate),
     ]
-    print(f"{'':22}{'healthy':>10}{'stalled':>10}{'healthy 2':>10}{'stalled/healthy(1+2)':>22}")
-    for name, (a, b, c, h) in rows:
-        print(f"{name:22}{a:10.1f}{b:10.1f}{c:10.1f}{b / h:22.2f}")
-    admin = percentile(stalled.grants, 50) / percentile(both.grants, 50)
-    close = both.rate / stalled.rate
+    heads = [f"{p[0].upper()}{i}" for i, p in enumerate(phases)]
+    print(f"{'':22}" + "".join(f"{x:>9}" for x in heads) + f"{'stalled / healthy':>20}")
+    for name, value in rows:
+        cells = "".join(f"{value(m):9.1f}" for m in runs)
+        print(f"{name:22}{cells}{value(st) / value(h):20.2f}")
+    admin = percentile(st.grants, 50) / percentile(h.grants, 50)
+    close = h.rate / st.rate
     verdict = "within" if admin <= 1.2 and close <= 1.2 else "NOT within"
     print(
-        f"admin p50 ×{admin:.2f}, month-close rate ÷{close:.2f} (against both healthy runs;"
-        f" the healthy runs differ ×{_spread([healthy.rate], [again.rate]):.2f} in rate,"
-        f" ×{_spread(healthy.grants, again.grants):.2f} in admin p50): {verdict} 1.2×"
+        f"admin p50 ×{admin:.2f}, month-close rate ÷{close:.2f}, stalled phases pooled against"
+        f" healthy ones pooled: {verdict} 1.2×. The healthy phases alone differ"
+        f" ×{spread([percentile(m.grants, 50) for m in healthy]):.2f} in admin p50,"
+        f" ×{spread([m.rate for m in healthy]):.2f} in month-close rate."
     )
-
-
-def _spread(a: list[float], b: list[float]) -> float:
-    pa, pb = percentile(a, 50), percentile(b, 50)
-    return max(pa, pb) / min(pa, pb)
 
 
 def main() -> int:
@@ -336,6 +361,9 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=40)
     parser.add_argument("--stalled", type=int, default=20)
     parser.add_argument("--stall-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="stalled phases, each between two healthy ones"
+    )
     return asyncio.run(run(parser.parse_args()))
 
 
