@@ -113,7 +113,7 @@ class Clocked:
     async def stagger(self, operation: str) -> None:
         for i, wp in enumerate(self.burst.workplaces):
             for service in SERVICES:
-                await self.partner.post(
+                await self.partner.send(
                     "faults",
                     {
                         "kind": "slow",
@@ -257,7 +257,7 @@ async def deletion_scenario(clocked: Clocked) -> list[str]:
         sub = clocked.subs[(wp, service)]
         documents = 1 + i % 3
         for d in range(documents):
-            await clocked.partner.post(
+            await clocked.partner.send(
                 "documents", {"subscription_id": sub, "member_id": f"{wp}-m1", "title": f"d{d}"}
             )
         owed.append(Owed(wp, service, sub, accepted=False, objects=documents + 1))

@@ -59,7 +59,8 @@ class PartnerAdmin:
         answer.raise_for_status()
         return answer.json()
 
-    async def post(self, path: str, body: dict[str, Any], method: str = "POST") -> Any:
+    async def send(self, path: str, body: dict[str, Any], method: str = "POST") -> Any:
+        """A change through the admin endpoint (`faults`, `documents`…)."""
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.request(
                 method,
