@@ -11,8 +11,9 @@ positional arguments (activities/legacy.py), and both kinds stay registered whil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +30,59 @@ from domain.effects import (
     ResetLearningRecords,
     SuspendPartnerAccount,
 )
-from domain.subscription import Publication
-from partners.gateway import DeletionCount, MemberCourses, PartnerGateway, PartnerRefusal
-from store import directory, ledger, permissions, subscriptions
+from domain.subscription import SYSTEM_ACTOR, Publication
+from partners.gateway import (
+    OPERATOR_RETRY,
+    DeletionCount,
+    MemberCourses,
+    PartnerGateway,
+    PartnerRefusal,
+    PartnerRefusalUnsettled,
+)
+from store import audit, directory, ledger, permissions, subscriptions
 from store.db import Pool
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def refusal_awaits_operator(
+    pool: Pool, operation: str, subscription_id: str, at: datetime
+) -> AsyncIterator[None]:
+    """A partner's refusal for good of a call an ended subscription cannot do without (the
+    suspension, the deletion; docs/partners.md, "A refusal after the account exists"): an ALERT
+    in the worker's log, `bizsupport_partner_calls{outcome="refused"}` (the gateway counts every
+    call), one `partner_refused` audit entry per subscription and call with the partner's
+    reason, and a slow retry (PartnerRefusalUnsettled) until an operator has settled it with
+    the partner. The workflow sees only the call succeed in the end, as before."""
+    try:
+        yield
+    except PartnerRefusal as refusal:
+        log.error(
+            "ALERT the partner refused %s of subscription %s for good: %s. The call is retried"
+            " every %s until it succeeds: settle it with the partner.",
+            operation,
+            subscription_id,
+            refusal.reason,
+            OPERATOR_RETRY,
+        )
+        row = await subscriptions.by_id(pool, subscription_id)
+        if row is not None:
+            await audit.record(
+                pool,
+                event_key=f"{subscription_id}:partner_refused:{operation}",
+                at=at,
+                workplace_id=row.workplace_id,
+                service_id=row.service_id,
+                subscription_id=subscription_id,
+                actor=SYSTEM_ACTOR,
+                action="partner_refused",
+                outcome="refused",
+                details={"operation": operation, "reason": refusal.reason},
+            )
+        raise PartnerRefusalUnsettled(
+            f"the partner refused {operation} of {subscription_id}: {refusal.reason}"
+        ) from refusal
 
 
 @contextmanager
@@ -115,9 +165,11 @@ class Effects:
 
     @activity.defn(name="suspend_partner_account.v3")
     async def suspend_partner_account(self, input: SuspendPartnerAccount) -> None:
-        await self.partner.suspend(
-            subscription_id=input.subscription_id, at_iso=input.at.isoformat()
-        )
+        """R-CANCEL-1; transient faults retry, a refusal waits for an operator."""
+        async with refusal_awaits_operator(self.pool, "suspend", input.subscription_id, input.at):
+            await self.partner.suspend(
+                subscription_id=input.subscription_id, at_iso=input.at.isoformat()
+            )
 
     @activity.defn(name="courses_in_progress.v3")
     async def courses_in_progress(self, input: CoursesInProgress) -> list[MemberCourses]:
@@ -144,13 +196,17 @@ class Effects:
 
     @activity.defn(name="delete_subscription_data.v3")
     async def delete_subscription_data(self, input: DeleteSubscriptionData) -> int:
-        """R-CANCEL-2: partner-side data, then local usage data and the deletion record."""
+        """R-CANCEL-2: partner-side data, then local usage data and the deletion record;
+        transient faults retry, a refusal waits for an operator."""
         done = await ledger.deletion_record(self.pool, input.subscription_id)
         if done is not None:
             return int(done["partner_objects"]) + int(done["local_rows"])
-        partner: DeletionCount = await self.partner.delete_data(
-            subscription_id=input.subscription_id
-        )
+        async with refusal_awaits_operator(
+            self.pool, "delete_data", input.subscription_id, input.at
+        ):
+            partner: DeletionCount = await self.partner.delete_data(
+                subscription_id=input.subscription_id
+            )
         record = await ledger.delete_local_data(
             self.pool,
             subscription_id=input.subscription_id,

@@ -49,6 +49,7 @@ from common import (
     machine_line,
     percentile,
     postgres,
+    sandbox_partner,
     seed,
     start_workers,
     tag,
@@ -179,7 +180,11 @@ async def run(args: argparse.Namespace) -> int:
         return out
 
     try:
-        async with postgres(pool_size=20) as (url, pool), dev_server(procs) as address:
+        async with (
+            postgres(pool_size=20) as (url, pool),
+            sandbox_partner(url),
+            dev_server(procs) as address,
+        ):
             cache = args.n + top + 500
             start_workers(procs, args.workers, worker_env(url, address, queue, cache))
             procs.start(

@@ -88,6 +88,32 @@ async def time_skipping() -> AsyncIterator[Any]:
         await env.shutdown()
 
 
+@asynccontextmanager
+async def sandbox_partner(database_url: str) -> AsyncIterator[Any]:
+    """The sandbox partner server as its own process (partners/sandbox_server.py, as `make run`
+    starts it), every service wired to it through this process's environment, so the workers a
+    bench builds in process or starts as `worker.py` (worker_env) call it over HTTP. Stopped, and
+    the environment restored, at the end."""
+    from tests.partner_sandbox import SandboxPartnerProcess
+
+    folder = Path(tempfile.mkdtemp(prefix="bizsupport-bench-partner-"))
+    partner = SandboxPartnerProcess(database_url, folder / "sandbox-partner.log")
+    wiring = partner.bizsupport_env()
+    before = {name: os.environ.get(name) for name in wiring}
+    partner.start()
+    os.environ.update(wiring)
+    try:
+        yield partner
+    finally:
+        partner.stop()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class Processes:
     """Child processes a bench starts (the Temporal dev server, worker processes), logged to a
     temporary folder and stopped, only these, at the end (devstack's `Children`)."""

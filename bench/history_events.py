@@ -36,7 +36,7 @@ from typing import Any
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import loadavg, machine_line, postgres, tag, time_skipping
+from common import loadavg, machine_line, postgres, sandbox_partner, tag, time_skipping
 
 PLANS = ("ubob-basic", "ubob-standard")
 
@@ -75,7 +75,11 @@ async def run(args: argparse.Namespace) -> int:
     wp, rep = f"hist-{run_tag}", f"hist-{run_tag}-rep"
     counts: Counter[str] = Counter()
     wall = time.perf_counter()
-    async with postgres(pool_size=10) as (_url, pool), time_skipping() as env:
+    async with (
+        postgres(pool_size=10) as (url, pool),
+        sandbox_partner(url),
+        time_skipping() as env,
+    ):
         services = build_services(
             pool, env.client, default_catalog(), queue, clock=env.get_current_time
         )

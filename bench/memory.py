@@ -68,7 +68,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 if not workflow.unsafe.in_sandbox():
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import loadavg, machine_line, postgres, seed, tag, time_skipping
+from common import loadavg, machine_line, postgres, sandbox_partner, seed, tag, time_skipping
 from floors import NoLogicWorkflow
 from month_close import bounded, rss_mb
 
@@ -250,7 +250,7 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
 
     run_tag = tag()
     cache = args.n + args.sample + args.warmup + 100
-    async with postgres() as (_url, pool), time_skipping() as env:
+    async with postgres() as (url, pool), sandbox_partner(url), time_skipping() as env:
         if args.kind == "ours":
             # active, quiet subscriptions waiting on their invoice timer
             queue = f"bench-mem-{run_tag}"
@@ -318,7 +318,7 @@ async def worker_processes(args: argparse.Namespace) -> dict[str, float]:
     cache = args.n + args.warmup + 100
     procs = Processes()
     try:
-        async with postgres() as (url, pool), dev_server(procs) as address:
+        async with postgres() as (url, pool), sandbox_partner(url), dev_server(procs) as address:
             [ours] = start_workers(procs, 1, worker_env(url, address, queue, cache))
             serve = [str(Path(__file__).with_name("admin_latency.py")), "--serve-noop"]
             argv = [sys.executable, *serve, address, nl_queue, str(cache)]

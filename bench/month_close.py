@@ -42,7 +42,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -451,6 +451,11 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
         server = EmbeddedPostgres(folder / "pgdata")
         url = server.start()
     migrate(url)
+    # Ours provisions each subscription at its partner over HTTP: the sandbox partner server.
+    from common import sandbox_partner
+
+    partner = AsyncExitStack()
+    await partner.enter_async_context(sandbox_partner(url))
     pool = await open_pool(url, max_size=args.pool)
     BASELINE_POOL.append(pool)
     async with pool.connection() as conn:
@@ -507,7 +512,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
                     plan_id=None,
                     terms_version=service.authz.service("cartax").terms.version,
                     agree_terms=True,
-                    wait_seconds=60,
+                    wait_seconds=300,  # provisioning over HTTP on a busy machine
                 )
                 assert status.state == "active", status
                 return status.subscription_id
@@ -668,6 +673,7 @@ async def run(args: argparse.Namespace, console: ConsoleTally) -> int:
     finally:
         await env.shutdown()
         await pool.close()
+        await partner.aclose()
         if server is not None:
             server.destroy()  # the cluster too (as root it lives outside the folder)
         if folder is not None:

@@ -38,6 +38,7 @@ from common import (
     loadavg,
     machine_line,
     postgres,
+    sandbox_partner,
     seed,
     start_workers,
     tag,
@@ -87,7 +88,11 @@ async def run(args: argparse.Namespace) -> int:
     procs = Processes()
     levels: list[Level] = []
     try:
-        async with postgres(pool_size=40) as (url, pool), dev_server(procs) as address:
+        async with (
+            postgres(pool_size=40) as (url, pool),
+            sandbox_partner(url),
+            dev_server(procs) as address,
+        ):
             client = await connect(address)
             for k in counts:
                 queue = f"bench-scale-{run_tag}-{k}"

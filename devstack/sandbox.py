@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import shutil
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -28,6 +30,7 @@ from devstack.process import (
     STOP_TIME,
     Children,
     close_pool,
+    identity,
     require_ports,
     say,
     share_of,
@@ -75,15 +78,11 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
         await stop.guard(ensure_search_attributes(env.client))
         target = env.client.service_client.config.target_host
         say(f"time-skipping Temporal server on {target} (no Web UI in sandbox mode)")
-        write_private(
-            settings.data_dir / "stack.json",
-            json.dumps(
-                {
-                    "database_url": database_url,
-                    "temporal_address": target,
-                    "partner_config": str(partner.config_file),
-                }
-            ),
+        stack_file = SandboxStackFile(settings.data_dir / "stack.json", children)
+        stack_file.update(
+            database_url=database_url,
+            temporal_address=target,
+            partner_config=str(partner.config_file),
         )
         pool = await stop.guard(open_pool(database_url, max_size=20), undo=close_pool)
         in_flight = InFlight()
@@ -119,9 +118,10 @@ async def run_sandbox(settings: Settings, stop: StopSignals) -> None:
         serving = asyncio.create_task(server.serve())
         try:
             login = await stop.guard(seed_demo(services.subscriptions))
+            stack_file.update(ready=True)
             announce_sandbox(settings, login, partner.lines())
             await wait_for_signal(
-                stop, lambda: serving.done() or working.done() or supervised(children)
+                stop, lambda: serving.done() or working.done() or supervised(stack_file)
             )
         finally:
             until = stop.deadline(STOP_TIME)
@@ -151,8 +151,36 @@ class _EmbeddedServer(uvicorn.Server):
         return contextlib.nullcontext()
 
 
-def supervised(children: Children) -> bool:
-    children.check()  # restarts the partner server if it died, with backoff
+class SandboxStackFile:
+    """DATA_DIR/stack.json of a sandbox (0600, it holds the database password): how to reach it
+    (the CLI, tests), `ready` once the demo is seeded, and the supervised children as
+    `{"pid", "started"}`, rewritten when one is started again (the kill matrix kills the sandbox
+    partner by it). It names no launcher: a `make run` on the same DATA_DIR leaves it alone."""
+
+    def __init__(self, path: Path, children: Children) -> None:
+        self.path = path
+        self.children = children
+        self.fields: dict[str, Any] = {"children": {}}
+
+    def update(self, **fields: Any) -> None:
+        self.fields.update(fields)
+        self.children_now()
+        write_private(self.path, json.dumps(self.fields))
+
+    def children_now(self) -> bool:
+        """Record the children's current pids; True when one changed."""
+        pids = self.children.pids()
+        recorded = {name: (who or {}).get("pid") for name, who in self.fields["children"].items()}
+        if recorded == pids:
+            return False
+        self.fields["children"] = {name: identity(pid) for name, pid in pids.items()}
+        return True
+
+
+def supervised(stack_file: SandboxStackFile) -> bool:
+    stack_file.children.check()  # restarts the partner server if it died, with backoff
+    if stack_file.children_now():
+        stack_file.update()
     return False
 
 

@@ -43,6 +43,8 @@ AuditAction = Literal[
     "reservation_resumed",
     "read_model_repaired",
     "partner_account_suspended",
+    # a partner's refusal for good of a suspension or deletion (activities/effects.py)
+    "partner_refused",
     # webhook endpoints (R-EVENT-2; services/webhooks.py)
     "webhook_endpoint_created",
     "webhook_endpoint_deleted",

@@ -25,8 +25,10 @@ class PartnerUnavailable(ApplicationError):
         super().__init__(message, type="PARTNER_UNAVAILABLE", next_retry_delay=retry_after)
 
 
-# How long a call the partner answered with 401 waits before it is tried again.
-MISCONFIGURED_RETRY = timedelta(minutes=2)
+# How long a call an operator has to settle waits before it is tried again: one the partner
+# answered with 401 (PartnerMisconfigured), or a suspension or deletion it refused
+# (PartnerRefusalUnsettled).
+OPERATOR_RETRY = timedelta(minutes=2)
 
 
 class PartnerMisconfigured(ApplicationError):
@@ -34,9 +36,18 @@ class PartnerMisconfigured(ApplicationError):
     operator fixes it; meanwhile the call is retried slowly, never taken as a refusal."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(
-            message, type="PARTNER_MISCONFIGURED", next_retry_delay=MISCONFIGURED_RETRY
-        )
+        super().__init__(message, type="PARTNER_MISCONFIGURED", next_retry_delay=OPERATOR_RETRY)
+
+
+class PartnerRefusalUnsettled(ApplicationError):
+    """The partner refused for good a call an ended subscription cannot do without: the
+    suspension (R-CANCEL-1) or the data deletion (R-CANCEL-2). No state of the workflow takes
+    such a refusal (versions 1-3 wait for the call to succeed), so it is shown to an operator
+    (activities/effects.py, `refusal_awaits_operator`) and the call is retried slowly, never
+    dropped, until the operator has settled it with the partner."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="PARTNER_REFUSAL_UNSETTLED", next_retry_delay=OPERATOR_RETRY)
 
 
 class MemberCourses(BaseModel):

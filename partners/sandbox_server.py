@@ -664,6 +664,16 @@ def sandbox_app(sandbox: Sandbox) -> FastAPI:
     async def calls() -> dict[str, int]:
         return dict(sandbox.calls)
 
+    @app.get("/sandbox/answers", dependencies=guarded)
+    async def answers(webhook_id_prefix: str = "") -> list[dict[str, Any]]:
+        """The answers it keeps by `webhook-id` (what a repeated request gets again): one per
+        business action it carried out, e.g. `delete-data:` for every deletion."""
+        return await rows(
+            f"SELECT service_id, webhook_id, status, body, answered_at FROM {store.s}.requests"
+            " WHERE starts_with(webhook_id, %s) ORDER BY answered_at, webhook_id",
+            (webhook_id_prefix,),
+        )
+
     async def rows(sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         async with store.pool.connection() as conn:
             found = await (await conn.execute(sql, args)).fetchall()

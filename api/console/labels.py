@@ -54,11 +54,14 @@ ACTION_KO: dict[AuditAction, str] = {
     "reservation_resumed": "신청 처리 재개(자동 복구)",
     "read_model_repaired": "상태 정보 복구(자동 복구)",
     "partner_account_suspended": "제휴사 계정 정지(자동 복구)",
+    "partner_refused": "제휴사 거절(운영자 확인 중)",
     "webhook_endpoint_created": "웹훅 엔드포인트 등록",
     "webhook_endpoint_deleted": "웹훅 엔드포인트 삭제",
     "webhook_endpoint_disabled": "웹훅 엔드포인트 사용 중지(계속 실패)",
     "webhook_secret_rotated": "웹훅 서명 키 교체",
 }
+# The partner calls a `partner_refused` entry can name.
+PARTNER_CALL_KO = {"suspend": "제휴사 계정 정지", "delete_data": "제휴사 데이터 삭제"}
 OUTCOME_KO = {"ok": "완료", "refused": "거절", "failed": "실패", "dropped": "취소"}
 # The webhooks page (R-EVENT-2): one label per event type, checked like ACTION_KO.
 EVENT_TYPE_KO: dict[EventType, str] = {
@@ -203,6 +206,9 @@ def describe(
         return f"데이터 {details.get('removed_objects', 0)}건 삭제"
     if action == "refused":
         return str(details.get("reason", ""))
+    if action == "partner_refused":
+        what = PARTNER_CALL_KO.get(str(details.get("operation", "")), "")
+        return f"{what}: {details.get('reason', '')}"
     if action == "activated" and details.get("usage_granted"):
         people = ", ".join(names.get(m, m) for m in details["usage_granted"])
         return f"전체 구성원에게 사용 권한 자동 부여: {people}"

@@ -27,9 +27,16 @@ ARTIFACT = REPO_ROOT / "test-artifacts" / "faults.json"
 TABLE: dict[str, dict[str, Any]] = {}
 
 
-def burst_workplaces() -> int:
+def burst_workplaces(per_workplace: int = len(SCRIPT)) -> int:
     requests = int(os.environ.get("FAULTS_BURST") or DEFAULT_BURST)
-    return max(1, math.ceil(requests / len(SCRIPT)))
+    return max(1, math.ceil(requests / per_workplace))
+
+
+def record(name: str, row: dict[str, Any]) -> None:
+    """A scenario's row of the table, also written to test-artifacts/faults.json."""
+    TABLE[name] = row
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text(json.dumps(TABLE, indent=2))
 
 
 @dataclass
@@ -70,28 +77,30 @@ async def run_scenario(matrix: Matrix, name: str, target: str, kills: int = 1) -
     burst_seconds = time.monotonic() - began
     facts, broken, first_look = await settle(stack, matrix.workplaces)
     counts, notes = tally(outcomes, facts)
-    TABLE[name] = {
-        "killed": target,
-        "kills": kills,
-        "kills_during_burst": in_burst,
-        **counts,
-        "hit": sum(any(o.first_sent <= t <= o.answered for t in kill_times) for o in outcomes),
-        # reservations whose workflow start a retry, an application or the reconciler made
-        "resumed": sum(
-            a["action"] == "reservation_resumed" and a["workplace_id"] in burst.workplaces
-            for a in facts.audit
-        ),
-        "burst_s": round(burst_seconds, 1),
-        "recovery_s": round(time.monotonic() - began - burst_seconds, 1),
-        "invariants_broken": len(broken),
-        "broken_at_first_look": first_look[:5],
-        "slowest": [
-            f"{o.workplace} {o.step.describe()}: {o.answered - o.first_sent:.1f} s, {o.attempts}"
-            for o in sorted(outcomes, key=lambda o: o.first_sent - o.answered)[:3]
-        ],
-    }
-    ARTIFACT.parent.mkdir(exist_ok=True)
-    ARTIFACT.write_text(json.dumps(TABLE, indent=2))
+    record(
+        name,
+        {
+            "killed": target,
+            "kills": kills,
+            "kills_during_burst": in_burst,
+            **counts,
+            "hit": sum(any(o.first_sent <= t <= o.answered for t in kill_times) for o in outcomes),
+            # reservations whose workflow start a retry, an application or the reconciler made
+            "resumed": sum(
+                a["action"] == "reservation_resumed" and a["workplace_id"] in burst.workplaces
+                for a in facts.audit
+            ),
+            "burst_s": round(burst_seconds, 1),
+            "recovery_s": round(time.monotonic() - began - burst_seconds, 1),
+            "invariants_broken": len(broken),
+            "broken_at_first_look": first_look[:5],
+            "slowest": [
+                f"{o.workplace} {o.step.describe()}:"
+                f" {o.answered - o.first_sent:.1f} s, {o.attempts}"
+                for o in sorted(outcomes, key=lambda o: o.first_sent - o.answered)[:3]
+            ],
+        },
+    )
     problems = broken + notes
     if in_burst < kills:
         problems.append(f"only {in_burst} of {kills} kills fell inside the burst")

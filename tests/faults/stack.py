@@ -48,10 +48,40 @@ class PartnerAdmin:
         found: list[dict[str, Any]] = answer.json()
         return found
 
+    async def get(self, path: str, **params: Any) -> Any:
+        """Any of the admin endpoint's reads (`calls`, `answers`, `objects`…)."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.get(
+                f"{self.base}/sandbox/{path}",
+                params=params,
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+        answer.raise_for_status()
+        return answer.json()
+
+    async def send(self, path: str, body: dict[str, Any], method: str = "POST") -> Any:
+        """A change through the admin endpoint (`faults`, `documents`…)."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.request(
+                method,
+                f"{self.base}/sandbox/{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+        answer.raise_for_status()
+        return answer.json()
+
 
 class DevStack:
-    def __init__(self) -> None:
+    """`make run` on free ports; with `sandbox`, `SANDBOX=1 make run` (the time-skipping server
+    and its sandbox clock, one process with the sandbox partner server as its supervised child),
+    for the scenarios that need business time to pass."""
+
+    def __init__(self, *, sandbox: bool = False) -> None:
+        self.sandbox = sandbox
         self.data = Path(tempfile.mkdtemp(prefix="bizsupport-faults-"))
+        # where the stack keeps its cluster and its sandbox partner's secrets
+        self.root = self.data / "sandbox" if sandbox else self.data
         self.api_port = free_port()
         self.temporal_port = free_port()
         self.partner_port = free_port()
@@ -69,6 +99,8 @@ class DevStack:
             self.env.pop(name, None)
         for name in [n for n in self.env if n.startswith("BIZSUPPORT_PARTNER_")]:
             self.env.pop(name)  # every service goes to the stack's own sandbox partner
+        if sandbox:
+            self.env["SANDBOX"] = "1"
         self.launcher: subprocess.Popen[bytes] | None = None
         self.launches = 0
 
@@ -90,7 +122,7 @@ class DevStack:
 
     def partner(self) -> PartnerAdmin:
         """The stack's sandbox partner server, through its admin endpoint."""
-        token = json.loads((self.data / "sandbox-partner.json").read_text())["admin_token"]
+        token = json.loads((self.root / "sandbox-partner.json").read_text())["admin_token"]
         return PartnerAdmin(f"http://127.0.0.1:{self.partner_port}", token)
 
     def start(self) -> None:
@@ -119,7 +151,10 @@ class DevStack:
             info = self.info()
         except (OSError, ValueError):
             return False
-        if not info.get("ready") or info.get("launcher", {}).get("pid") != self.launcher_pid():
+        if not info.get("ready"):
+            return False
+        # A sandbox's stack.json names no launcher; its DATA_DIR is this stack's alone.
+        if not self.sandbox and info.get("launcher", {}).get("pid") != self.launcher_pid():
             return False
         try:
             return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
@@ -181,7 +216,7 @@ class DevStack:
         try:
             self.stop()
         finally:
-            EmbeddedPostgres(self.data / "postgres").destroy()
+            EmbeddedPostgres(self.root / "postgres").destroy()
             shutil.rmtree(self.data, ignore_errors=True)
 
     def log_tail(self, chars: int = 3000) -> str:

@@ -39,9 +39,10 @@ async def test_api_killed(matrix: Matrix) -> None:
 
 
 async def test_partner_killed_twice(matrix: Matrix) -> None:
-    """The sandbox partner server, mid-provision (applications), mid-plan-change (ubob's courses
-    check) and mid-suspension (cancellations): its calls fail as unreachable and are retried; one
-    account per live subscription, none active for an ended one."""
+    """The sandbox partner server, mid-provision (applications) and mid-suspension
+    (cancellations): its calls fail as unreachable and are retried; one account per live
+    subscription, none active for an ended one. (The burst's plan change is scheduled, so no
+    partner call: mid-plan-change and mid-deletion are in test_partner_clocked.py.)"""
     assert await run_scenario(matrix, "partner", "partner", kills=2) == []
 
 

@@ -15,7 +15,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from partners.config import PartnerEndpoint
 from partners.gateway import (
-    MISCONFIGURED_RETRY,
+    OPERATOR_RETRY,
     PartnerMisconfigured,
     PartnerRefusal,
     PartnerUnavailable,
@@ -321,7 +321,7 @@ async def test_a_wrong_secret_alerts_and_retries_slowly(
         await partner_server.clear_faults(service_id="miricanvas")
     assert not isinstance(failed.value, PartnerRefusal)
     assert not failed.value.non_retryable
-    assert failed.value.next_retry_delay == MISCONFIGURED_RETRY
+    assert failed.value.next_retry_delay == OPERATOR_RETRY
     alert = [r.getMessage() for r in caplog.records if "ALERT" in r.getMessage()]
     assert alert and "BIZSUPPORT_PARTNER_SECRET_MIRICANVAS" in alert[0]
     assert partner_server.secrets["miricanvas"] not in caplog.text
