@@ -57,6 +57,10 @@ _REPAIR = (
     "a repair of bizsupport's own copy (read model, reservation, partner account), not a new"
     " decision: the decision it brings back in line was announced by its workflow"
 )
+_OPERATOR = (
+    "an alert for bizsupport's operators (a partner refused a suspension or a deletion that must"
+    " happen); nothing was decided yet: the step is retried, and announced when it is done"
+)
 _WEBHOOK = (
     "the configuration of event delivery itself, not a business decision (and announcing it"
     " through the endpoints it configures would be circular)"
@@ -73,6 +77,7 @@ EVENTLESS: dict[AuditAction, str] = {
     "reservation_resumed": _REPAIR,
     "read_model_repaired": _REPAIR,
     "partner_account_suspended": _REPAIR,
+    "partner_refused": _OPERATOR,
     "webhook_endpoint_created": _WEBHOOK,
     "webhook_endpoint_deleted": _WEBHOOK,
     "webhook_endpoint_disabled": _WEBHOOK,
