@@ -28,9 +28,12 @@ SYSTEM_ACTOR = "system"
 #      a name of its own (activities/effects.py; versions 1 and 2 call the same effects by their
 #      old names with positional arguments, activities/legacy.py; workflows/calls.py chooses),
 #      and a run returns only once every update and signal handler has finished.
+#   4: as 3, and the run that applied continues as new as soon as the subscription is active:
+#      the run it lives in starts without the application's commands, which the worker would
+#      otherwise keep for every cached subscription until the month-close (bench/README.md).
 # A run keeps the version it started with: histories recorded under 1 replay under 1. New
 # subscriptions start at CURRENT_VERSION; an older run moves to it at its next continue-as-new.
-CURRENT_VERSION = 3
+CURRENT_VERSION = 4
 
 
 # A new run costs a fresh workflow instance on the worker; made at 00:00 on the 1st, it would
