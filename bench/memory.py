@@ -51,12 +51,15 @@ import dataclasses
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -173,6 +176,23 @@ def owner(trace: tracemalloc.Traceback) -> str:
     return _short(frames[0].filename) if frames else "?"
 
 
+@contextmanager
+def sandbox_partner(database_url: str) -> Iterator[dict[str, str]]:
+    """The sandbox partner server (partners/sandbox_server.py) in a process of its own, and the
+    settings that wire every service to it: since issue 19 the worker calls partners over HTTP
+    and does not start without them. Its memory is not the worker's."""
+    from tests.partner_sandbox import SandboxPartnerProcess
+
+    logs = Path(tempfile.mkdtemp(prefix="bizsupport-bench-partner-"))
+    partner = SandboxPartnerProcess(database_url, logs / "sandbox-partner.log")
+    partner.start()
+    try:
+        yield partner.bizsupport_env()
+    finally:
+        partner.stop()
+        shutil.rmtree(logs, ignore_errors=True)
+
+
 Fill = Callable[[int, int], Awaitable[None]]  # (workflows, in flight)
 
 
@@ -250,7 +270,7 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
 
     run_tag = tag()
     cache = args.n + args.sample + args.warmup + 100
-    async with postgres() as (_url, pool), time_skipping() as env:
+    async with postgres() as (url, pool), time_skipping() as env:
         if args.kind == "ours":
             # active, quiet subscriptions waiting on their invoice timer
             queue = f"bench-mem-{run_tag}"
@@ -270,8 +290,10 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
                     wait_seconds=600,
                 )
 
-            async with build_worker(env.client, pool, queue, max_cached_workflows=cache):
-                return await measure("ours", args, subscribe)
+            with sandbox_partner(url) as partner_env:
+                os.environ.update(partner_env)
+                async with build_worker(env.client, pool, queue, max_cached_workflows=cache):
+                    return await measure("ours", args, subscribe)
 
         # no-logic: the SDK's stock sandbox, nothing else (a fixed floor, whatever runner
         # starter/temporal.py chooses for ours)
@@ -317,9 +339,11 @@ async def worker_processes(args: argparse.Namespace) -> dict[str, float]:
     queue, nl_queue = f"bench-memw-{run_tag}", f"bench-memw-nl-{run_tag}"
     cache = args.n + args.warmup + 100
     procs = Processes()
+    stack = ExitStack()
     try:
         async with postgres() as (url, pool), dev_server(procs) as address:
-            [ours] = start_workers(procs, 1, worker_env(url, address, queue, cache))
+            partner = stack.enter_context(sandbox_partner(url))
+            [ours] = start_workers(procs, 1, {**worker_env(url, address, queue, cache), **partner})
             serve = [str(Path(__file__).with_name("admin_latency.py")), "--serve-noop"]
             argv = [sys.executable, *serve, address, nl_queue, str(cache)]
             procs.start("noop-worker", argv, dict(os.environ))
@@ -373,6 +397,7 @@ async def worker_processes(args: argparse.Namespace) -> dict[str, float]:
             return {kind: (after[kind] - before[kind]) / args.n for kind in after}
     finally:
         procs.close()
+        stack.close()
 
 
 RESULT = "RESULT "
