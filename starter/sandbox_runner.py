@@ -14,6 +14,16 @@ Private API relied on (checked with the temporalio minor version pyproject.toml 
   Why: `exec` of a string compiles it every time, and that compile was about a tenth of the
   worker's CPU under admin load (py-spy, bench/README.md).
 
+- `_Instance.activate(self, act)` and `_Instance.globals_and_locals["__temporal_in_sandbox"]
+  .instance`, the SDK's workflow instance (`_WorkflowInstanceImpl`), whose attributes
+  `_current_internal_flags`, `_deployment_version_for_current_task` and `_workflow_input
+  .headers` are set from the activation it runs. `_CompiledOnceInstance.activate` replaces them
+  with copies after every activation (`_let_go_of_activation`), and `_CompiledOnceRunner`
+  copies the start's headers, memo and last result in the instance details (`_detached`).
+  Why: protobuf messages parsed by upb live in one arena per parsed message, and any part
+  still referenced keeps the whole activation allocated; the SDK's references kept each cached
+  run's first activation, its start input included (bench/README.md, "Issue 22").
+
 Public behaviour relied on (no private name): the sandbox imports `workflows/`'s modules afresh
 for every workflow it runs, through the standard import system (`sys.meta_path`).
 `_SharedCodeFinder` gives those modules a loader that keeps the first compile's code object:
