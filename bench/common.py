@@ -13,8 +13,8 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,23 @@ async def time_skipping() -> AsyncIterator[Any]:
         yield env
     finally:
         await env.shutdown()
+
+
+@contextmanager
+def sandbox_partner(database_url: str) -> Iterator[dict[str, str]]:
+    """The sandbox partner server (partners/sandbox_server.py) in a process of its own, and the
+    settings that wire every service to it: since issue 19 the worker calls partners over HTTP
+    and does not start without them. Its memory is not the worker's."""
+    from tests.partner_sandbox import SandboxPartnerProcess
+
+    logs = Path(tempfile.mkdtemp(prefix="bizsupport-bench-partner-"))
+    partner = SandboxPartnerProcess(database_url, logs / "sandbox-partner.log")
+    partner.start()
+    try:
+        yield partner.bizsupport_env()
+    finally:
+        partner.stop()
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 class Processes:

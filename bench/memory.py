@@ -12,6 +12,10 @@ A. RSS of the worker processes alone (issue 22's figure): a real `python worker.
    applies for the subscriptions and starts the no-logic workflows), so its own memory is not
    counted. RSS is read from /proc after a warm-up and again with N more of each cached.
 
+Ours' worker calls partners over HTTP: the sandbox partner server runs as a process of its own
+(not counted), every service wired to it. A subscription counts once its current run waits on
+its invoice timer (from version 4 the run that applied continues as new once it is active).
+
 B. Traced memory (tracemalloc), and where it was allocated: each kind runs in a fresh child
    process of this script (no-logic first), with its worker in that process, on Temporal's
    time-skipping server and embedded PostgreSQL (or DATABASE_URL), both removed at the end; so
@@ -51,15 +55,13 @@ import dataclasses
 import gc
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -71,7 +73,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 if not workflow.unsafe.in_sandbox():
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import loadavg, machine_line, postgres, seed, tag, time_skipping
+from common import loadavg, machine_line, postgres, sandbox_partner, seed, tag, time_skipping
 from floors import NoLogicWorkflow
 from month_close import bounded, rss_mb
 
@@ -174,23 +176,6 @@ def owner(trace: tracemalloc.Traceback) -> str:
             if ".venv" not in name:
                 return short
     return _short(frames[0].filename) if frames else "?"
-
-
-@contextmanager
-def sandbox_partner(database_url: str) -> Iterator[dict[str, str]]:
-    """The sandbox partner server (partners/sandbox_server.py) in a process of its own, and the
-    settings that wire every service to it: since issue 19 the worker calls partners over HTTP
-    and does not start without them. Its memory is not the worker's."""
-    from tests.partner_sandbox import SandboxPartnerProcess
-
-    logs = Path(tempfile.mkdtemp(prefix="bizsupport-bench-partner-"))
-    partner = SandboxPartnerProcess(database_url, logs / "sandbox-partner.log")
-    partner.start()
-    try:
-        yield partner.bizsupport_env()
-    finally:
-        partner.stop()
-        shutil.rmtree(logs, ignore_errors=True)
 
 
 async def waiting_on_timer(client: Any, seeded: list[Any], in_flight: int) -> None:
