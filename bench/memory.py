@@ -185,13 +185,18 @@ async def waiting_on_timer(client: Any, seeded: list[Any], in_flight: int) -> No
     new, so the run left in the cache is the next one."""
     from temporalio.api.enums.v1 import EventType
 
+    from domain.subscription import CURRENT_VERSION
     from workflows.subscription import workflow_id
 
     async def one(sub: Any) -> None:
         handle = client.get_workflow_handle(workflow_id(sub.subscription_id))
         for _ in range(3000):
             events = (await handle.fetch_history()).events
-            if events and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            started = events[0].workflow_execution_started_event_attributes if events else None
+            next_run = started is not None and bool(started.continued_execution_run_id)
+            if (next_run or CURRENT_VERSION < 4) and (
+                events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
+            ):
                 return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{handle.id} is not waiting on its timer")
