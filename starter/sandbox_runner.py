@@ -14,6 +14,16 @@ Private API relied on (checked with the temporalio minor version pyproject.toml 
   Why: `exec` of a string compiles it every time, and that compile was about a tenth of the
   worker's CPU under admin load (py-spy, bench/README.md).
 
+- `_Instance.activate(self, act)` and `_Instance.globals_and_locals["__temporal_in_sandbox"]
+  .instance`, the SDK's workflow instance (`_WorkflowInstanceImpl`), whose attributes
+  `_current_internal_flags`, `_deployment_version_for_current_task` and `_workflow_input
+  .headers` are set from the activation it runs. `_CompiledOnceInstance.activate` replaces them
+  with copies after every activation (`_let_go_of_activation`), and `_CompiledOnceRunner`
+  copies the start's headers, memo and last result in the instance details (`_detached`).
+  Why: protobuf messages parsed by upb live in one arena per parsed message, and any part
+  still referenced keeps the whole activation allocated; the SDK's references kept each cached
+  run's first activation, its start input included (bench/README.md, "Issue 22").
+
 Public behaviour relied on (no private name): the sandbox imports `workflows/`'s modules afresh
 for every workflow it runs, through the standard import system (`sys.meta_path`).
 `_SharedCodeFinder` gives those modules a loader that keeps the first compile's code object:
@@ -30,20 +40,27 @@ behaviour) and no private name is imported.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.abc
 import importlib.machinery
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.machinery import ModuleSpec
 from types import CodeType, ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import temporalio
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.bridge.proto.workflow_activation import WorkflowActivation
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 # The switch: False runs the SDK's stock sandbox runner, for an SDK whose private API changed.
 COMPILE_SNIPPETS_ONCE = True
+
+M = TypeVar("M", bound=Message)
 
 # The packages whose modules the sandbox loads again for every workflow it runs.
 SANDBOXED_PACKAGES = ("workflows",)
@@ -102,11 +119,60 @@ if COMPILE_SNIPPETS_ONCE:  # everything private stays under this switch
                 compiled = self._codes[code] = compile(code, "<string>", "exec")
             super()._run_code(compiled, **extra_globals)  # type: ignore[arg-type]
 
+        def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
+            completion = super().activate(act)
+            sandboxed: Any = self.globals_and_locals["__temporal_in_sandbox"]
+            _let_go_of_activation(sandboxed.instance)
+            return completion
+
     class _CompiledOnceRunner(SandboxedWorkflowRunner):
         """SandboxedWorkflowRunner making _CompiledOnceInstance instances."""
 
         def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-            return _CompiledOnceInstance(det, self.runner_class, self.restrictions)
+            return _CompiledOnceInstance(_detached(det), self.runner_class, self.restrictions)
+
+
+def _copy(message: M) -> M:
+    fresh = type(message)()
+    fresh.CopyFrom(message)
+    return fresh
+
+
+def _copies(payloads: Mapping[str, Payload]) -> dict[str, Payload]:
+    return {key: _copy(value) for key, value in payloads.items()}
+
+
+def _let_go_of_activation(instance: Any) -> None:
+    """The SDK's workflow instance (`_WorkflowInstanceImpl`) without references into the
+    activation it last ran: it keeps that activation's internal flags and deployment version,
+    and the start's headers, as parts of the activation, so (upb: one arena per parsed message)
+    the whole activation stays allocated while the run is cached; for a run waiting on its
+    timer that is its first activation, the start input included. Copies of those small parts
+    free it. The names are checked by tests/starter/test_sandbox_runner.py."""
+    instance._current_internal_flags = list(instance._current_internal_flags)
+    instance._deployment_version_for_current_task = _copy(
+        instance._deployment_version_for_current_task
+    )
+    started = instance._workflow_input
+    if started is not None and not isinstance(started.headers, dict):
+        started.headers = _copies(started.headers)
+
+
+def _detached(det: WorkflowInstanceDetails) -> WorkflowInstanceDetails:
+    """`det` without references into the activation that started the run. A protobuf
+    message parsed by upb lives in one arena with the whole activation it came from, and the
+    SDK's details keep the start's headers, memo and last result as parts of it: the first
+    activation (the run's input, search attributes, …) stays allocated for as long as the run is
+    cached. Fresh copies of those small parts free it."""
+    info = dataclasses.replace(
+        det.info, headers=_copies(det.info.headers), raw_memo=_copies(det.info.raw_memo)
+    )
+    return dataclasses.replace(
+        det,
+        info=info,
+        last_completion_result=_copy(det.last_completion_result),
+        last_failure=_copy(det.last_failure) if det.last_failure is not None else None,
+    )
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sysconfig
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import TypeAdapter
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -18,7 +20,8 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import MetricMeter
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
+from temporalio.converter import DataConverter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
@@ -60,6 +63,31 @@ def metrics_runtime(bind_address: str) -> Runtime:
     )
 
 
+# One cache of pydantic type adapters per process (the SDK's converter keeps one per instance).
+_TYPE_ADAPTERS = functools.lru_cache(maxsize=1024)(TypeAdapter)
+
+
+class PayloadConverter(PydanticPayloadConverter):
+    """temporalio's pydantic payload converter, whose type adapters are cached once per process.
+
+    The worker makes a payload converter for every workflow run it caches, and the stock one
+    fills a type-adapter cache of its own per run: a second copy of every adapter the run's
+    inputs and results need, per cached subscription (bench/README.md). The types converted in
+    workflows are passed through the sandbox (one class per process), so one cache serves every
+    run; lru_cache is thread-safe (workflow activations run on a thread pool). Relies on the
+    JSON converter's `_type_adapter` attribute (temporalio.contrib.pydantic; a rename fails
+    every conversion, so every test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for converter in self.converters.values():
+            if isinstance(converter, PydanticJSONPlainPayloadConverter):
+                converter._type_adapter = _TYPE_ADAPTERS
+
+
+DATA_CONVERTER = DataConverter(payload_converter_class=PayloadConverter)
+
+
 # How long connect() waits for a Temporal server that is up but not yet serving.
 STARTING_SERVER_WAIT = 60.0
 
@@ -86,7 +114,7 @@ async def connect(
             return await Client.connect(
                 address,
                 namespace=namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=DATA_CONVERTER,
                 runtime=runtime,
             )
         except RuntimeError as err:

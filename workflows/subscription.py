@@ -3,9 +3,8 @@
 Only workflow code lives here: handlers, validators, the timer loop, the lock, effect calls and
 continue-as-new. The decisions are pure functions in domain/decisions.py, and how each version
 calls its effects is workflows/calls.py; both are passed through the sandbox (shared by all
-runs). An update's validator refuses before anything is recorded (R-ERR-3); handlers run under
-one lock (R-PLAN-7). The main loop sleeps until the earliest due instant (invoice, scheduled plan
-change, deletion) or until an action changes it, then fires what is due under the same lock.
+runs). Validators refuse before anything is recorded (R-ERR-3); handlers run under one lock
+(R-PLAN-7); the main loop sleeps until the earliest due instant or an action, then fires it.
 """
 
 from __future__ import annotations
@@ -74,6 +73,7 @@ class SubscriptionWorkflow:
         if self.data.applied_at is None:
             async with self.lock:
                 await self._apply()
+            self.continue_as_new_at = decide.new_run_after_application(self.data, workflow.now())
         while not self.data.finished:
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)

@@ -129,6 +129,28 @@ async def test_recorded_histories_replay_with_the_workers_runner() -> None:
     assert source in shared, f"{SDK}: the sandbox compiled {source} itself; shared: {shared}"
 
 
+@SNIPPET_CACHE
+async def test_a_cached_run_keeps_no_part_of_its_activations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After every activation the SDK's instance holds plain copies, not parts of the parsed
+    activation (which would keep the whole activation, the start input included, allocated for
+    as long as the run is cached: bench/README.md)."""
+    seen: list[Any] = []
+    let_go = sandbox_runner._let_go_of_activation
+
+    def recording(instance: Any) -> None:
+        let_go(instance)
+        seen.append(instance)
+
+    monkeypatch.setattr(sandbox_runner, "_let_go_of_activation", recording)
+    await replay(sandbox_runner.workflow_runner(), histories()[0])
+    assert seen, f"{SDK}: the runner's activate was not called; {ADVICE}"
+    for instance in seen:
+        assert type(instance._current_internal_flags) is list, f"{SDK}; {ADVICE}"
+        assert type(instance._workflow_input.headers) is dict, f"{SDK}; {ADVICE}"
+
+
 async def test_switched_off_the_worker_runs_the_sdks_stock_runner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
