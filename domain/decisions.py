@@ -66,27 +66,6 @@ def deletion_due_at(data: SubscriptionData) -> datetime | None:
     return data.data_deletion_at if data.data_deleted_at is None else None
 
 
-# How long after the activation the run that applied continues as new (version 4): long enough
-# that the continue-as-new is a workflow task of its own, after the one that committed the
-# activation. An update that arrives while a task ends its run makes the server refuse that
-# completion and the worker replay the task; had the activation's local activities been in it,
-# the update's validator would meet the replayed run before its activation (`NOT_ACTIVE`) while
-# the read model already said `active`.
-NEW_RUN_AFTER_ACTIVATION = timedelta(seconds=1)
-
-
-def new_run_after_application(data: SubscriptionData, now: datetime) -> datetime | None:
-    """When the run that applied continues as new: version 4 on, just after the application has
-    made the subscription active (None: it stays). The SDK keeps the state of every command of a
-    cached run until the run ends (the application's local activities, the provisioning
-    activity, the activation's commit and search attributes: ~35 KiB of native memory per
-    cached subscription, bench/README.md); the run the subscription then lives in starts with
-    its data and a timer."""
-    if data.version >= 4 and data.activated_at is not None and not data.finished:
-        return now + NEW_RUN_AFTER_ACTIVATION
-    return None
-
-
 def next_due(
     data: SubscriptionData, continue_as_new_at: datetime | None, *, notices: bool = False
 ) -> datetime | None:

@@ -30,14 +30,9 @@ SYSTEM_ACTOR = "system"
 #      a name of its own (activities/effects.py; versions 1 and 2 call the same effects by their
 #      old names with positional arguments, activities/legacy.py; workflows/calls.py chooses),
 #      and a run returns only once every update and signal handler has finished.
-#   4: as 3, and
-#      - a cancelled subscription's admins are told 7 days and 1 day before its data deletion
-#        (R-EVENT-4, `deletion_upcoming`); a version-3 run cancelled under this code asks
-#        `workflow.patched("deletion-notices")` and sends them too;
-#      - the run that applied continues as new just after the subscription is active (a task of
-#        its own, NEW_RUN_AFTER_ACTIVATION later): the run it lives in starts without the
-#        application's commands, which the worker would otherwise keep for every cached
-#        subscription until the month-close (bench/README.md).
+#   4: as 3, and a cancelled subscription's admins are told 7 days and 1 day before its data
+#      deletion (R-EVENT-4, `deletion_upcoming`); a version-3 run cancelled under this code asks
+#      `workflow.patched("deletion-notices")` and sends them too.
 # A run keeps the version it started with: histories recorded under 1 replay under 1. New
 # subscriptions start at CURRENT_VERSION; an older run moves to it at its next continue-as-new.
 CURRENT_VERSION = 4

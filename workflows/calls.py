@@ -27,6 +27,7 @@ import domain.effects as fx
 from activities.effects import Effects
 from activities.legacy import LegacyActivities
 from domain.billing import Invoice, invoice_id
+from domain.errors import BizError
 from domain.subscription import (
     Application,
     AuditEntry,
@@ -191,3 +192,9 @@ class RunEffects:
         return await workflow.execute_activity_method(
             method, args=list(args), start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=retry
         )
+
+
+def refuse(error: BizError | None) -> None:
+    """Raise a refusal (if any) as an ApplicationError typed with its code (R-ERR-3)."""
+    if error is not None:
+        raise ApplicationError(error.message, error.details, type=error.code, non_retryable=True)

@@ -21,7 +21,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     import domain.decisions as decide
     from domain.audit import AuditAction, AuditOutcome
-    from domain.errors import BizError
     from domain.subscription import (
         CURRENT_VERSION,
         SYSTEM_ACTOR,
@@ -36,13 +35,7 @@ with workflow.unsafe.imports_passed_through():
         UsageRequest,
         continue_as_new_delay,
     )
-    from workflows.calls import RunEffects
-
-
-def refuse(error: BizError | None) -> None:
-    """Raise a refusal (if any) as an ApplicationError typed with its code."""
-    if error is not None:
-        raise ApplicationError(error.message, error.details, type=error.code, non_retryable=True)
+    from workflows.calls import RunEffects, refuse
 
 
 def workflow_id(subscription_id: str) -> str:
@@ -62,8 +55,7 @@ class SubscriptionWorkflow:
         self.effects = RunEffects(self.data)
         # Version 2 on: a month-close sets when this run continues as new.
         self.continue_as_new_at: datetime | None = None
-        # Version 4 on, or an older run cancelled under the "deletion-notices" patch: the
-        # deletion notices of R-EVENT-4 are due instants of this run.
+        # R-EVENT-4's notices are due instants: version 4 on, or under the "deletion-notices" patch.
         self.deletion_notices = self.data.version >= 4
 
     # ── main loop ────────────────────────────────────────────────────────────────────────────
@@ -73,7 +65,6 @@ class SubscriptionWorkflow:
         if self.data.applied_at is None:
             async with self.lock:
                 await self._apply()
-            self.continue_as_new_at = decide.new_run_after_application(self.data, workflow.now())
         while not self.data.finished:
             if self._continue_as_new_due():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -128,9 +119,8 @@ class SubscriptionWorkflow:
             closed = self.data.next_invoice_period
             await self._issue_invoice()
         if closed is not None and not self.data.finished:
-            # Continue-as-new some hours after the month-close, at this subscription's own
-            # instant. A version-1 run asks through a patch named after the closed month, so the
-            # month-closes already in its history replay unpatched.
+            # Continue-as-new hours after the month-close, at this subscription's own instant; a
+            # version-1 run asks a patch named after the month (its history replays unpatched).
             if self.data.version >= 2 or workflow.patched(f"continue-as-new-after-{closed}"):
                 self.continue_as_new_at = now + continue_as_new_delay(self.data.subscription_id)
         notice = decide.deletion_notice_due(self.data, now) if self.deletion_notices else None
@@ -173,8 +163,7 @@ class SubscriptionWorkflow:
             self._validate_cancel(request)
             now = workflow.now()
             dropped = decide.cancel(self.data, now)
-            # An older run asks only here, with a deletion ahead, so the recorded histories
-            # without this patch (every other run, every earlier cancellation) replay unchanged.
+            # An older run asks only here, so histories without the patch replay unchanged.
             if not self.deletion_notices and self.data.data_deletion_at is not None:
                 self.deletion_notices = workflow.patched("deletion-notices")
             await self._publish("cancelled", request.actor, **dropped)

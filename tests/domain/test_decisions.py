@@ -80,19 +80,6 @@ def test_a_refused_application_ends_cancelled_and_cannot_activate() -> None:
         decide.activate(data, APPLIED, None)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
-def test_from_version_4_an_activated_application_continues_as_new_just_after(version: int) -> None:
-    now = APPLIED + timedelta(seconds=5)
-    data = active()
-    data.version = version
-    expected = now + decide.NEW_RUN_AFTER_ACTIVATION if version >= 4 else None
-    assert decide.new_run_after_application(data, now) == expected
-    refused = subscription()
-    refused.version = version
-    decide.refuse_application(refused, APPLIED, "no")
-    assert decide.new_run_after_application(refused, now) is None
-
-
 @given(instants)
 def test_cancel_ends_billing_drops_the_schedule_and_bills_no_later_month(now: datetime) -> None:
     data = active()
