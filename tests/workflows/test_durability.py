@@ -2,7 +2,8 @@
 
 Recorded histories: `ubob_full_life.json` is a whole version-1 life (recorded before versions
 existed, by the code of commit bb02659); `ubob_v2_run*.json` are the runs of a version-2 life
-and `ubob_v3_run*.json` of a version-3 life (each month-close starts a new run). A change to the
+`ubob_v3_run*.json` of a version-3 life and `ubob_v4_run*.json` of a version-4 life, with its
+deletion notices (each month-close starts a new run). A change to the
 workflow must replay all of them; never re-record or edit one to make a change pass
 (docs/architecture.md, "Versions").
 `BIZSUPPORT_RECORD_HISTORIES=1 pytest tests/workflows/test_durability.py` records the current
