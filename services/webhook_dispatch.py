@@ -22,6 +22,7 @@ import logging
 import psycopg
 from psycopg import sql
 from temporalio.client import Client
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from services.clock import Clock, wall_clock
 from store import deliveries
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 COALESCE = 0.2
 SWEEP_EVERY = 30.0
 POKES_AT_ONCE = 32
+# Pokes per second, paced: a burst of events (a month-end: every workplace's invoice.issued at
+# once) wakes its endpoints over a few minutes instead of all at once, so their rounds trail the
+# month-close instead of taking its CPU (bench/webhook_month_close.py, bench/README.md).
+POKES_PER_SECOND = 20.0
 
 
 class WebhookDispatcher:
@@ -51,6 +56,7 @@ class WebhookDispatcher:
         clock: Clock = wall_clock,
         coalesce: float = COALESCE,
         sweep_every: float = SWEEP_EVERY,
+        pokes_per_second: float | None = POKES_PER_SECOND,
     ) -> None:
         if not isinstance(pool.conninfo, str):
             raise TypeError("WebhookDispatcher needs a pool made from a connection string")
@@ -63,6 +69,8 @@ class WebhookDispatcher:
         self._workplaces: set[str] = set()
         self._noted = asyncio.Event()
         self._gate = asyncio.Semaphore(POKES_AT_ONCE)
+        self._interval = 1.0 / pokes_per_second if pokes_per_second else 0.0
+        self._next_slot = 0.0
         self.listening = asyncio.Event()  # set while LISTEN is up (tests wait for it)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -83,6 +91,7 @@ class WebhookDispatcher:
         await asyncio.gather(*(self._poke(e) for e in endpoint_ids))
 
     async def _poke(self, endpoint_id: str) -> None:
+        await self._paced()
         async with self._gate:
             try:
                 await self.client.start_workflow(
@@ -92,8 +101,29 @@ class WebhookDispatcher:
                     task_queue=self.queue,
                     start_signal="poke",
                 )
+            except WorkflowAlreadyStartedError:
+                # Two pokes raced to start it (seen on the time-skipping server): it runs now,
+                # so a plain signal reaches it.
+                await self._signal(endpoint_id)
             except Exception as err:  # Temporal unreachable: the next sweep pokes again
                 log.warning("cannot poke webhook endpoint %s: %r", endpoint_id, err)
+
+    async def _paced(self) -> None:
+        """Wait for this poke's turn: one every `1 / pokes_per_second` seconds, no bursts."""
+        if not self._interval:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self._interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def _signal(self, endpoint_id: str) -> None:
+        handle = self.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+        try:
+            await handle.signal(WebhookEndpointWorkflow.poke)
+        except Exception as err:
+            log.warning("cannot poke webhook endpoint %s: %r", endpoint_id, err)
 
     async def _listen(self) -> None:
         assert isinstance(self.pool.conninfo, str)

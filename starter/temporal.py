@@ -195,6 +195,7 @@ def build_worker(
 # The webhook worker's slots (build_webhook_worker's docstring says why so few).
 WEBHOOK_WORKFLOW_TASK_SLOTS = 2
 WEBHOOK_ROUNDS = 8
+WEBHOOK_ROUNDS_PER_SECOND = 20.0
 
 
 def build_webhook_worker(
@@ -204,6 +205,7 @@ def build_webhook_worker(
     *,
     allow_loopback: bool,
     max_rounds: int = WEBHOOK_ROUNDS,
+    rounds_per_second: float | None = WEBHOOK_ROUNDS_PER_SECOND,
     max_cached_workflows: int = 1000,
     sender: WebhookSender | None = None,
 ) -> Worker:
@@ -229,6 +231,7 @@ def build_webhook_worker(
         workflow_runner=workflow_runner(),
         activities=activities.all(),
         max_concurrent_activities=max_rounds,
+        max_activities_per_second=rounds_per_second,
         max_concurrent_workflow_tasks=WEBHOOK_WORKFLOW_TASK_SLOTS,
         graceful_shutdown_timeout=timedelta(seconds=5),
         max_cached_workflows=max_cached_workflows,

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus
@@ -143,7 +144,7 @@ async def hooks(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Hooks]:
             for endpoint_id in found.endpoints:
                 handle = env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
                 await eventually(
-                    lambda h=handle: _status_is(h, WorkflowExecutionStatus.COMPLETED),
+                    partial(_status_is, handle, WorkflowExecutionStatus.COMPLETED),
                     within=60,
                     what=f"{endpoint_id}'s workflow ended",
                 )
@@ -280,7 +281,7 @@ async def test_failed_after_the_last_attempt_and_disabled_after_three_days(hooks
             row = (await hooks.deliveries(endpoint_id))[0]
             assert row["next_attempt_at"] - row["last_attempt_at"] == delay
             await advance(hooks.env, delay)
-            await eventually(lambda n=n: _attempted(hooks, endpoint_id, n), what=f"attempt {n}")
+            await eventually(partial(_attempted, hooks, endpoint_id, n), what=f"attempt {n}")
         row = (await hooks.deliveries(endpoint_id))[0]
         assert (row["status"], row["attempts"], row["next_attempt_at"]) == (
             "failed",
@@ -294,7 +295,7 @@ async def test_failed_after_the_last_attempt_and_disabled_after_three_days(hooks
         # failure the endpoint is disabled, audited, and its workflow ends.
         for n in range(2, 5):
             await hooks.emit(wp, f"sub-{n}-{wp}")
-            await eventually(lambda n=n: _claimed(hooks, endpoint_id, n), what=f"event {n}")
+            await eventually(partial(_claimed, hooks, endpoint_id, n), what=f"event {n}")
             await advance(hooks.env, timedelta(hours=28))
             if (await hooks.endpoint_row(endpoint_id))["status"] == "disabled":
                 break
