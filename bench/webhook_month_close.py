@@ -264,7 +264,11 @@ async def run(args: argparse.Namespace) -> int:
 
                 endpoints = await add_endpoints(pool, [s.workplace_id for s in subs], receiver.url)
                 began = time.perf_counter()
-                await dispatcher.poke(endpoints)
+                # Start every endpoint's workflow at once (not paced): as they would be, idle,
+                # long before a month-end.
+                await WebhookDispatcher(pool, env.client, queue, pokes_per_second=None).poke(
+                    endpoints
+                )
                 await bounded(lambda e: idle(env, e), endpoints, 50)
                 print(
                     f"{len(endpoints)} endpoint workflows started and idle in"

@@ -43,7 +43,7 @@ POKES_AT_ONCE = 32
 # Pokes per second, paced: a burst of events (a month-end: every workplace's invoice.issued at
 # once) wakes its endpoints over a few minutes instead of all at once, so their rounds trail the
 # month-close instead of taking its CPU (bench/webhook_month_close.py, bench/README.md).
-POKES_PER_SECOND = 20.0
+POKES_PER_SECOND = 5.0
 
 
 class WebhookDispatcher:
