@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Literal, Protocol
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -31,10 +32,10 @@ from temporalio.common import MetricMeter
 
 from domain.subscription import SYSTEM_ACTOR
 from domain.webhook_schedule import retry_at, should_disable
-from services.webhook_sender import Sent, WebhookSender
 from store import audit, deliveries
 from store.db import Pool
 from store.deliveries import Attempt, EndpointRow, Pending
+from store.events import EventRow
 
 CLAIM_LIMIT = 500  # events read from the feed per round
 ROUND_SENDS = 200  # attempts per round
@@ -45,6 +46,29 @@ HEARTBEAT_EVERY = 5.0
 DELIVERIES_METRIC = "bizsupport_webhook_deliveries"
 ATTEMPTS_METRIC = "bizsupport_webhook_attempts"
 OLDEST_PENDING_METRIC = "bizsupport_webhook_oldest_pending_age"
+
+
+Outcome = Literal["ok", "status", "timeout", "unreachable", "refused_url", "no_secret"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What one attempt came to: `ok` for a 2xx in time; else why not, in words for the
+    deliveries view (`error`) and as a metric label (`outcome`)."""
+
+    outcome: Outcome
+    status_code: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+class Sender(Protocol):
+    """One signed attempt over HTTP (services/webhook_sender.py, given by starter/temporal.py)."""
+
+    async def send(self, url: str, event: EventRow, secrets: list[str]) -> Sent: ...
 
 
 class RoundInput(BaseModel):
@@ -85,14 +109,12 @@ class WebhookMetrics:
 
 
 class WebhookActivities:
-    def __init__(
-        self, pool: Pool, sender: WebhookSender, *, meter: MetricMeter | None = None
-    ) -> None:
+    def __init__(self, pool: Pool, sender: Sender, *, meter: MetricMeter | None = None) -> None:
         self.pool = pool
         self.sender = sender
         self.metrics = WebhookMetrics(meter)
 
-    def all(self) -> list[Callable[..., Any]]:
+    def all(self) -> list[Callable[..., object]]:
         return [self.deliver_round]
 
     @activity.defn(name="deliver_round")

@@ -17,34 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from activities.webhooks import Sent
 from services.webhook_targets import RefusedUrl, checked_target
 from store.events import EventRow
 
 CONNECT_TIMEOUT = 5.0
 ANSWER_TIMEOUT = 15.0  # API.md: a 2xx within 15 s is success
-
-Outcome = Literal["ok", "status", "timeout", "unreachable", "refused_url", "no_secret"]
-
-
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """What one attempt came to: `ok` for a 2xx in time; else why not, in words for the
-    deliveries view (`error`) and as a metric label (`outcome`)."""
-
-    outcome: Outcome
-    status_code: int | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok"
 
 
 def signature(event_id: str, at: datetime, body: bytes, secrets: list[str]) -> str:
@@ -57,6 +40,8 @@ def body_of(event: EventRow) -> bytes:
 
 
 class WebhookSender:
+    """The delivery round's `Sender` (activities/webhooks.py)."""
+
     def __init__(self, *, allow_loopback: bool, answer_timeout: float = ANSWER_TIMEOUT) -> None:
         self.allow_loopback = allow_loopback
         self.answer_timeout = answer_timeout
