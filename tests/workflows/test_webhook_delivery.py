@@ -144,7 +144,7 @@ async def hooks(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Hooks]:
             for endpoint_id in found.endpoints:
                 handle = env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
                 await eventually(
-                    partial(_status_is, handle, WorkflowExecutionStatus.COMPLETED),
+                    partial(has_status, handle, WorkflowExecutionStatus.COMPLETED),
                     within=60,
                     what=f"{endpoint_id}'s workflow ended",
                 )
@@ -312,7 +312,7 @@ async def test_failed_after_the_last_attempt_and_disabled_after_three_days(hooks
         assert len(entries) == 1 and entries[0]["details"]["endpoint_id"] == endpoint_id
         handle = hooks.env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
         await eventually(
-            lambda: _status_is(handle, WorkflowExecutionStatus.COMPLETED), what="workflow ended"
+            lambda: has_status(handle, WorkflowExecutionStatus.COMPLETED), what="workflow ended"
         )
         assert all(s.verified_by for s in receiver.seen)
     finally:
@@ -333,6 +333,6 @@ async def _claimed(hooks: Hooks, endpoint_id: str, n: int) -> bool:
     return len(rows) == n and all(r["attempts"] >= 1 for r in rows)
 
 
-async def _status_is(handle: object, status: WorkflowExecutionStatus) -> bool:
+async def has_status(handle: object, status: WorkflowExecutionStatus) -> bool:
     described = await handle.describe()  # type: ignore[attr-defined]
     return bool(described.status == status)
