@@ -71,6 +71,7 @@ class WebhookDispatcher:
         self._gate = asyncio.Semaphore(POKES_AT_ONCE)
         self._interval = 1.0 / pokes_per_second if pokes_per_second else 0.0
         self._next_slot = 0.0
+        self._queued: set[str] = set()  # endpoints whose poke waits for its turn
         self.listening = asyncio.Event()  # set while LISTEN is up (tests wait for it)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -88,10 +89,17 @@ class WebhookDispatcher:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def poke(self, endpoint_ids: list[str]) -> None:
-        await asyncio.gather(*(self._poke(e) for e in endpoint_ids))
+        """Poke each endpoint's workflow, paced. An endpoint already waiting for its turn is not
+        queued twice: its one poke, when sent, wakes it for everything noted until then."""
+        fresh = [e for e in dict.fromkeys(endpoint_ids) if e not in self._queued]
+        self._queued.update(fresh)
+        await asyncio.gather(*(self._poke(e) for e in fresh))
 
     async def _poke(self, endpoint_id: str) -> None:
-        await self._paced()
+        try:
+            await self._paced()
+        finally:
+            self._queued.discard(endpoint_id)  # from here on, a new event needs a new poke
         async with self._gate:
             try:
                 await self.client.start_workflow(
