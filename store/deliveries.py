@@ -244,18 +244,28 @@ async def enabled_for(pool: Pool, workplace_ids: list[str]) -> list[str]:
 
 async def with_work(pool: Pool, *, now: datetime) -> list[str]:
     """The enabled endpoints with a delivery due at `now` or an event after their cursor: what
-    the dispatcher's periodic sweep pokes, so that a lost notification only delays."""
+    the dispatcher's periodic sweep pokes, so that a lost notification only delays. (Each
+    test is an index probe: a workplace's endpoint looks in its workplace's feed only.)"""
+    unclaimed = (
+        "SELECT 1 FROM events e WHERE {workplace}"
+        " (w.cursor_txid IS NULL OR (e.txid, e.event_no) > (w.cursor_txid, w.cursor_event_no))"
+        " AND e.txid < pg_snapshot_xmin(pg_current_snapshot())"
+    )
+    due = (
+        "SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = w.endpoint_id"
+        " AND d.status = 'pending' AND d.next_attempt_at <= %(now)s"
+    )
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT w.endpoint_id FROM webhook_endpoints w WHERE w.status = 'enabled' AND ("
-            " EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = w.endpoint_id"
-            "  AND d.status = 'pending' AND d.next_attempt_at <= %s)"
-            " OR EXISTS (SELECT 1 FROM events e"
-            "  WHERE (w.workplace_id IS NULL OR e.workplace_id = w.workplace_id)"
-            "  AND (w.cursor_txid IS NULL"
-            "   OR (e.txid, e.event_no) > (w.cursor_txid, w.cursor_event_no))"
-            "  AND e.txid < pg_snapshot_xmin(pg_current_snapshot())))"
-            " ORDER BY w.endpoint_id",
-            (now,),
+            "SELECT w.endpoint_id FROM webhook_endpoints w"
+            " WHERE w.status = 'enabled' AND w.workplace_id IS NOT NULL"
+            f" AND (EXISTS ({due}) OR EXISTS ("
+            + unclaimed.format(workplace="e.workplace_id = w.workplace_id AND")
+            + "))"
+            " UNION SELECT w.endpoint_id FROM webhook_endpoints w"
+            " WHERE w.status = 'enabled' AND w.workplace_id IS NULL"
+            f" AND (EXISTS ({due}) OR EXISTS (" + unclaimed.format(workplace="") + "))"
+            " ORDER BY endpoint_id",
+            {"now": now},
         )
         return [row["endpoint_id"] for row in await cur.fetchall()]
