@@ -23,7 +23,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from pydantic import BaseModel
@@ -42,6 +42,9 @@ ROUND_SENDS = 200  # attempts per round
 ROUND_SECONDS = 45.0  # wall seconds after which a round starts no new attempt
 STREAMS_AT_ONCE = 16  # streams of one endpoint sent to at once
 HEARTBEAT_EVERY = 5.0
+# Events committed while an older transaction runs are not in the feed yet (store/events.py):
+# the endpoint looks again this soon, not at the next poke.
+HELD_BACK_RETRY = timedelta(seconds=1)
 
 DELIVERIES_METRIC = "bizsupport_webhook_deliveries"
 ATTEMPTS_METRIC = "bizsupport_webhook_attempts"
@@ -130,6 +133,8 @@ class WebhookActivities:
             return RoundResult(ended=True)
         heads = await deliveries.stream_heads(self.pool, endpoint_id)
         later = [h.next_attempt_at for h in heads if h.next_attempt_at > now]
+        if claimed.held_back:
+            later.append(now + HELD_BACK_RETRY)
         due = [h for h in heads if h.next_attempt_at <= now]
         secrets = await deliveries.signing_secrets(self.pool, endpoint_id, now=now) if due else []
         budget = _Budget(ROUND_SENDS, time.monotonic() + ROUND_SECONDS)

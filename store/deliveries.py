@@ -59,6 +59,7 @@ class Claimed:
     endpoint: EndpointRow | None  # None: no such endpoint
     read: int  # events read from the feed (matching or not)
     claimed: int  # deliveries made
+    held_back: bool = False  # none read, but events after the cursor wait for older commits
 
 
 async def claim(pool: Pool, endpoint_id: str, *, now: datetime, limit: int) -> Claimed:
@@ -80,7 +81,7 @@ async def claim(pool: Pool, endpoint_id: str, *, now: datetime, limit: int) -> C
             conn, after=ep.cursor, limit=limit, workplace_id=ep.workplace_id
         )
         if not rows:
-            return Claimed(ep, 0, 0)
+            return Claimed(ep, 0, 0, await _held_back(conn, ep))
         wanted = [r for r in rows if ep.types is None or r.type in ep.types]
         if wanted:
             async with conn.cursor() as cur:
@@ -109,6 +110,25 @@ async def claim(pool: Pool, endpoint_id: str, *, now: datetime, limit: int) -> C
             (str(last.txid), last.event_no, endpoint_id),
         )
         return Claimed(ep, len(rows), len(wanted))
+
+
+async def _held_back(conn: Conn, ep: EndpointRow) -> bool:
+    """Events after the cursor that the feed does not show yet: committed while an older
+    transaction still runs (store/events.py). They are claimed once it ends."""
+    where: list[str] = ["TRUE"]
+    params: list[object] = []
+    if ep.workplace_id is not None:
+        where.append("workplace_id = %s")
+        params.append(ep.workplace_id)
+    if ep.cursor is not None:
+        where.append("(txid, event_no) > (%s::text::xid8, %s)")
+        params += [str(ep.cursor.txid), ep.cursor.event_no]
+    cur = await conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM events WHERE {' AND '.join(where)}) AS held",
+        tuple(params),
+    )
+    row = await cur.fetchone()
+    return bool(row and row["held"])
 
 
 @dataclass(frozen=True, slots=True)
