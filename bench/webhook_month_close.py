@@ -13,10 +13,13 @@ PostgreSQL and every month-close is published (its `invoice_issued` audit entry)
 
 1. first: no endpoints, the first close after seeding (faster than any later one: by the next,
    the runs have continued as new, as bench/partner_stall.py found), shown but not compared;
-2. none: no endpoints;
-3. hooks: two enabled endpoints per workplace (2N endpoint workflows, started and idle before the
-   close): every month-close's `invoice.issued` event is delivered twice while the close runs;
+   then two endpoints per workplace are made and their 2N workflows started (idle);
+2. none: the endpoints disabled (no pokes, nothing delivered);
+3. hooks: the endpoints enabled: every month-close's `invoice.issued` event is delivered twice,
+   while the close runs and after;
 4. none again: the endpoints disabled.
+The three compared closes have the same workflows on the server, so the difference is the
+deliveries (the time-skipping server's work grows with the workflows it holds).
 
 The goal is hooks ≥ 0.8 × the mean of its neighbours 2 and 4. Also printed: how long after the
 close began the 2N deliveries had all succeeded, and the CPU seconds each process used.
@@ -191,6 +194,18 @@ async def add_endpoints(pool: Any, workplaces: list[str], url: str) -> list[str]
     return ids
 
 
+async def set_endpoints(pool: Any, endpoints: list[str], status: str) -> None:
+    """Enable or disable the endpoints; enabled again, they start from the feed's end (what
+    the API's create does: no backlog of the months they were off)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET status = %s, (cursor_txid, cursor_event_no) = ("
+            " SELECT txid, event_no FROM events ORDER BY txid DESC, event_no DESC LIMIT 1)"
+            " WHERE endpoint_id = ANY(%s)",
+            (status, endpoints),
+        )
+
+
 async def idle(env: Any, endpoint_id: str) -> None:
     """Until the endpoint's workflow has run a round and waits for a poke."""
     from workflows.webhooks import endpoint_workflow_id
@@ -260,7 +275,6 @@ async def run(args: argparse.Namespace) -> int:
                 )
                 feeder = None if wired else Feeder(pool, like)
                 first = await close_month(env, pool, args.n, like, "first", feeder, hooks=False)
-                none = await close_month(env, pool, args.n, like, "none", feeder, hooks=False)
 
                 endpoints = await add_endpoints(pool, [s.workplace_id for s in subs], receiver.url)
                 began = time.perf_counter()
@@ -275,14 +289,13 @@ async def run(args: argparse.Namespace) -> int:
                     f" {time.perf_counter() - began:.0f} s",
                     flush=True,
                 )
+                # The three compared closes run with the same workflows on the server (its
+                # work grows with them): the endpoints disabled, enabled, disabled.
+                await set_endpoints(pool, endpoints, "disabled")
+                none = await close_month(env, pool, args.n, like, "none", feeder, hooks=False)
+                await set_endpoints(pool, endpoints, "enabled")
                 hooks = await close_month(env, pool, args.n, like, "hooks", feeder, hooks=True)
-
-                async with pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE webhook_endpoints SET status = 'disabled'"
-                        " WHERE endpoint_id = ANY(%s)",
-                        (endpoints,),
-                    )
+                await set_endpoints(pool, endpoints, "disabled")
                 again = await close_month(env, pool, args.n, like, "none-again", feeder, False)
                 stop.set()
                 await dispatching
