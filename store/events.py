@@ -159,6 +159,7 @@ async def read_feed(
     return await fetch_all(
         conn,
         EventRow,
-        f"SELECT {_ROW} FROM events WHERE {' AND '.join(where)} ORDER BY txid, event_no LIMIT %s",
+        f"SELECT {_ROW} FROM events WHERE {' AND '.join(where)}"
+        " ORDER BY txid, event_no LIMIT %s",
         tuple(params),
     )
