@@ -1,4 +1,5 @@
-"""The Temporal worker: runs SubscriptionWorkflow and its activities.
+"""The Temporal worker: runs SubscriptionWorkflow and its activities, and on a task queue of its
+own the webhook endpoint workflows, woken by the webhook dispatcher it also runs.
 
 python worker.py        (reads DATABASE_URL, TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE,
                          WORKER_METRICS_PORT, METRICS_BIND_ADDRESS, and every service's
@@ -16,9 +17,10 @@ from domain.catalog import CatalogError, default_catalog
 from partners.config import PartnerConfigError, load_partner_endpoints
 from services.reconcile import reconcile_periodically
 from services.root import build_services
+from services.webhook_dispatch import WebhookDispatcher
 from settings import load_settings
 from starter import process
-from starter.temporal import build_worker, connect, partner_gateway
+from starter.temporal import build_webhook_worker, build_worker, connect, partner_gateway
 from store.db import migrate, open_pool
 
 
@@ -57,6 +59,10 @@ async def serve() -> int:
         max_cached_workflows=settings.worker_cache_size,
         partner=partner,
     )
+    webhooks = build_webhook_worker(
+        client, pool, settings.task_queue, allow_loopback=settings.webhook_allow_loopback
+    )
+    dispatcher = WebhookDispatcher(pool, client, settings.task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,12 +77,14 @@ async def serve() -> int:
         pool, client, catalog, settings.task_queue, invoice_spread=settings.invoice_spread
     )
     process.freeze_startup_heap()
-    async with worker:
+    async with worker, webhooks:
         reconciling = asyncio.create_task(
             reconcile_periodically(services.subscriptions, partner, stop)
         )
+        dispatching = asyncio.create_task(dispatcher.run(stop))
         await stop.wait()
         await reconciling
+        await dispatching
     await pool.close()
     return 0
 

@@ -27,15 +27,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Interceptor, Worker
 
 from activities.subscription import SubscriptionActivities
+from activities.webhooks import WebhookActivities
 from domain.catalog import default_catalog
 from partners.config import load_partner_endpoints
 from partners.gateway import PartnerGateway
 from partners.http import PARTNER_LATENCY_BUCKETS, PARTNER_LATENCY_METRIC, HttpPartner
+from services.webhook_sender import WebhookSender
 from starter.sandbox_runner import workflow_runner
 from store import subscriptions
 from store.db import Pool
 from workflows import search_attributes as sa
 from workflows.subscription import SubscriptionWorkflow
+from workflows.webhooks import WebhookEndpointWorkflow, webhook_queue
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +162,11 @@ def partner_gateway(pool: Pool, client: Client | None = None) -> PartnerGateway:
     return HttpPartner(
         load_partner_endpoints(default_catalog().service_ids),
         service_of,
-        meter=partner_meter(client) if client is not None else None,
+        meter=runtime_meter(client) if client is not None else None,
     )
 
 
-def partner_meter(client: Client) -> MetricMeter:
+def runtime_meter(client: Client) -> MetricMeter:
     """The meter of the runtime the client (and so its worker) runs on."""
     runtime = client.service_client.config.runtime or Runtime.default()
     return runtime.metric_meter
@@ -214,4 +217,51 @@ def build_worker(
         # subscriptions one worker serves (bench/README.md).
         max_cached_workflows=max_cached_workflows,
         identity=f"bizsupport-worker@{os.uname().nodename}:{os.getpid()}",
+    )
+
+
+# The webhook worker's slots (build_webhook_worker's docstring says why so few).
+WEBHOOK_WORKFLOW_TASK_SLOTS = 2
+WEBHOOK_ROUNDS = 8
+WEBHOOK_ROUNDS_PER_SECOND = 20.0
+
+
+def build_webhook_worker(
+    client: Client,
+    pool: Pool,
+    task_queue: str,
+    *,
+    allow_loopback: bool,
+    max_rounds: int = WEBHOOK_ROUNDS,
+    rounds_per_second: float | None = WEBHOOK_ROUNDS_PER_SECOND,
+    max_cached_workflows: int = 1000,
+    sender: WebhookSender | None = None,
+) -> Worker:
+    """The worker of the webhook endpoint workflows and their delivery rounds, on the task
+    queue `{task_queue}-webhooks` (workflows/webhooks.py), run in the same process as
+    build_worker's.
+
+    A queue and slots of its own keep deliveries from slowing the subscriptions: at a month-end
+    thousands of endpoints are poked together, and on the subscriptions' queue their rounds
+    would take the month-close's workflow task and activity slots. Here at most
+    `max_rounds` rounds (each sending to up to 16 streams at once) and 2 workflow tasks run
+    at a time; the rest wait on the server's queue, where no timeout runs, and deliveries lag
+    the month-close instead of slowing it (bench/webhook_month_close.py, bench/README.md)."""
+    activities = WebhookActivities(
+        pool,
+        sender or WebhookSender(allow_loopback=allow_loopback),
+        meter=runtime_meter(client),
+    )
+    return Worker(
+        client,
+        task_queue=webhook_queue(task_queue),
+        workflows=[WebhookEndpointWorkflow],
+        workflow_runner=workflow_runner(),
+        activities=activities.all(),
+        max_concurrent_activities=max_rounds,
+        max_activities_per_second=rounds_per_second,
+        max_concurrent_workflow_tasks=WEBHOOK_WORKFLOW_TASK_SLOTS,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+        max_cached_workflows=max_cached_workflows,
+        identity=f"bizsupport-webhooks@{os.uname().nodename}:{os.getpid()}",
     )

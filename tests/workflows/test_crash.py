@@ -8,53 +8,18 @@ which the time-skipping test server does not do.
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.catalog import default_catalog
 from services.root import build_services
-from starter.temporal import binary
 from store import audit, subscriptions
 from store.db import Pool
 from tests.conftest import Workplace, eventually
 from tests.partner_sandbox import session_partner
+from tests.workflows.worker_process import spawn_worker
 from workflows import search_attributes as sa
-
-
-@pytest_asyncio.fixture(scope="module")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(binary("temporal")),
-        data_converter=pydantic_data_converter,
-        search_attributes=list(sa.ALL_KEYS),
-        dev_server_log_level="error",
-    )
-    yield env
-    await env.shutdown()
-
-
-async def _spawn_worker(env: WorkflowEnvironment, queue: str, database_url: str):
-    target = env.client.service_client.config.target_host
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.workflows.worker_process",
-        target,
-        queue,
-        database_url,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-    assert line.strip() == b"ready"
-    return proc
 
 
 async def test_sigkill_mid_provisioning_completes_once(
@@ -69,7 +34,7 @@ async def test_sigkill_mid_provisioning_completes_once(
     await session_partner().fault(
         "transient", "cartax", workplace_id=workplace.id, operation="provision", remaining=2
     )
-    first = await _spawn_worker(dev_env, queue, database_url)
+    first = await spawn_worker(dev_env, queue, database_url)
     status = await service.apply(
         workplace_id=workplace.id,
         service_id="cartax",
@@ -82,7 +47,7 @@ async def test_sigkill_mid_provisioning_completes_once(
     assert status.state == "applied"  # still provisioning
     first.kill()
     await first.wait()
-    second = await _spawn_worker(dev_env, queue, database_url)
+    second = await spawn_worker(dev_env, queue, database_url)
     try:
         sub = status.subscription_id
         row = await eventually(lambda: _active(pool, sub), within=60, what="activation")

@@ -1,0 +1,113 @@
+"""A real local webhook receiver for tests and benches: a small HTTP/1.1 server on loopback that
+checks every delivery's Standard Webhooks signature against the endpoint's secrets and records
+what it saw. It can answer an error status, answer late, or be down (its port closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+@dataclass
+class Seen:
+    """One request as the receiver got it and answered it."""
+
+    webhook_id: str
+    body: dict[str, Any]
+    signatures: list[str]
+    verified_by: list[str]  # which of the receiver's known secrets verify it
+    status: int  # what the receiver answered (0: it did not answer in time for the sender)
+
+    @property
+    def stream(self) -> str:
+        return self.body["subscription_id"] or f"workplace:{self.body['workplace_id']}"
+
+
+@dataclass
+class Receiver:
+    """`secrets`: every secret a delivery may be signed with (the test adds the new one at a
+    rotation); `script` shapes the next answers one by one, then `status` and `delay` every
+    later one; `down()` / `up()` close and reopen the port."""
+
+    secrets: list[str] = field(default_factory=list)
+    status: int = 200
+    delay: float = 0.0
+    answer_limit: float = 15.0  # the sender's: an answer later than this is not a delivery
+    script: list[tuple[int, float]] = field(default_factory=list)  # (status, delay) to use first
+    seen: list[Seen] = field(default_factory=list)
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def up(self) -> Receiver:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def delivered(self) -> list[Seen]:
+        """The requests answered 2xx."""
+        return [s for s in self.seen if 200 <= s.status < 300]
+
+    def ids(self) -> list[str]:
+        """Each delivered event once (deduplicated by webhook-id), in order of first delivery."""
+        return list(dict.fromkeys(s.webhook_id for s in self.delivered()))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                request = await reader.readline()
+                if not request:
+                    return
+                headers: dict[str, str] = {}
+                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                status, delay = self.script.pop(0) if self.script else (self.status, self.delay)
+                late = delay >= self.answer_limit
+                self.seen.append(self._check(headers, body, 0 if late else status))
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def _check(self, headers: dict[str, str], body: bytes, status: int) -> Seen:
+        verified = []
+        for secret in self.secrets:
+            with contextlib.suppress(WebhookVerificationError):
+                Webhook(secret).verify(body, headers)
+                verified.append(secret)
+        return Seen(
+            webhook_id=headers.get("webhook-id", ""),
+            body=json.loads(body),
+            signatures=headers.get("webhook-signature", "").split(" "),
+            verified_by=verified,
+            status=status,
+        )

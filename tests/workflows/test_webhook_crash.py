@@ -1,0 +1,79 @@
+"""A webhook worker SIGKILLed in the middle of a delivery (R-EVENT-2: never lost when any process
+dies): the attempt in flight was never recorded, so the next worker sends it again, and the
+receiver, deduplicating by webhook-id, sees every event once, in seq order.
+
+On the real dev server (tests/workflows/conftest.py `dev_env`), the worker in a process of its
+own (tests/workflows/worker_process.py --webhooks)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from functools import partial
+
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from services.webhook_dispatch import WebhookDispatcher
+from store.db import Pool
+from tests.conftest import eventually
+from tests.webhook_receiver import Receiver
+from tests.workflows.test_webhook_delivery import (
+    Hooks,
+    check_received,
+    has_status,
+    new_secret,
+    workplace,
+)
+from tests.workflows.worker_process import spawn_worker
+from workflows.webhooks import endpoint_workflow_id
+
+
+async def test_a_worker_killed_mid_delivery_loses_nothing(
+    dev_env: WorkflowEnvironment, pool: Pool, database_url: str
+) -> None:
+    queue = f"hooks-crash-{uuid.uuid4().hex[:8]}"
+    stop = asyncio.Event()
+    dispatcher = WebhookDispatcher(pool, dev_env.client, queue, pokes_per_second=None)
+    hooks = Hooks(dev_env, pool, dispatcher, [])
+    wp, secret = workplace(), new_secret()
+    # The first answer takes 8 s: the worker is killed while it waits for it.
+    receiver = await Receiver(secrets=[secret], script=[(200, 8.0)]).up()
+    first = await spawn_worker(dev_env, queue, database_url, "--webhooks")
+    running = asyncio.create_task(dispatcher.run(stop))
+    second = None
+    try:
+        endpoint_id = await hooks.endpoint(wp, receiver.url, secret)
+        stream = f"sub-{wp}"
+        ids = await hooks.emit(wp, stream, 3)
+
+        async def in_flight() -> bool:
+            return len(receiver.seen) == 1
+
+        await eventually(in_flight, within=30, what="the first attempt in flight")
+        first.kill()
+        await first.wait()
+        second = await spawn_worker(dev_env, queue, database_url, "--webhooks")
+        # The round's heartbeat times out (30 s) and the round runs again on the new worker.
+        await eventually(partial(hooks.all_succeeded, endpoint_id, 3), within=120, what="all")
+        assert receiver.seen[0].webhook_id == receiver.seen[1].webhook_id == ids[0]
+        check_received(receiver, {stream: ids})
+        # Deleted, its workflow ends at its next round.
+        async with pool.connection() as conn:
+            await conn.execute(
+                "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = %s",
+                (endpoint_id,),
+            )
+        await dispatcher.poke([endpoint_id])
+        handle = dev_env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+        await eventually(
+            partial(has_status, handle, WorkflowExecutionStatus.COMPLETED), within=30, what="end"
+        )
+    finally:
+        stop.set()
+        await running
+        await receiver.down()
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -1,0 +1,338 @@
+"""R-EVENT-2: webhook delivery through the real engine, end to end.
+
+Events are appended to the outbox (store.events.append), the dispatcher LISTENs and pokes the
+endpoint workflows on the time-skipping server, their rounds send over HTTP to a real local
+receiver (tests/webhook_receiver.py) that verifies every signature with the endpoint's secrets.
+Endpoint and secret rows are inserted directly (the API that creates them is another piece).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+import pytest_asyncio
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from domain.webhook_schedule import MAX_ATTEMPTS, RETRY_DELAYS
+from services.webhook_dispatch import WebhookDispatcher
+from starter.temporal import build_webhook_worker
+from store import events
+from store.db import Pool
+from tests.conftest import advance, eventually
+from tests.webhook_receiver import Receiver
+from workflows.webhooks import endpoint_workflow_id
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+@dataclass
+class Hooks:
+    env: WorkflowEnvironment
+    pool: Pool
+    dispatcher: WebhookDispatcher
+    endpoints: list[str]
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def endpoint(self, workplace_id: str, url: str, secret: str) -> str:
+        endpoint_id = f"we_{uuid.uuid4().hex[:12]}"
+        created = await self.now()
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO webhook_endpoints (endpoint_id, workplace_id, url, created_by,"
+                " created_at) VALUES (%s, %s, %s, 'test', %s)",
+                (endpoint_id, workplace_id, url, created),
+            )
+            await conn.execute(
+                "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (%s, %s, %s)",
+                (endpoint_id, secret, created),
+            )
+        self.endpoints.append(endpoint_id)
+        return endpoint_id
+
+    async def rotate(self, endpoint_id: str, secret: str) -> None:
+        """What the API's rotate-secret does: a new current secret, the old one retiring in 24 h."""
+        now = await self.now()
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE webhook_secrets SET retires_at = %s"
+                " WHERE endpoint_id = %s AND retires_at IS NULL",
+                (now + timedelta(hours=24), endpoint_id),
+            )
+            await conn.execute(
+                "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (%s, %s, %s)",
+                (endpoint_id, secret, now),
+            )
+
+    async def emit(self, workplace_id: str, stream: str, n: int = 1) -> list[str]:
+        """`n` events of a subscription `stream`, each committed on its own (as decisions are)."""
+        ids = []
+        for _ in range(n):
+            key = f"test:{uuid.uuid4().hex}"
+            async with self.pool.connection() as conn, conn.transaction():
+                await events.append(
+                    conn,
+                    event_key=key,
+                    type="subscription.plan_changed",
+                    created_at=await self.now(),
+                    workplace_id=workplace_id,
+                    service_id="ubob",
+                    subscription_id=stream,
+                    data={"plan_id": "basic"},
+                )
+            ids.append(events.event_id(key))
+        return ids
+
+    async def deliveries(self, endpoint_id: str) -> list[dict]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT d.*, e.event_id FROM webhook_deliveries d JOIN events e USING (event_no)"
+                " WHERE endpoint_id = %s ORDER BY d.stream, d.seq",
+                (endpoint_id,),
+            )
+            return list(await cur.fetchall())
+
+    async def all_succeeded(self, endpoint_id: str, n: int) -> bool:
+        rows = await self.deliveries(endpoint_id)
+        return len(rows) == n and all(r["status"] == "succeeded" for r in rows)
+
+    async def endpoint_row(self, endpoint_id: str) -> dict:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM webhook_endpoints WHERE endpoint_id = %s", (endpoint_id,)
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return row
+
+
+@pytest_asyncio.fixture
+async def hooks(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Hooks]:
+    queue = f"hooks-test-{uuid.uuid4().hex[:8]}"
+    stop = asyncio.Event()
+    dispatcher = WebhookDispatcher(
+        pool, env.client, queue, clock=env.get_current_time, sweep_every=2.0
+    )
+    found = Hooks(env, pool, dispatcher, [])
+    async with build_webhook_worker(env.client, pool, queue, allow_loopback=True):
+        running = asyncio.create_task(dispatcher.run(stop))
+        await asyncio.wait_for(dispatcher.listening.wait(), 15)
+        try:
+            yield found
+        finally:
+            # Deleted endpoints end their workflows at their next round. (Terminating a run
+            # whose round is in flight would leave the time-skipping clock locked for the
+            # tests after this one.)
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = ANY(%s)",
+                    (found.endpoints,),
+                )
+            await dispatcher.poke(found.endpoints)
+            for endpoint_id in found.endpoints:
+                handle = env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+                await eventually(
+                    partial(has_status, handle, WorkflowExecutionStatus.COMPLETED),
+                    within=60,
+                    what=f"{endpoint_id}'s workflow ended",
+                )
+            stop.set()
+            await running
+
+
+def workplace() -> str:
+    return f"wp-hook-{uuid.uuid4().hex[:8]}"
+
+
+def check_received(receiver: Receiver, expected: dict[str, list[str]]) -> None:
+    """Every request verified with a secret of the endpoint; after dedup by webhook-id, each
+    event exactly once; per stream in seq order, and no event of a stream was sent before the
+    one before it had been answered 2xx."""
+    assert all(s.verified_by for s in receiver.seen), [s.signatures for s in receiver.seen]
+    wanted = [i for ids in expected.values() for i in ids]
+    assert sorted(receiver.ids()) == sorted(wanted)
+    for stream, ids in expected.items():
+        seen = [s for s in receiver.seen if s.stream == stream]
+        assert [i for i in dict.fromkeys(s.webhook_id for s in seen)] == ids
+        assert [s.body["seq"] for s in seen] == sorted(s.body["seq"] for s in seen)
+        for earlier, later in itertools.pairwise(seen):
+            if later.webhook_id != earlier.webhook_id:
+                assert 200 <= earlier.status < 300, "a later event was sent before a success"
+
+
+async def test_each_event_once_in_seq_order_across_errors_and_an_outage(hooks: Hooks) -> None:
+    wp, secret = workplace(), new_secret()
+    receiver = await Receiver(secrets=[secret], status=500).up()
+    endpoint_id = await hooks.endpoint(wp, receiver.url, secret)
+    try:
+        a = await hooks.emit(wp, f"sub-a-{wp}", 3)
+        b = await hooks.emit(wp, f"sub-b-{wp}", 2)
+        # Answering 500: each stream's first event is tried and retried, the later ones wait.
+        await eventually(lambda: _attempted(hooks, endpoint_id, 1), what="first attempts")
+        await advance(hooks.env, RETRY_DELAYS[0])
+        await eventually(lambda: _attempted(hooks, endpoint_id, 2), what="second attempts")
+        assert {s.webhook_id for s in receiver.seen} == {a[0], b[0]}
+        # Down: connection refused, retried on the schedule.
+        await receiver.down()
+        await advance(hooks.env, RETRY_DELAYS[1])
+        await eventually(lambda: _attempted(hooks, endpoint_id, 3), what="attempts while down")
+        rows = await hooks.deliveries(endpoint_id)
+        assert {r["last_error"] for r in rows if r["attempts"] == 3} == {
+            "unreachable (ConnectError)"
+        }
+        # Up and answering 200: everything arrives, once, in order.
+        receiver.status = 200
+        await receiver.up()
+        await advance(hooks.env, RETRY_DELAYS[2])
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 5), what="all delivered")
+        check_received(receiver, {f"sub-a-{wp}": a, f"sub-b-{wp}": b})
+        assert (await hooks.endpoint_row(endpoint_id))["failing_since"] is None
+    finally:
+        await receiver.down()
+
+
+async def test_an_answer_later_than_15_seconds_is_retried(hooks: Hooks) -> None:
+    wp, secret = workplace(), new_secret()
+    receiver = await Receiver(secrets=[secret], script=[(200, 16.0)]).up()
+    endpoint_id = await hooks.endpoint(wp, receiver.url, secret)
+    try:
+        ids = await hooks.emit(wp, f"sub-{wp}", 2)
+        # The first answer comes after 16 s: a failed attempt, retried (its retry is due 5 s
+        # after the round began, so it runs as soon as the slow attempt has ended).
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 2), within=60, what="delivered")
+        assert [r["attempts"] for r in await hooks.deliveries(endpoint_id)] == [2, 1]
+        assert [(s.webhook_id, s.status) for s in receiver.seen] == [
+            (ids[0], 0),
+            (ids[0], 200),
+            (ids[1], 200),
+        ]
+        check_received(receiver, {f"sub-{wp}": ids})
+    finally:
+        await receiver.down()
+
+
+async def test_a_secret_rotation_signs_with_both_until_the_old_one_retires(hooks: Hooks) -> None:
+    wp, old, new = workplace(), new_secret(), new_secret()
+    receiver = await Receiver(secrets=[old, new]).up()
+    endpoint_id = await hooks.endpoint(wp, receiver.url, old)
+    stream = f"sub-{wp}"
+    try:
+        first = await hooks.emit(wp, stream)
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 1), what="before rotation")
+        await hooks.rotate(endpoint_id, new)
+        during = await hooks.emit(wp, stream)
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 2), what="during overlap")
+        await advance(hooks.env, timedelta(hours=25))
+        after = await hooks.emit(wp, stream)
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 3), what="after retirement")
+        by_id = {s.webhook_id: s for s in receiver.seen}
+        assert by_id[first[0]].verified_by == [old]
+        assert by_id[during[0]].verified_by == [old, new]
+        assert len(by_id[during[0]].signatures) == 2
+        assert by_id[after[0]].verified_by == [new]
+        check_received(receiver, {stream: first + during + after})
+    finally:
+        await receiver.down()
+
+
+async def test_a_dead_endpoint_does_not_delay_another(hooks: Hooks) -> None:
+    wp = workplace()
+    dead = await Receiver(status=503).up()
+    live_secret, dead_secret = new_secret(), new_secret()
+    dead.secrets = [dead_secret]
+    live = await Receiver(secrets=[live_secret]).up()
+    dead_id = await hooks.endpoint(wp, dead.url, dead_secret)
+    live_id = await hooks.endpoint(wp, live.url, live_secret)
+    try:
+        dead.delay = 10.0  # and slow: each of its attempts holds its round for 10 s
+        ids = await hooks.emit(wp, f"sub-{wp}", 4)
+        # Every event reaches the live endpoint while the dead one has not got past its first.
+        await eventually(lambda: hooks.all_succeeded(live_id, 4), what="the live endpoint")
+        assert {r["attempts"] for r in await hooks.deliveries(dead_id)} <= {0, 1}
+        check_received(live, {f"sub-{wp}": ids})
+    finally:
+        await dead.down()
+        await live.down()
+
+
+async def test_failed_after_the_last_attempt_and_disabled_after_three_days(hooks: Hooks) -> None:
+    wp, secret = workplace(), new_secret()
+    receiver = await Receiver(secrets=[secret], status=500).up()
+    endpoint_id = await hooks.endpoint(wp, receiver.url, secret)
+    try:
+        started = await hooks.now()
+        await hooks.emit(wp, f"sub-1-{wp}")
+        await eventually(lambda: _attempted(hooks, endpoint_id, 1), what="first attempt")
+        # The whole schedule (about 28 h) on the time-skipping clock: each retry runs when the
+        # business clock reaches it, then the delivery is failed.
+        for n, delay in enumerate(RETRY_DELAYS, start=2):
+            row = (await hooks.deliveries(endpoint_id))[0]
+            assert row["next_attempt_at"] - row["last_attempt_at"] == delay
+            await advance(hooks.env, delay)
+            await eventually(partial(_attempted, hooks, endpoint_id, n), what=f"attempt {n}")
+        row = (await hooks.deliveries(endpoint_id))[0]
+        assert (row["status"], row["attempts"], row["next_attempt_at"]) == (
+            "failed",
+            MAX_ATTEMPTS,
+            None,
+        )
+        assert row["last_status_code"] == 500
+        ep = await hooks.endpoint_row(endpoint_id)
+        assert ep["status"] == "enabled" and ep["failing_since"] <= started + timedelta(seconds=5)
+        # Keep failing: new events, each retried and failing, until three days after the first
+        # failure the endpoint is disabled, audited, and its workflow ends.
+        for n in range(2, 5):
+            await hooks.emit(wp, f"sub-{n}-{wp}")
+            await eventually(partial(_claimed, hooks, endpoint_id, n), what=f"event {n}")
+            await advance(hooks.env, timedelta(hours=28))
+            if (await hooks.endpoint_row(endpoint_id))["status"] == "disabled":
+                break
+        ep = await hooks.endpoint_row(endpoint_id)
+        assert ep["status"] == "disabled"
+        assert ep["status_changed_at"] - ep["failing_since"] >= timedelta(days=3)
+        async with hooks.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT * FROM audit_log WHERE action = 'webhook_endpoint_disabled'"
+                " AND workplace_id = %s",
+                (wp,),
+            )
+            entries = await cur.fetchall()
+        assert len(entries) == 1 and entries[0]["details"]["endpoint_id"] == endpoint_id
+        handle = hooks.env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+        await eventually(
+            lambda: has_status(handle, WorkflowExecutionStatus.COMPLETED), what="workflow ended"
+        )
+        assert all(s.verified_by for s in receiver.seen)
+    finally:
+        await receiver.down()
+
+
+async def _attempted(hooks: Hooks, endpoint_id: str, attempts: int) -> bool:
+    rows = await hooks.deliveries(endpoint_id)
+    heads: dict[str, dict] = {}
+    for row in rows:
+        heads.setdefault(row["stream"], row)
+    return bool(heads) and all(r["attempts"] >= attempts for r in heads.values())
+
+
+async def _claimed(hooks: Hooks, endpoint_id: str, n: int) -> bool:
+    """The endpoint has `n` deliveries and the newest was attempted once."""
+    rows = await hooks.deliveries(endpoint_id)
+    return len(rows) == n and all(r["attempts"] >= 1 for r in rows)
+
+
+async def has_status(handle: object, status: WorkflowExecutionStatus) -> bool:
+    described = await handle.describe()  # type: ignore[attr-defined]
+    return bool(described.status == status)
