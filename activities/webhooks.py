@@ -32,7 +32,7 @@ from temporalio.common import MetricMeter
 
 from domain.subscription import SYSTEM_ACTOR
 from domain.webhook_schedule import retry_at, should_disable
-from store import audit, deliveries
+from store import audit, deliveries, webhooks
 from store.db import Pool
 from store.deliveries import Attempt, EndpointRow, Pending
 from store.events import EventRow
@@ -136,7 +136,10 @@ class WebhookActivities:
         if claimed.held_back:
             later.append(now + HELD_BACK_RETRY)
         due = [h for h in heads if h.next_attempt_at <= now]
-        secrets = await deliveries.signing_secrets(self.pool, endpoint_id, now=now) if due else []
+        secrets: list[str] = []
+        if due:
+            async with self.pool.connection() as conn:
+                secrets = await webhooks.signing_secrets(conn, endpoint_id, now)
         budget = _Budget(ROUND_SENDS, time.monotonic() + ROUND_SECONDS)
         failed = False
         gate = asyncio.Semaphore(STREAMS_AT_ONCE)
@@ -197,7 +200,7 @@ class WebhookActivities:
             self.pool,
             event_key=f"webhook_endpoint_disabled:{endpoint_id}:{ep.failing_since.isoformat()}",
             at=now,
-            workplace_id=ep.workplace_id or SYSTEM_ACTOR,
+            workplace_id=ep.workplace_id or "",  # system-wide: as services/webhooks.py files it
             service_id=None,
             subscription_id=None,
             actor=SYSTEM_ACTOR,

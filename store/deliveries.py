@@ -180,17 +180,6 @@ async def stream_head(pool: Pool, endpoint_id: str, stream: str) -> Pending | No
         return _pending(row) if row is not None else None
 
 
-async def signing_secrets(pool: Pool, endpoint_id: str, *, now: datetime) -> list[str]:
-    """Every secret of the endpoint not yet retired at `now`, newest first."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT secret FROM webhook_secrets WHERE endpoint_id = %s"
-            " AND (retires_at IS NULL OR retires_at > %s) ORDER BY created_at DESC",
-            (endpoint_id, now),
-        )
-        return [row["secret"] for row in await cur.fetchall()]
-
-
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """What one attempt of a delivery came to."""

@@ -114,12 +114,13 @@ async def create(
         assert counted is not None
         if counted["n"] >= limit:
             return None
-        # The feed's current end, by read_feed's rule (store/events.py): the last event that
-        # no running transaction can still precede. Anything that commits later is after it.
+        # Where the endpoint starts in the feed (store/events.py orders it by transaction id):
+        # after every transaction that had begun writing when it was created. Events of
+        # transactions given an id later, and only those, are its; this does not depend on
+        # which earlier transactions happen to have committed yet.
         cur = await conn.execute(
-            "SELECT txid::text AS txid, event_no FROM events"
-            " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())"
-            " ORDER BY txid DESC, event_no DESC LIMIT 1"
+            "SELECT (pg_snapshot_xmax(pg_current_snapshot())::text::bigint - 1)::text AS txid,"
+            " 9223372036854775807 AS event_no"
         )
         end = await cur.fetchone()
         row = await fetch_one(

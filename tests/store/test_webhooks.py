@@ -12,7 +12,7 @@ import psycopg
 from services.webhooks import SECRET_OVERLAP, new_secret
 from store import events, webhooks
 from store.db import Pool
-from tests.conftest import Workplace
+from tests.conftest import Workplace, eventually
 
 T0 = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -105,6 +105,15 @@ async def test_a_new_endpoint_starts_at_the_end_of_the_feed(
     pool: Pool, workplace: Workplace
 ) -> None:
     before = await append_event(pool, workplace.id)
+
+    async def visible() -> bool:  # other tests may hold the horizon back
+        async with pool.connection() as conn:
+            feed = await events.read_feed(
+                conn, after=None, limit=100_000, workplace_id=workplace.id
+            )
+        return before in [e.event_no for e in feed]
+
+    await eventually(visible, what="the event before the endpoint in the feed")
     endpoint_id = await make_endpoint(pool, workplace.id, new_secret())
     after = await append_event(pool, workplace.id)
     async with pool.connection() as conn:
