@@ -51,7 +51,7 @@ Types = Annotated[
     "/workplaces/{wp}/events",
     response_model=EventFeedOut,
     tags=tags,
-    responses=responses(403, 404),
+    responses=responses(403, 404, 422),
 )
 async def workplace_events(
     wp: PathId,
@@ -66,7 +66,7 @@ async def workplace_events(
     return await rt.events.workplace_feed(wp, actor, after=after, limit=limit, types=types)
 
 
-@router.get("/events", response_model=EventFeedOut, tags=tags, responses=responses(403))
+@router.get("/events", response_model=EventFeedOut, tags=tags, responses=responses(403, 422))
 async def all_events(
     who: System,
     rt: Rt,

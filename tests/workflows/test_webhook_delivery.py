@@ -20,11 +20,12 @@ from functools import partial
 
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.webhook_schedule import MAX_ATTEMPTS, RETRY_DELAYS
 from services.webhook_dispatch import WebhookDispatcher
-from starter.temporal import build_webhook_worker
+from starter.temporal import binary, build_webhook_worker
 from store import events
 from store.db import Pool
 from tests.conftest import advance, eventually
@@ -116,6 +117,19 @@ class Hooks:
             row = await cur.fetchone()
             assert row is not None
             return row
+
+
+@pytest_asyncio.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this module's own: its long skips (25 h, days of retries) on
+    the suite's shared server fired every timer the earlier tests' subscriptions had left, and
+    the skip's RPC timed out in a full run."""
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(binary("temporal-test-server")),
+        data_converter=pydantic_data_converter,
+    )
+    yield environment
+    await environment.shutdown()
 
 
 @pytest_asyncio.fixture
