@@ -34,6 +34,18 @@ def rep(rt: Runtime, wp: Workplace) -> dict[str, str]:
     return bearer(token(rt, wp.id, wp.rep))
 
 
+async def set_admin(
+    api: httpx.AsyncClient, rt: Runtime, wp: Workplace, svc: str, permissions: list[str]
+) -> None:
+    """Give the workplace's delegated admin exactly these permissions on the service."""
+    answer = await api.put(
+        f"{base(wp, svc)}/management-permissions/{wp.admin}",
+        json={"permissions": permissions},
+        headers=rep(rt, wp),
+    )
+    assert answer.status_code == 200, answer.text
+
+
 def base(wp: Workplace, svc: str) -> str:
     return f"/v1/workplaces/{wp.id}/services/{svc}"
 

@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.runtime import Runtime
 from store import events
 from tests.api.conftest import bearer, system_token, token
-from tests.api.test_api import OFFSET_TIME, apply, base, error, rep
+from tests.api.test_api import OFFSET_TIME, apply, base, error, rep, set_admin
 from tests.conftest import Workplace, eventually
 
 # Month-end may fall inside a test's clock advance: its invoice is an event of its own.
@@ -38,17 +38,6 @@ async def every_event(api: httpx.AsyncClient, rt: Runtime, wp: Workplace) -> lis
         after = page["next_after"]
         if not page["has_more"]:
             return got
-
-
-async def set_admin(
-    api: httpx.AsyncClient, rt: Runtime, wp: Workplace, svc: str, permissions: list[str]
-) -> None:
-    answer = await api.put(
-        f"{base(wp, svc)}/management-permissions/{wp.admin}",
-        json={"permissions": permissions},
-        headers=rep(rt, wp),
-    )
-    assert answer.status_code == 200, answer.text
 
 
 async def test_decisions_come_back_from_the_feed_in_order_once_each(

@@ -26,7 +26,7 @@ from tests.api.browser import (
     shot,
 )
 from tests.api.conftest import LiveServer, bearer, console_login, system_token, token
-from tests.api.test_api import apply, base, error, rep
+from tests.api.test_api import apply, base, error, rep, set_admin
 from tests.conftest import Workplace
 
 DAY = 86_400
@@ -40,17 +40,6 @@ async def advance(api: httpx.AsyncClient, rt: Runtime, seconds: float) -> None:
     system = bearer(system_token(rt))
     moved = await api.post("/v1/sandbox/clock/advance", json={"seconds": seconds}, headers=system)
     assert moved.status_code == 200, moved.text
-
-
-async def grant(
-    api: httpx.AsyncClient, rt: Runtime, wp: Workplace, svc: str, perms: list[str]
-) -> None:
-    answer = await api.put(
-        f"{base(wp, svc)}/management-permissions/{wp.admin}",
-        json={"permissions": perms},
-        headers=rep(rt, wp),
-    )
-    assert answer.status_code == 200, answer.text
 
 
 def zipped_csv(content: bytes) -> dict[str, list[dict[str, str]]]:
@@ -187,12 +176,12 @@ async def test_who_may_download_the_records(
     member = bearer(token(api_runtime, workplace.id, workplace.members[0]))
 
     error(await api.get(url, headers=admin), 403, "FORBIDDEN")  # no permission at all
-    await grant(api, api_runtime, workplace, "tudy", ["usage.view", "plan.change"])
+    await set_admin(api, api_runtime, workplace, "tudy", ["usage.view", "plan.change"])
     refused = error(await api.get(url, headers=admin), 403, "FORBIDDEN")
     assert refused["details"]["needs"] == "subscription.cancel"
-    await grant(api, api_runtime, workplace, "cartax", ["subscription.cancel"])
+    await set_admin(api, api_runtime, workplace, "cartax", ["subscription.cancel"])
     error(await api.get(url, headers=admin), 403, "FORBIDDEN")  # on another service
-    await grant(api, api_runtime, workplace, "tudy", ["subscription.cancel"])
+    await set_admin(api, api_runtime, workplace, "tudy", ["subscription.cancel"])
     allowed = await api.get(url, headers=admin)
     assert allowed.status_code == 200 and allowed.json()["subscription"]["subscription_id"] == sub
 
@@ -221,7 +210,7 @@ async def test_console_notice_for_who_may_cancel_and_not_for_members(
     async with client() as api, client() as rep_c, client() as admin_c, client() as member_c:
         status = await apply(api, api_runtime, workplace, "loai")
         sub = status["subscription_id"]
-        await grant(api, api_runtime, workplace, "loai", ["usage.view"])
+        await set_admin(api, api_runtime, workplace, "loai", ["usage.view"])
         cancelled = await api.post(
             f"{base(workplace, 'loai')}/subscription/cancel", headers=rep(api_runtime, workplace)
         )
