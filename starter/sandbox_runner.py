@@ -1,5 +1,6 @@
-"""How the worker runs workflow code: the SDK's sandbox, with two caches. The one module that
-leans on the Temporal SDK's internals (docs/architecture.md, "Upgrading temporalio").
+"""How the worker runs workflow code: the SDK's sandbox, with `workflows/` passed through and
+its entry snippets compiled once. The one module that leans on the Temporal SDK's internals
+(docs/architecture.md, "Upgrading temporalio").
 
 Private API relied on (checked with the temporalio minor version pyproject.toml pins):
 
@@ -24,12 +25,14 @@ Private API relied on (checked with the temporalio minor version pyproject.toml 
   still referenced keeps the whole activation allocated; the SDK's references kept each cached
   run's first activation, its start input included (bench/README.md, "Issue 22").
 
-Public behaviour relied on (no private name): the sandbox imports `workflows/`'s modules afresh
-for every workflow it runs, through the standard import system (`sys.meta_path`).
-`_SharedCodeFinder` gives those modules a loader that keeps the first compile's code object:
-about 60 KiB of code objects per cached subscription, and a compile on every workflow start and
-every replay (bench/memory.py, bench/README.md). Should the sandbox stop importing that way, the
-finder simply goes unused.
+Public behaviour relied on (no private name): `SandboxRestrictions.with_passthrough_modules`.
+`workflows/` is passed through the sandbox like `domain/`: the sandbox imports it once per process
+and every run shares its module (code, functions, classes), where it would otherwise execute the
+module again for every workflow it runs: about 18 KiB of module state per cached subscription
+and two thirds of a new run's CPU (bench/README.md, "Issue 22"). What the sandbox's import-time
+proxies checked in that code (no clock, randomness, I/O or threads outside `workflow.`), the lint
+rules of `workflows/ruff.toml` check instead, in the suite (tests/workflows/test_guard.py); replay
+tests check determinism as before.
 
 tests/starter/test_sandbox_runner.py fails, naming the installed SDK version, if the private API
 changes (the method or class goes, its signature changes, or the sandbox stops entering
@@ -41,12 +44,8 @@ behaviour) and no private name is imported.
 from __future__ import annotations
 
 import dataclasses
-import importlib.abc
-import importlib.machinery
-import sys
-from collections.abc import Mapping, Sequence
-from importlib.machinery import ModuleSpec
-from types import CodeType, ModuleType
+from collections.abc import Mapping
+from types import CodeType
 from typing import Any, ClassVar, TypeVar
 
 import temporalio
@@ -55,45 +54,16 @@ from temporalio.api.common.v1 import Payload
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 # The switch: False runs the SDK's stock sandbox runner, for an SDK whose private API changed.
 COMPILE_SNIPPETS_ONCE = True
 
 M = TypeVar("M", bound=Message)
 
-# The packages whose modules the sandbox loads again for every workflow it runs.
-SANDBOXED_PACKAGES = ("workflows",)
-
-
-class _SharedCodeLoader(importlib.machinery.SourceFileLoader):
-    """Loads a module's code object once per process and hands the same one to every later
-    load. A code object is immutable, so sharing it shares nothing a workflow could change:
-    each sandbox still executes the module afresh (its own globals, functions and classes)."""
-
-    _codes: ClassVar[dict[str, CodeType]] = {}
-
-    def get_code(self, fullname: str) -> CodeType:
-        code = self._codes.get(self.path)
-        if code is None:
-            code = super().get_code(fullname)
-            assert code is not None, f"{self.path} has no code"
-            self._codes[self.path] = code
-        return code
-
-
-class _SharedCodeFinder(importlib.abc.MetaPathFinder):
-    """Finds SANDBOXED_PACKAGES' modules as the path finder does, loaded by _SharedCodeLoader."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if fullname.partition(".")[0] not in SANDBOXED_PACKAGES:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
-        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
-            spec.loader = _SharedCodeLoader(spec.loader.name, spec.loader.path)
-        return spec
+# Passed through the sandbox: one copy per process, shared by every run (see above).
+SHARED_PACKAGES = ("workflows",)
+RESTRICTIONS = SandboxRestrictions.default.with_passthrough_modules(*SHARED_PACKAGES)
 
 
 if COMPILE_SNIPPETS_ONCE:  # everything private stays under this switch
@@ -176,12 +146,9 @@ def _detached(det: WorkflowInstanceDetails) -> WorkflowInstanceDetails:
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
-    """How the worker runs workflow code: the SDK's sandbox, whose restrictions stay as they are,
-    with the workflow modules' code compiled once per process (a finder ahead of the path
-    finder, installed once per process), and the sandbox's own entry snippets too while
+    """How the worker runs workflow code: the SDK's sandbox, with `workflows/` passed through
+    (RESTRICTIONS), and the sandbox's own entry snippets compiled once while
     COMPILE_SNIPPETS_ONCE is on."""
-    if not any(isinstance(finder, _SharedCodeFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _SharedCodeFinder())
     if not COMPILE_SNIPPETS_ONCE:
-        return SandboxedWorkflowRunner()
-    return _CompiledOnceRunner()
+        return SandboxedWorkflowRunner(restrictions=RESTRICTIONS)
+    return _CompiledOnceRunner(restrictions=RESTRICTIONS)

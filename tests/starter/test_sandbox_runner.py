@@ -8,7 +8,6 @@ and the worker must run the SDK's stock runner."""
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, WorkflowInstance, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-import workflows.subscription
 from starter import sandbox_runner
 from workflows.subscription import SubscriptionWorkflow
 
@@ -123,10 +121,6 @@ async def test_recorded_histories_replay_with_the_workers_runner() -> None:
         assert all(cache[code] is snippets[code] for code in snippets)
     else:
         await replay(runner, *recorded[1:])
-    # The sandbox loaded workflows/subscription.py through the runner's loader: compiled once
-    # per process, not once per workflow (bench/memory.py measures what that saves).
-    source, shared = _source_and_shared()
-    assert source in shared, f"{SDK}: the sandbox compiled {source} itself; shared: {shared}"
 
 
 @SNIPPET_CACHE
@@ -147,6 +141,9 @@ async def test_a_cached_run_keeps_no_part_of_its_activations(
     await replay(sandbox_runner.workflow_runner(), histories()[0])
     assert seen, f"{SDK}: the runner's activate was not called; {ADVICE}"
     for instance in seen:
+        # workflows/ is passed through: the run is an instance of this process's own class, not
+        # of a class the sandbox made by executing the module again (bench/memory.py).
+        assert type(instance._object) is SubscriptionWorkflow, f"{SDK}: {type(instance._object)}"
         assert type(instance._current_internal_flags) is list, f"{SDK}; {ADVICE}"
         assert type(instance._workflow_input.headers) is dict, f"{SDK}; {ADVICE}"
 
@@ -157,9 +154,6 @@ async def test_switched_off_the_worker_runs_the_sdks_stock_runner(
     monkeypatch.setattr(sandbox_runner, "COMPILE_SNIPPETS_ONCE", False)
     runner = sandbox_runner.workflow_runner()
     assert type(runner) is SandboxedWorkflowRunner
+    assert runner.restrictions is sandbox_runner.RESTRICTIONS
     await replay(runner, *histories())
 
-
-def _source_and_shared() -> tuple[str, set[str]]:
-    source = os.path.realpath(workflows.subscription.__file__)
-    return source, {os.path.realpath(path) for path in sandbox_runner._SharedCodeLoader._codes}
