@@ -14,7 +14,7 @@ A. RSS of the worker processes alone (issue 22's figure): a real `python worker.
 
 Ours' worker calls partners over HTTP: the sandbox partner server runs as a process of its own
 (not counted), every service wired to it. A subscription counts once its current run waits on
-its invoice timer (from version 4 the run that applied continues as new once it is active).
+its invoice timer.
 
 B. Traced memory (tracemalloc), and where it was allocated: each kind runs in a fresh child
    process of this script (no-logic first), with its worker in that process, on Temporal's
@@ -178,24 +178,18 @@ def owner(trace: tracemalloc.Traceback) -> str:
 
 
 async def waiting_on_timer(client: Any, seeded: list[Any], in_flight: int) -> None:
-    """Wait until each subscription's run is cached and waiting: its current run is running and
-    its history ends with the invoice timer's start. An application is answered once the read
-    model says `active`, before that; and from version 4 the run that applied then continues as
-    new, so the run left in the cache is the next one."""
+    """Wait until each subscription's run is cached and waiting: its history ends with the
+    invoice timer's start. An application is answered once the read model says `active`, before
+    the activation's workflow task has ended."""
     from temporalio.api.enums.v1 import EventType
 
-    from domain.subscription import CURRENT_VERSION
     from workflows.subscription import workflow_id
 
     async def one(sub: Any) -> None:
         handle = client.get_workflow_handle(workflow_id(sub.subscription_id))
         for _ in range(3000):
             events = (await handle.fetch_history()).events
-            started = events[0].workflow_execution_started_event_attributes if events else None
-            next_run = started is not None and bool(started.continued_execution_run_id)
-            if (next_run or CURRENT_VERSION < 4) and (
-                events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED
-            ):
+            if events and events[-1].event_type == EventType.EVENT_TYPE_TIMER_STARTED:
                 return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{handle.id} is not waiting on its timer")
