@@ -24,9 +24,8 @@ deliveries (the time-skipping server's work grows with the workflows it holds).
 The goal is hooks ≥ 0.8 × the mean of its neighbours 2 and 4. Also printed: how long after the
 close began the 2N deliveries had all succeeded, and the CPU seconds each process used.
 
-Until every decision's commit writes its event (issue 20, item 1), the month-close writes none;
-then the bench writes each invoice's `invoice.issued` event itself as the invoice lands, in all
-three closes alike, and says so.
+Every close writes its `invoice.issued` events in the month-close's own commits (R-EVENT-1), with
+endpoints or without: what differs is only whether they are delivered.
 """
 
 from __future__ import annotations
@@ -63,50 +62,7 @@ class Close:
         return self.n / self.done_s
 
 
-class Feeder:
-    """Writes `invoice.issued` for each new invoice of the bench's workplaces, as the decision's
-    commit will (store/events.py append, one transaction each), when the commit does not."""
-
-    def __init__(self, pool: Any, like: str) -> None:
-        self.pool = pool
-        self.like = like
-        self.written = 0
-
-    async def run(self, period: str, until: asyncio.Event) -> None:
-        from store import events
-
-        seen: set[str] = set()
-        while True:
-            stop = until.is_set()
-            async with self.pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT invoice_id, subscription_id, workplace_id, service_id, issued_at"
-                    " FROM invoices WHERE period = %s AND workplace_id LIKE %s",
-                    (period, self.like),
-                )
-                rows = [r for r in await cur.fetchall() if r["invoice_id"] not in seen]
-            for row in rows:
-                async with self.pool.connection() as conn, conn.transaction():
-                    await events.append(
-                        conn,
-                        event_key=f"bench-invoice:{row['invoice_id']}",
-                        type="invoice.issued",
-                        created_at=row["issued_at"],
-                        workplace_id=row["workplace_id"],
-                        service_id=row["service_id"],
-                        subscription_id=row["subscription_id"],
-                        data={"invoice_id": row["invoice_id"], "period": period},
-                    )
-                seen.add(row["invoice_id"])
-                self.written += 1
-            if stop:
-                return
-            await asyncio.sleep(0.05)
-
-
-async def close_month(
-    env: Any, pool: Any, n: int, like: str, name: str, feeder: Feeder | None, hooks: bool
-) -> Close:
+async def close_month(env: Any, pool: Any, n: int, like: str, name: str, hooks: bool) -> Close:
     from datetime import timedelta
 
     from domain.calendar import first_instant_of_next_month, period_of
@@ -114,8 +70,6 @@ async def close_month(
     now = await env.get_current_time()
     first = first_instant_of_next_month(now)
     period = period_of(now)
-    closed = asyncio.Event()
-    feeding = asyncio.create_task(feeder.run(period, closed)) if feeder else None
     cpu_before = cpu_seconds()
     started = time.perf_counter()
     sleeping = asyncio.create_task(env.sleep(first - now + timedelta(seconds=1)))
@@ -145,9 +99,6 @@ async def close_month(
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds().items()}
     result = Close(name, n, invoices_s, time.perf_counter() - started, cpu=cpu)
     print(f"{name}: month-close {result.rate:.1f}/s", flush=True)
-    closed.set()
-    if feeding is not None:
-        await feeding
     if hooks:
         while (
             await count(
@@ -270,11 +221,7 @@ async def run(args: argparse.Namespace) -> int:
                 began = time.perf_counter()
                 subs = await seed(services.subscriptions, pool, prefix, args.n, "cartax")
                 print(f"seeded {args.n} subscriptions in {time.perf_counter() - began:.0f} s")
-                wired = await count(
-                    pool, "SELECT count(*) AS n FROM events WHERE workplace_id LIKE %s", like
-                )
-                feeder = None if wired else Feeder(pool, like)
-                first = await close_month(env, pool, args.n, like, "first", feeder, hooks=False)
+                first = await close_month(env, pool, args.n, like, "first", hooks=False)
 
                 endpoints = await add_endpoints(pool, [s.workplace_id for s in subs], receiver.url)
                 began = time.perf_counter()
@@ -292,18 +239,18 @@ async def run(args: argparse.Namespace) -> int:
                 # The three compared closes run with the same workflows on the server (its
                 # work grows with them): the endpoints disabled, enabled, disabled.
                 await set_endpoints(pool, endpoints, "disabled")
-                none = await close_month(env, pool, args.n, like, "none", feeder, hooks=False)
+                none = await close_month(env, pool, args.n, like, "none", hooks=False)
                 await set_endpoints(pool, endpoints, "enabled")
-                hooks = await close_month(env, pool, args.n, like, "hooks", feeder, hooks=True)
+                hooks = await close_month(env, pool, args.n, like, "hooks", hooks=True)
                 await set_endpoints(pool, endpoints, "disabled")
-                again = await close_month(env, pool, args.n, like, "none-again", feeder, False)
+                again = await close_month(env, pool, args.n, like, "none-again", False)
                 stop.set()
                 await dispatching
         finally:
             stop.set()
             await receiver.down()
             partner.stop()
-    report(args, first, none, hooks, again, feeder, len(receiver.seen), load_start)
+    report(args, first, none, hooks, again, len(receiver.seen), load_start)
     return 0 if hooks.rate >= 0.8 * (none.rate + again.rate) / 2 else 1
 
 
@@ -313,7 +260,6 @@ def report(
     none: Close,
     hooks: Close,
     again: Close,
-    feeder: Feeder | None,
     received: int,
     load_start: str,
 ) -> None:
@@ -327,11 +273,6 @@ def report(
         f" {args.rounds_per_second or 'no limit of'} rounds/s;"
         f" dispatcher: {args.pokes_per_second or 'no limit of'} pokes/s"
     )
-    if feeder is not None:
-        print(
-            f"the month-close's commit writes no event yet: the bench wrote {feeder.written}"
-            " invoice.issued events as the invoices landed, in every close"
-        )
     for c in (first, none, hooks, again):
         delivered = f" | 2N deliveries done {c.delivered_s:6.1f} s" if c.delivered_s else ""
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted((c.cpu or {}).items()) if v >= 0.1)
