@@ -1,6 +1,8 @@
 """A real local webhook receiver for tests and benches: a small HTTP/1.1 server on loopback that
 checks every delivery's Standard Webhooks signature against the endpoint's secrets and records
 what it saw. It can answer an error status, answer late, or be down (its port closed).
+`problems` checks what it saw against the delivery contract; the webhook tests and the kill
+matrix (tests/faults/hooks.py) share it.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +45,9 @@ class Receiver:
     script: list[tuple[int, float]] = field(default_factory=list)  # (status, delay) to use first
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
+    answering: int = 0  # requests received and not answered yet (held by `delay`)
     _server: asyncio.Server | None = None
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -59,8 +63,10 @@ class Receiver:
     async def down(self) -> None:
         if self._server is not None:
             self._server.close()
-            for writer in list(self._writers):
-                writer.close()
+            handlers = list(self._connections.values())
+            for handler in handlers:
+                handler.cancel()  # also one holding its answer (`delay`)
+            await asyncio.gather(*handlers)
             await self._server.wait_closed()
             self._server = None
 
@@ -72,8 +78,37 @@ class Receiver:
         """Each delivered event once (deduplicated by webhook-id), in order of first delivery."""
         return list(dict.fromkeys(s.webhook_id for s in self.delivered()))
 
+    def redelivered(self, among: set[str]) -> int:
+        """How many of the events `among` were delivered more than once (allowed: deliveries
+        are at least once, and the receiver deduplicates by webhook-id)."""
+        times = Counter(s.webhook_id for s in self.delivered() if s.webhook_id in among)
+        return sum(n > 1 for n in times.values())
+
+    def problems(self, expected: dict[str, list[str]]) -> list[str]:
+        """What the requests seen break of the delivery contract (docs/webhooks.md), given each
+        stream's event ids in seq order: every request is signed by one of the endpoint's
+        secrets; after dedup by webhook-id, every expected event was delivered (answered 2xx)
+        and no other event arrived; per stream, events first arrived in seq order."""
+        found = [
+            f"{s.webhook_id}: no secret of the endpoint verifies {s.signatures}"
+            for s in self.seen
+            if not s.verified_by
+        ]
+        wanted = {i for ids in expected.values() for i in ids}
+        delivered = set(self.ids())
+        found += [f"{i}: never delivered" for i in sorted(wanted - delivered)]
+        unknown = {s.webhook_id for s in self.seen} - wanted
+        found += [f"{i}: delivered, but no such event was expected" for i in sorted(unknown)]
+        for stream, ids in expected.items():
+            first = list(dict.fromkeys(s.webhook_id for s in self.seen if s.stream == stream))
+            if first != [i for i in ids if i in first]:
+                found.append(f"stream {stream}: events first arrived as {first}, not as {ids}")
+        return found
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._connections[writer] = handler
         try:
             while True:
                 request = await reader.readline()
@@ -87,14 +122,22 @@ class Receiver:
                 status, delay = self.script.pop(0) if self.script else (self.status, self.delay)
                 late = delay >= self.answer_limit
                 self.seen.append(self._check(headers, body, 0 if late else status))
-                if delay:
-                    await asyncio.sleep(delay)
-                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
-                await writer.drain()
+                self.answering += 1
+                try:
+                    if delay:
+                        await asyncio.sleep(delay)
+                    writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
+                    await writer.drain()
+                finally:
+                    self.answering -= 1
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            # down(), or the end of the test's event loop: a handler that ended cancelled is
+            # logged as an unhandled error by asyncio's stream server (Python 3.11)
+            return
         finally:
-            self._writers.discard(writer)
+            self._connections.pop(writer, None)
             with contextlib.suppress(Exception):
                 writer.close()
 

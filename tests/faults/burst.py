@@ -69,6 +69,15 @@ SCRIPT = (
 )
 
 
+def access_token(secret: str, workplace: str | None, member: str | None) -> str:
+    """A token signed with the stack's `auth-secret`: a member's of `workplace`, or with
+    `workplace` None the system's (directory sync, system-wide webhook endpoints)."""
+    now = datetime.now(UTC)
+    if workplace is None:
+        return mint_access_token(secret, member_id=None, workplace_id=None, role="system", now=now)
+    return mint_access_token(secret, member_id=member, workplace_id=workplace, now=now)
+
+
 @dataclass
 class Outcome:
     """What the client saw for one request: every attempt, and the definitive answer if any."""
@@ -109,12 +118,7 @@ class Burst:
         return len(self.workplaces) * len(SCRIPT)
 
     def token(self, workplace: str | None, member: str | None) -> str:
-        now = datetime.now(UTC)
-        if workplace is None:
-            return mint_access_token(
-                self.secret, member_id=None, workplace_id=None, role="system", now=now
-            )
-        return mint_access_token(self.secret, member_id=member, workplace_id=workplace, now=now)
+        return access_token(self.secret, workplace, member)
 
     async def create_workplaces(self) -> None:
         """Directory sync (system token) before the burst: a representative and two members."""

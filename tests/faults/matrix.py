@@ -18,6 +18,8 @@ from temporalio.service import RPCError
 from settings import REPO_ROOT
 from starter.temporal import connect
 from tests.faults.burst import SCRIPT, Burst
+from tests.faults.hooks import COLUMNS as HOOK_COLUMNS
+from tests.faults.hooks import AtKill, MatrixHooks
 from tests.faults.invariants import COLUMNS, Facts, read_facts, tally, violations
 from tests.faults.stack import DevStack
 
@@ -41,28 +43,35 @@ def record(name: str, row: dict[str, Any]) -> None:
 
 @dataclass
 class Matrix:
-    """The stack under test and every workplace a scenario made on it: each scenario checks
-    them all, so a later kill that broke an earlier scenario's subscriptions is caught too."""
+    """The stack under test, its webhook receiver, and every workplace a scenario made on it:
+    each scenario checks them all, so a later kill that broke an earlier scenario's
+    subscriptions or resent its events out of order is caught too."""
 
     stack: DevStack
+    hooks: MatrixHooks | None = None  # None: no receiver (the sandbox's scenarios, clocked.py)
     workplaces: list[str] = field(default_factory=list)
 
 
 async def run_scenario(matrix: Matrix, name: str, target: str, kills: int = 1) -> list[str]:
     """Run the burst, kill `target` `kills` times while it runs, wait for recovery; record the
-    scenario's row of the table and return what went wrong (empty: nothing)."""
-    stack = matrix.stack
-    secret = (stack.data / "auth-secret").read_text().strip()
-    burst = Burst(stack.base_url, secret, name, burst_workplaces())
+    scenario's row of the table and return what went wrong (empty: nothing). The webhook
+    receiver answers slowly until the last kill, so deliveries queue up and every kill falls
+    while some are under way."""
+    stack, hooks = matrix.stack, matrix.hooks
+    assert hooks is not None, "the kill matrix registers its webhook receiver first"
+    burst = Burst(stack.base_url, stack.auth_secret(), name, burst_workplaces())
     matrix.workplaces += burst.workplaces
     await burst.create_workplaces()
     began = time.monotonic()
     driving = asyncio.create_task(burst.run())
     in_burst = 0
     kill_times: list[float] = []
+    at_kill: list[AtKill] = []
+    hooks.slow(True)
     try:
         for i in range(kills):
             await burst.wait_in_flight(math.ceil(burst.total * (i + 1) / (kills + 1)))
+            at_kill.append(await hooks.at_kill(stack, matrix.workplaces))
             in_burst += burst.done < burst.total
             kill_times.append(time.monotonic())
             victim = stack.kill(target)
@@ -70,12 +79,16 @@ async def run_scenario(matrix: Matrix, name: str, target: str, kills: int = 1) -
                 await asyncio.to_thread(stack.start)
             else:
                 await asyncio.to_thread(stack.wait_restarted, target, victim)
+        hooks.slow(False)
         outcomes = await driving
     finally:
+        hooks.slow(False)
         if not driving.done():
             driving.cancel()
     burst_seconds = time.monotonic() - began
     facts, broken, first_look = await settle(stack, matrix.workplaces)
+    recovery_seconds = time.monotonic() - began - burst_seconds
+    delivered = await hooks.wait_delivered(stack, matrix.workplaces, RECOVERY_BOUND)
     counts, notes = tally(outcomes, facts)
     record(
         name,
@@ -91,7 +104,8 @@ async def run_scenario(matrix: Matrix, name: str, target: str, kills: int = 1) -
                 for a in facts.audit
             ),
             "burst_s": round(burst_seconds, 1),
-            "recovery_s": round(time.monotonic() - began - burst_seconds, 1),
+            "recovery_s": round(recovery_seconds, 1),
+            **hooks.row(delivered, burst.workplaces, at_kill),
             "invariants_broken": len(broken),
             "broken_at_first_look": first_look[:5],
             "slowest": [
@@ -101,7 +115,7 @@ async def run_scenario(matrix: Matrix, name: str, target: str, kills: int = 1) -
             ],
         },
     )
-    problems = broken + notes
+    problems = broken + notes + hooks.problems(delivered, at_kill)
     if in_burst < kills:
         problems.append(f"only {in_burst} of {kills} kills fell inside the burst")
     return problems
@@ -131,9 +145,10 @@ async def settle(stack: DevStack, workplaces: list[str]) -> tuple[Facts, list[st
 
 def format_table(table: dict[str, dict[str, Any]]) -> str:
     columns = ["killed", "kills", *COLUMNS, "hit", "resumed", "burst_s", "recovery_s"]
+    columns += HOOK_COLUMNS
     columns.append("invariants_broken")
     rows = [["scenario", *columns]] + [
-        [name, *(str(row[c]) for c in columns)] for name, row in table.items()
+        [name, *(str(row.get(c, "-")) for c in columns)] for name, row in table.items()
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows)

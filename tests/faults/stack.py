@@ -116,6 +116,10 @@ class DevStack:
     def launcher_log(self) -> Path:
         return self.data / f"launcher-{self.launches}.log"
 
+    def auth_secret(self) -> str:
+        """The secret the stack signs and checks access tokens with (made at its first start)."""
+        return (self.data / "auth-secret").read_text().strip()
+
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = json.loads(self.stack_file.read_text())
         return info

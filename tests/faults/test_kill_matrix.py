@@ -3,23 +3,33 @@ PostgreSQL, Temporal dev server, worker, API) under a burst of admin actions thr
 API, one process SIGKILLed per scenario, then: every accepted request's effect exactly once,
 workflow state = read model, one partner account per live subscription, no duplicate audit entry
 or invoice, no Idempotency-Key left in progress, no reservation without a workflow, nothing left
-in a transient state. The sandbox partner server is killed too (its accounts are read through
-its admin endpoint). The scenarios share one stack and run in this order; the launcher's kill
-starts the launcher again on the same DATA_DIR.
+in a transient state; and every event delivered to a real webhook receiver in the test process,
+signed, once after dedup by webhook-id, in seq order per subscription (tests/faults/hooks.py).
+The sandbox partner server is killed too (its accounts are read through its admin endpoint). The
+scenarios share one stack and run in this order; the launcher's kill starts the launcher again on
+the same DATA_DIR.
 
 `FAULTS_BURST=200` runs a larger burst per scenario (default 24 requests)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
+from tests.faults.hooks import MatrixHooks
 from tests.faults.matrix import Matrix, run_scenario
 from tests.faults.stack import DevStack
 
 
 @pytest.fixture(scope="module")
-def matrix(stack: DevStack) -> Matrix:
-    return Matrix(stack)
+async def matrix(stack: DevStack) -> AsyncIterator[Matrix]:
+    """The stack and its webhook receiver, registered before the first scenario."""
+    hooks = await MatrixHooks.register(stack)
+    try:
+        yield Matrix(stack, hooks)
+    finally:
+        await hooks.receiver.down()
 
 
 async def test_worker_killed_three_times(matrix: Matrix) -> None:
