@@ -156,4 +156,3 @@ async def test_switched_off_the_worker_runs_the_sdks_stock_runner(
     assert type(runner) is SandboxedWorkflowRunner
     assert runner.restrictions is sandbox_runner.RESTRICTIONS
     await replay(runner, *histories())
-
