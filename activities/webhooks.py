@@ -162,7 +162,14 @@ class WebhookActivities:
                         later.append(current.next_attempt_at)
                         return
 
-        await asyncio.gather(*(stream(h) for h in due))
+        # A task group, not gather: when one stream fails (PostgreSQL gone), the others stop
+        # too, so the retried round never overlaps sends still running from this one.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for h in due:
+                    group.create_task(stream(h))
+        except ExceptionGroup as failures:  # the round fails as its first stream did
+            raise failures.exceptions[0] from None
         if failed and await self._disable_if_failing(endpoint_id, now):
             return RoundResult(ended=True)
         oldest = await deliveries.oldest_pending(self.pool, endpoint_id)
