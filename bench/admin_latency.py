@@ -55,7 +55,7 @@ from common import (
     tag,
     worker_env,
 )
-from floors import NoLogicWorkflow
+from floors import NoLogicWorkflow, floor_step
 from month_close import bounded, descendants_cpu
 
 from starter import process
@@ -81,6 +81,7 @@ async def serve_noop(address: str, queue: str, cache: int) -> int:
         client,
         task_queue=queue,
         workflows=[NoLogicWorkflow],
+        activities=[floor_step],
         workflow_runner=workflow_runner(),
         max_concurrent_workflow_tasks=WORKFLOW_TASK_SLOTS,  # as worker.py's
         max_cached_workflows=cache,

@@ -1,23 +1,45 @@
-"""The benchmarks' no-logic workflows, in a module of their own: the sandbox executes a
-workflow's module again for every workflow it runs, so a floor must not carry a bench's imports
-(and what it costs per workflow is then only this small file, the fair floor)."""
+"""The benchmarks' no-logic workflow, in a module of its own: the sandbox executes a workflow's
+module again for every workflow it runs, so a floor must not carry a bench's imports (and what it
+costs per workflow is then only this small file, the fair floor)."""
 
 from __future__ import annotations
 
-from temporalio import workflow
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+# How long the floor waits on its timer: longer than any bench runs.
+FLOOR_TIMER = timedelta(days=31)
+
+
+@activity.defn(name="bench_floor_step")
+async def floor_step(step: int) -> int:
+    """The floor's activity: does nothing, answers at once."""
+    return step
 
 
 @workflow.defn(name="BenchNoLogicWorkflow")
 class NoLogicWorkflow:
-    """Waits on a condition until `finish`; a no-op update answers at once (the floor of an
-    admin update: the same client, server and worker, no activity, nothing to decide)."""
+    """Issue 22's no-logic workflow: two activities, then one timer, nothing decided. It waits on
+    its timer until `finish`; a no-op update answers at once (the floor of an admin update: the
+    same client, server and worker, no activity, nothing to decide). Every worker running it
+    registers `floor_step`."""
 
     def __init__(self) -> None:
         self.done = False
+        self.waiting = False
 
     @workflow.run
     async def run(self) -> None:
-        await workflow.wait_condition(lambda: self.done)
+        for step in range(2):
+            await workflow.execute_activity(
+                floor_step, step, start_to_close_timeout=timedelta(seconds=30)
+            )
+        self.waiting = True
+        try:
+            await workflow.wait_condition(lambda: self.done, timeout=FLOOR_TIMER)
+        except TimeoutError:
+            pass
 
     @workflow.update
     async def noop(self, seq: int) -> int:
@@ -29,5 +51,6 @@ class NoLogicWorkflow:
 
     @workflow.query
     def ready(self) -> bool:
-        """Answered once the workflow's first task has run: it is in the worker's cache."""
-        return True
+        """True once both activities are done and the run waits on its timer: then it sits in
+        the worker's cache as it will stay."""
+        return self.waiting

@@ -24,8 +24,10 @@ B. Traced memory (tracemalloc), and where it was allocated: each kind runs in a 
 
 1. OURS: N `cartax` subscriptions applied for through SubscriptionService, each an active, quiet
    SubscriptionWorkflow waiting on its invoice timer, all in the worker's cache.
-2. NO-LOGIC: N workflows (bench/floors.py) that only wait on a condition, in the cache of a
-   worker with the SDK's stock sandbox runner (a fixed floor, whichever runner ours uses).
+2. NO-LOGIC: N workflows (bench/floors.py: issue 22's floor, two activities and then one timer,
+   nothing decided; until 2026-12-07 a condition-only workflow), each counted once it waits on
+   its timer, in the cache of a worker with the SDK's stock sandbox runner (a fixed floor,
+   whichever runner ours uses).
 
 Before each kind, one workflow of that kind runs first (imports, first sandbox). Then N more are
 cached with tracemalloc on (one frame per allocation) and, after a full `gc.collect()`, the
@@ -73,7 +75,7 @@ if not workflow.unsafe.in_sandbox():
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import loadavg, machine_line, postgres, sandbox_partner, seed, tag, time_skipping
-from floors import NoLogicWorkflow
+from floors import NoLogicWorkflow, floor_step
 from month_close import bounded, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +199,17 @@ async def waiting_on_timer(client: Any, seeded: list[Any], in_flight: int) -> No
     await bounded(one, seeded, in_flight)
 
 
+async def floor_waiting(client: Any, key: str) -> None:
+    """Wait until the no-logic workflow `key` has run its two activities and waits on its timer:
+    then it sits in its worker's cache as it will stay."""
+    handle = client.get_workflow_handle(key)
+    for _ in range(3000):
+        if await handle.query(NoLogicWorkflow.ready):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{key} is not waiting on its timer")
+
+
 Fill = Callable[[int, int], Awaitable[None]]  # (workflows, in flight)
 
 
@@ -311,17 +324,14 @@ async def measure_kind(args: argparse.Namespace) -> Kind:
             async def start(key: str) -> None:
                 await env.client.start_workflow(NoLogicWorkflow.run, id=key, task_queue=nl_queue)
 
-            async def cached(key: str) -> None:
-                await env.client.get_workflow_handle(key).query(NoLogicWorkflow.ready)
-
             await bounded(start, keys, in_flight)
-            # a query is answered once the first task has run: each sits in the cache
-            await bounded(cached, keys, in_flight)
+            await bounded(lambda key: floor_waiting(env.client, key), keys, in_flight)
 
         async with Worker(
             env.client,
             task_queue=nl_queue,
             workflows=[NoLogicWorkflow],
+            activities=[floor_step],
             workflow_runner=SandboxedWorkflowRunner(),
             max_cached_workflows=cache,
             graceful_shutdown_timeout=timedelta(seconds=5),
@@ -368,12 +378,7 @@ async def worker_processes(args: argparse.Namespace) -> dict[str, float]:
                     keys,
                     args.concurrency,
                 )
-                # answered once its first task has run: then it sits in the worker's cache
-                await bounded(
-                    lambda key: client.get_workflow_handle(key).query(NoLogicWorkflow.ready),
-                    keys,
-                    args.concurrency,
-                )
+                await bounded(lambda key: floor_waiting(client, key), keys, args.concurrency)
 
             def rss() -> dict[str, float]:
                 found: dict[str, float] = {}

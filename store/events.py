@@ -90,12 +90,16 @@ async def append(
     """
     stream = stream_of(subscription_id, workplace_id)
     await lock_stream(conn, stream)
+    # The insert and its NOTIFY in one statement (one round trip per event): the NOTIFY is sent
+    # only for a row inserted, and, like the row, only if the transaction commits.
     cur = await conn.execute(
-        "INSERT INTO events (event_id, event_key, type, created_at, workplace_id, service_id,"
-        " subscription_id, stream, seq, data)"
+        "WITH written AS ("
+        " INSERT INTO events (event_id, event_key, type, created_at, workplace_id, service_id,"
+        "  subscription_id, stream, seq, data)"
         " SELECT %s, %s, %s, %s, %s, %s, %s, %s,"
         "  coalesce((SELECT max(seq) FROM events WHERE stream = %s), 0) + 1, %s"
-        " ON CONFLICT (event_key) DO NOTHING",
+        " ON CONFLICT (event_key) DO NOTHING RETURNING workplace_id)"
+        " SELECT pg_notify(%s, workplace_id) FROM written",
         (
             event_id(event_key),
             event_key,
@@ -107,12 +111,10 @@ async def append(
             stream,
             stream,
             Jsonb(data),
+            EVENTS_CHANNEL,
         ),
     )
-    if cur.rowcount == 0:
-        return False
-    await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, workplace_id))
-    return True
+    return cur.rowcount == 1
 
 
 async def lock_stream(conn: Conn, stream: str) -> None:

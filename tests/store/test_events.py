@@ -327,3 +327,26 @@ async def test_a_workplaces_concurrent_changes_read_back_in_seq_order(pool: Pool
     rows = await _rows(pool, wp.id)
     assert [r.seq for r in rows] == [1, 2, 3, 4, 5, 6]
     assert sorted(r.service_id or "" for r in rows) == sorted(services)
+
+
+async def test_an_event_is_announced_once_and_only_when_committed(
+    pool: Pool, database_url: str
+) -> None:
+    """The webhook dispatcher wakes on EVENTS_CHANNEL: one NOTIFY per event written, none for a
+    repeated write (the event is already there) or a rolled-back one."""
+    wp = f"wp-{uuid.uuid4().hex[:8]}"
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {events.EVENTS_CHANNEL}")
+        async with pool.connection() as conn:
+            async with conn.transaction():
+                assert await _append(conn, wp, f"{wp}-s", "first")
+            async with conn.transaction():
+                assert not await _append(conn, wp, f"{wp}-s", "first")  # written again
+            with pytest.raises(RuntimeError):
+                async with conn.transaction():
+                    assert await _append(conn, wp, f"{wp}-s", "rolled-back")
+                    raise RuntimeError("the decision fails after its write")
+            async with conn.transaction():
+                assert await _append(conn, wp, f"{wp}-s", "second")
+        heard = [note.payload async for note in listener.notifies(timeout=1.0)]
+    assert [payload for payload in heard if payload == wp] == [wp, wp]  # others' are not ours
