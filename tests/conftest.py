@@ -17,6 +17,7 @@ from typing import Any
 import hypothesis
 import pytest
 import pytest_asyncio
+import uvloop
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -40,6 +41,16 @@ from workflows.subscription import workflow_id
 # suite at once) hypothesis' 200 ms deadline failed examples that were only slow, not wrong.
 hypothesis.settings.register_profile("suite", deadline=None)
 hypothesis.settings.load_profile("suite")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The suite runs on uvloop, the event loop the worker and the API run on in production
+    (starter/process.py): what is tested is what runs, and the test process, which hosts a worker
+    as well as the clients, spends less CPU per callback the SDK's core hands it."""
+    return {"uvloop": uvloop.new_event_loop}
+
 
 # The suite is a local stack: webhook endpoints on loopback (a test's own receiver) are accepted,
 # here and in every process a test starts (settings.webhook_allow_loopback).
