@@ -377,26 +377,19 @@ async def month_began(runs: list[Run], first: datetime) -> Problems:
     patience = max(run.patience for run in runs)
     loop = asyncio.get_running_loop()
     waiting, since = len(changes) + len(invoices) + 1, loop.time()
+    pool = runs[0].pool
+    # Each look asks only about what has not landed yet (a batch holds up to 1,500 runs, looked
+    # at every 50 ms while the month closes); once all has, one look at every count below.
+    pending_changes, pending_invoices = changes, invoices
     while True:
-        async with runs[0].pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT subscription_id, plan_id, scheduled_plan_change FROM subscriptions"
-                " WHERE subscription_id = ANY(%s)",
-                (list(changes),),
-            )
-            shown = {row["subscription_id"]: row for row in await cur.fetchall()}
-            cur = await conn.execute(
-                "SELECT subscription_id, count(*) AS n FROM invoices"
-                " WHERE subscription_id = ANY(%s) GROUP BY subscription_id",
-                (list(invoices),),
-            )
-            issued = {row["subscription_id"]: row["n"] for row in await cur.fetchall()}
+        shown = await _plans(pool, list(pending_changes))
+        issued = await _invoice_counts(pool, list(pending_invoices))
         late = {
             sub_id: (run, f"the scheduled change to {plan} on {first}")
-            for sub_id, (run, plan) in changes.items()
+            for sub_id, (run, plan) in pending_changes.items()
             if shown[sub_id]["plan_id"] != plan or shown[sub_id]["scheduled_plan_change"]
         }
-        for sub_id, (run, expected) in invoices.items():
+        for sub_id, (run, expected) in pending_invoices.items():
             if issued.get(sub_id, 0) > expected:
                 problems[sub_id] = (run, f"{issued[sub_id]} invoices of {sub_id}, not {expected}")
             elif issued.get(sub_id, 0) < expected:
@@ -410,8 +403,39 @@ async def month_began(runs: list[Run], first: datetime) -> Problems:
             for sub_id, (run, what) in late.items():
                 problems[sub_id] = (run, f"timed out waiting for {what}")
             break
+        pending_changes = {k: v for k, v in pending_changes.items() if k in late}
+        pending_invoices = {k: v for k, v in pending_invoices.items() if k in late}
         await asyncio.sleep(0.05)
+    # An invoice issued once too often after its subscription's count had landed.
+    issued = await _invoice_counts(pool, list(invoices))
+    for sub_id, (run, expected) in invoices.items():
+        if issued.get(sub_id, 0) > expected and sub_id not in problems:
+            problems[sub_id] = (run, f"{issued[sub_id]} invoices of {sub_id}, not {expected}")
     return list(problems.values())
+
+
+async def _plans(pool: Pool, sub_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not sub_ids:
+        return {}
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT subscription_id, plan_id, scheduled_plan_change FROM subscriptions"
+            " WHERE subscription_id = ANY(%s)",
+            (sub_ids,),
+        )
+        return {row["subscription_id"]: row for row in await cur.fetchall()}
+
+
+async def _invoice_counts(pool: Pool, sub_ids: list[str]) -> dict[str, int]:
+    if not sub_ids:
+        return {}
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT subscription_id, count(*) AS n FROM invoices"
+            " WHERE subscription_id = ANY(%s) GROUP BY subscription_id",
+            (sub_ids,),
+        )
+        return {row["subscription_id"]: row["n"] for row in await cur.fetchall()}
 
 
 MonthClosed = Callable[[datetime, Problems], Awaitable[None]]
