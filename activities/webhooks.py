@@ -196,30 +196,32 @@ class WebhookActivities:
         return sent.ok, retry
 
     async def _disable_if_failing(self, endpoint_id: str, now: datetime) -> bool:
-        """Disable the endpoint once it has failed for three days without a success, with an
-        audit entry keyed by when the failing began (a retried round writes it once)."""
-        async with self.pool.connection() as conn:
+        """Disable the endpoint once it has failed for three days without a success, and file its
+        audit entry, in one transaction: an endpoint is never disabled without the entry that
+        says why (the entry is keyed by when the failing began)."""
+        async with self.pool.connection() as conn, conn.transaction():
             ep = await deliveries.endpoint(conn, endpoint_id)
-        if ep is None or not should_disable(ep.failing_since, now):
-            return False
-        assert ep.failing_since is not None
-        await audit.record(
-            self.pool,
-            event_key=f"webhook_endpoint_disabled:{endpoint_id}:{ep.failing_since.isoformat()}",
-            at=now,
-            workplace_id=ep.workplace_id or "",  # system-wide: as services/webhooks.py files it
-            service_id=None,
-            subscription_id=None,
-            actor=SYSTEM_ACTOR,
-            action="webhook_endpoint_disabled",
-            outcome="ok",
-            details={
-                "endpoint_id": endpoint_id,
-                "url": ep.url,
-                "failing_since": ep.failing_since.isoformat(),
-            },
-        )
-        await deliveries.disable(self.pool, endpoint_id, at=now)
+            if ep is None or not should_disable(ep.failing_since, now):
+                return False
+            assert ep.failing_since is not None
+            if not await deliveries.disable(conn, endpoint_id, at=now):
+                return False  # not enabled any more: someone else changed it
+            await audit.write(
+                conn,
+                event_key=f"webhook_endpoint_disabled:{endpoint_id}:{ep.failing_since.isoformat()}",
+                at=now,
+                workplace_id=ep.workplace_id or "",  # system-wide: as services/webhooks.py files it
+                service_id=None,
+                subscription_id=None,
+                actor=SYSTEM_ACTOR,
+                action="webhook_endpoint_disabled",
+                outcome="ok",
+                details={
+                    "endpoint_id": endpoint_id,
+                    "url": ep.url,
+                    "failing_since": ep.failing_since.isoformat(),
+                },
+            )
         return True
 
 

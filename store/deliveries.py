@@ -217,15 +217,15 @@ async def record_attempt(pool: Pool, endpoint_id: str, delivery_id: str, attempt
         )
 
 
-async def disable(pool: Pool, endpoint_id: str, *, at: datetime) -> bool:
-    """Disable an enabled endpoint; False when it was not enabled."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE webhook_endpoints SET status = 'disabled', status_changed_at = %s"
-            " WHERE endpoint_id = %s AND status = 'enabled'",
-            (at, endpoint_id),
-        )
-        return cur.rowcount == 1
+async def disable(conn: Conn, endpoint_id: str, *, at: datetime) -> bool:
+    """Disable an enabled endpoint, on the caller's transaction (with its audit entry); False
+    when it was not enabled."""
+    cur = await conn.execute(
+        "UPDATE webhook_endpoints SET status = 'disabled', status_changed_at = %s"
+        " WHERE endpoint_id = %s AND status = 'enabled'",
+        (at, endpoint_id),
+    )
+    return cur.rowcount == 1
 
 
 async def oldest_pending(pool: Pool, endpoint_id: str) -> datetime | None:
