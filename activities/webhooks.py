@@ -41,6 +41,9 @@ CLAIM_LIMIT = 500  # events read from the feed per round
 ROUND_SENDS = 200  # attempts per round
 ROUND_SECONDS = 45.0  # wall seconds after which a round starts no new attempt
 STREAMS_AT_ONCE = 16  # streams of one endpoint sent to at once
+# Heartbeats per heartbeat timeout: for the default 30 s (workflows/webhooks.py), every 5 s; the
+# same 5 s when the round is run without a heartbeat timeout.
+HEARTBEATS_PER_TIMEOUT = 6
 HEARTBEAT_EVERY = 5.0
 # Events committed while an older transaction runs are not in the feed yet (store/events.py):
 # the endpoint looks again this soon, not at the next poke.
@@ -241,13 +244,16 @@ class _Budget:
 
 @contextlib.asynccontextmanager
 async def _heartbeating() -> AsyncIterator[None]:
-    """Heartbeat every few seconds while the round runs, so a worker that died mid-round is
-    noticed by its heartbeat timeout, not the round's whole start-to-close timeout."""
+    """Heartbeat several times per heartbeat timeout while the round runs, so a worker that
+    died mid-round is noticed by its heartbeat timeout, not the round's whole start-to-close
+    timeout. The pace follows the timeout the workflow gave (EndpointInput.round_heartbeat)."""
+    timeout = activity.info().heartbeat_timeout
+    every = timeout.total_seconds() / HEARTBEATS_PER_TIMEOUT if timeout else HEARTBEAT_EVERY
 
     async def beat() -> None:
         while True:
             activity.heartbeat()
-            await asyncio.sleep(HEARTBEAT_EVERY)
+            await asyncio.sleep(every)
 
     task = asyncio.create_task(beat())
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import psycopg
 from psycopg import sql
@@ -29,6 +30,7 @@ from store import deliveries
 from store.db import Pool
 from store.events import EVENTS_CHANNEL
 from workflows.webhooks import (
+    ROUND_HEARTBEAT,
     EndpointInput,
     WebhookEndpointWorkflow,
     endpoint_workflow_id,
@@ -57,6 +59,7 @@ class WebhookDispatcher:
         coalesce: float = COALESCE,
         sweep_every: float = SWEEP_EVERY,
         pokes_per_second: float | None = POKES_PER_SECOND,
+        round_heartbeat: timedelta = ROUND_HEARTBEAT,
     ) -> None:
         if not isinstance(pool.conninfo, str):
             raise TypeError("WebhookDispatcher needs a pool made from a connection string")
@@ -66,6 +69,7 @@ class WebhookDispatcher:
         self.clock = clock
         self.coalesce = coalesce
         self.sweep_every = sweep_every
+        self.round_heartbeat = round_heartbeat  # for the workflows it starts (EndpointInput)
         self._workplaces: set[str] = set()
         self._noted = asyncio.Event()
         self._gate = asyncio.Semaphore(POKES_AT_ONCE)
@@ -104,7 +108,7 @@ class WebhookDispatcher:
             try:
                 await self.client.start_workflow(
                     WebhookEndpointWorkflow.run,
-                    EndpointInput(endpoint_id=endpoint_id),
+                    EndpointInput(endpoint_id=endpoint_id, round_heartbeat=self.round_heartbeat),
                     id=endpoint_workflow_id(endpoint_id),
                     task_queue=self.queue,
                     start_signal="poke",

@@ -40,6 +40,12 @@ def webhook_queue(task_queue: str) -> str:
 
 class EndpointInput(BaseModel):
     endpoint_id: str
+    # How soon a round whose worker died is noticed (the round heartbeats six times in it,
+    # activities/webhooks.py). Every production start takes the default; a test that kills a
+    # worker mid-round gives a shorter one so it does not wait 30 s. Replay-safe: histories
+    # without the field read the default, and a heartbeat timeout is not compared on replay
+    # (only an activity's type and id are).
+    round_heartbeat: timedelta = ROUND_HEARTBEAT
 
 
 @workflow.defn(name="WebhookEndpointWorkflow")
@@ -60,7 +66,7 @@ class WebhookEndpointWorkflow:
                 WebhookActivities.deliver_round,
                 RoundInput(endpoint_id=input.endpoint_id, now=workflow.now()),
                 start_to_close_timeout=ROUND_TIMEOUT,
-                heartbeat_timeout=ROUND_HEARTBEAT,
+                heartbeat_timeout=input.round_heartbeat,
                 retry_policy=ROUND_RETRY,
             )
             if result.ended:

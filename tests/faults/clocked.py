@@ -38,6 +38,11 @@ NEW_PLAN = "ubob-premium"
 STAGGER = 0.3
 ADVANCE_TIMEOUT = 600.0
 DELETION_DELAY = 30 * 86_400  # R-CANCEL-2
+# The calls struck by the kill are retried after Temporal's backoff, a timer on the sandbox
+# clock: the advance skips its first steps at once, so the retry after the partner is back comes
+# at the longest, 30 s (workflows/calls.py, ACTIVITY_RETRY). Recovery moves the clock on by as
+# much, as a team waiting for it would, instead of waiting it out on the wall clock.
+RETRY_NUDGE = 30.0
 
 
 @dataclass
@@ -110,6 +115,11 @@ class Clocked:
         answer = await self.request(None, "GET", "/v1/sandbox/clock")
         return datetime.fromisoformat(answer.json()["now"])
 
+    async def advance(self, seconds: float) -> None:
+        """Move the clock; the answer comes once what it fired has settled."""
+        answer = await self.request(None, "POST", "/v1/sandbox/clock/advance", {"seconds": seconds})
+        assert answer.status_code == 200, answer.text
+
     async def stagger(self, operation: str) -> None:
         for i, wp in enumerate(self.burst.workplaces):
             for service in SERVICES:
@@ -141,9 +151,7 @@ class Clocked:
         `operation` have reached it and one of them is still unanswered; wait for the sandbox
         to start it again and for the advance to answer. Returns what the kill struck."""
         before = await self.calls(operation)
-        advancing = asyncio.create_task(
-            self.request(None, "POST", "/v1/sandbox/clock/advance", {"seconds": seconds})
-        )
+        advancing = asyncio.create_task(self.advance(seconds))
         struck: dict[str, Any] = {"kills_during_burst": 0, "hit": 0}
         began = time.monotonic()
         try:
@@ -156,8 +164,7 @@ class Clocked:
                     await asyncio.to_thread(self.stack.wait_restarted, "partner", victim)
                     break
                 await asyncio.sleep(0.02)
-            answer = await advancing
-            assert answer.status_code == 200, answer.text
+            await advancing
             struck["arrived_before_kill"] = arrived if struck["kills_during_burst"] else 0
         finally:
             advancing.cancel()
@@ -350,7 +357,8 @@ async def settle_and_record(
     clocked: Clocked, name: str, owed: list[Owed], struck: dict[str, Any], judge: Any
 ) -> list[str]:
     """Poll until every owed action is judged clean and the matrix's invariants hold, or the
-    bound runs out; record the scenario's row and return what went wrong."""
+    bound runs out, moving the clock on between looks (RETRY_NUDGE); record the scenario's row
+    and return what went wrong."""
     began = time.monotonic()
     deadline = began + RECOVERY_BOUND
     info = clocked.stack.info()
@@ -370,6 +378,7 @@ async def settle_and_record(
             if (not broken and not notes) or time.monotonic() > deadline:
                 break
         await asyncio.sleep(1.0)
+        await clocked.advance(RETRY_NUDGE)
     # Attempts beyond one per action: the calls before the kill, and the restarted partner's.
     calls = struck.get("arrived_before_kill", 0) + await clocked.calls(_operation(name))
     counts["retried"] = max(0, calls - len(owed))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from functools import partial
 
 from temporalio.client import WorkflowExecutionStatus
@@ -28,13 +29,19 @@ from tests.workflows.test_webhook_delivery import (
 from tests.workflows.worker_process import spawn_worker
 from workflows.webhooks import endpoint_workflow_id
 
+ROUND_HEARTBEAT = timedelta(seconds=10)
+
 
 async def test_a_worker_killed_mid_delivery_loses_nothing(
     dev_env: WorkflowEnvironment, pool: Pool, database_url: str
 ) -> None:
     queue = f"hooks-crash-{uuid.uuid4().hex[:8]}"
     stop = asyncio.Event()
-    dispatcher = WebhookDispatcher(pool, dev_env.client, queue, pokes_per_second=None)
+    # A round's heartbeat timeout of 10 s, not production's 30 s: the kill is noticed sooner,
+    # and the round still heartbeats six times in it (once the SDK's throttle, 80 %, allows).
+    dispatcher = WebhookDispatcher(
+        pool, dev_env.client, queue, pokes_per_second=None, round_heartbeat=ROUND_HEARTBEAT
+    )
     hooks = Hooks(dev_env, pool, dispatcher, [])
     wp, secret = workplace(), new_secret()
     # The first answer takes 8 s: the worker is killed while it waits for it.
@@ -54,7 +61,7 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(
         first.kill()
         await first.wait()
         second = await spawn_worker(dev_env, queue, database_url, "--webhooks")
-        # The round's heartbeat times out (30 s) and the round runs again on the new worker.
+        # The round's heartbeat times out (10 s) and the round runs again on the new worker.
         await eventually(partial(hooks.all_succeeded, endpoint_id, 3), within=120, what="all")
         assert receiver.seen[0].webhook_id == receiver.seen[1].webhook_id == ids[0]
         check_received(receiver, {stream: ids})
