@@ -883,7 +883,8 @@ def uncached_worker(env: WorkflowEnvironment, pool: Pool, queue: str) -> Worker:
     The time-skipping server never moves a task off a stopped worker's sticky queue (the real
     server does, after a timeout), so a cached worker's successor would wait forever. Without
     a cache every workflow task is a full replay of the history, which is what a successor
-    does anyway; a task the stopped worker had taken is retried after its 10 s timeout.
+    does anyway; a task the stopped worker had taken is retried after its 10 s timeout (if
+    one was in flight when it stopped).
     """
     activities = SubscriptionActivities(pool, partner_gateway(pool))
     return Worker(
@@ -892,6 +893,10 @@ def uncached_worker(env: WorkflowEnvironment, pool: Pool, queue: str) -> Worker:
         workflows=[SubscriptionWorkflow],
         activities=activities.all(),
         max_cached_workflows=0,
+        # One workflow task at a time: with no cache and several slots, each month-close task
+        # the worker had started timed out (10 s) one to four times before it ran (41 timeouts,
+        # 164 s for this test; with one slot none, 13 s).
+        max_concurrent_workflow_tasks=1,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 
