@@ -17,24 +17,30 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import psycopg
+import pytest
 import pytest_asyncio
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from domain.webhook_schedule import MAX_ATTEMPTS, RETRY_DELAYS
 from services.webhook_dispatch import WebhookDispatcher
+from starter.sandbox_runner import workflow_runner
 from starter.temporal import binary, build_webhook_worker
 from store import events
 from store.db import Pool, migrate, open_pool
 from tests.conftest import advance, eventually
 from tests.partner_sandbox import SandboxPartnerProcess
 from tests.webhook_receiver import Receiver
-from workflows.webhooks import endpoint_workflow_id
+from workflows.webhooks import WebhookEndpointWorkflow, endpoint_workflow_id
+
+HISTORIES = Path(__file__).parent / "histories"
 
 
 def new_secret() -> str:
@@ -371,3 +377,65 @@ async def _claimed(hooks: Hooks, endpoint_id: str, n: int) -> bool:
 async def has_status(handle: object, status: WorkflowExecutionStatus) -> bool:
     described = await handle.describe()  # type: ignore[attr-defined]
     return bool(described.status == status)
+
+
+# ── recorded histories of the endpoint workflow ──────────────────────────────────────────────
+# `webhook_v1_run*.json`: an endpoint's life (a failed attempt, its retry on the schedule, later
+# events, then deleted), recorded by the code of its first release. A change to
+# WebhookEndpointWorkflow must replay them; never re-record one to make a change pass
+# (docs/architecture.md, "Versions"). `BIZSUPPORT_RECORD_HISTORIES=1` records a new version.
+
+WEBHOOK_HISTORIES = "webhook_v*_run*.json"
+WEBHOOK_VERSION = 1
+
+
+async def test_recorded_endpoint_histories_replay() -> None:
+    files = sorted(HISTORIES.glob(WEBHOOK_HISTORIES))
+    assert files, f"no recorded endpoint histories in {HISTORIES}"
+    replayer = Replayer(
+        workflows=[WebhookEndpointWorkflow],
+        workflow_runner=workflow_runner(),
+        data_converter=pydantic_data_converter,
+    )
+    for path in files:
+        await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+
+
+@pytest.mark.skipif(not os.environ.get("BIZSUPPORT_RECORD_HISTORIES"), reason="recording only")
+async def test_record_endpoint_history(hooks: Hooks) -> None:
+    wp, secret = workplace(), new_secret()
+    receiver = await Receiver(secrets=[secret], script=[(500, 0.0)]).up()
+    endpoint_id = await hooks.endpoint(wp, receiver.url, secret)
+    handle = hooks.env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+    try:
+        ids = await hooks.emit(wp, f"sub-{wp}", 2)
+        await eventually(lambda: _attempted(hooks, endpoint_id, 1), what="the first attempt")
+        await advance(hooks.env, RETRY_DELAYS[0])
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 2), what="delivered")
+        ids += await hooks.emit(wp, f"sub-{wp}", 1)
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 3), what="a later event")
+        check_received(receiver, {f"sub-{wp}": ids})
+        async with hooks.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = %s",
+                (endpoint_id,),
+            )
+        await hooks.dispatcher.poke([endpoint_id])
+        await eventually(
+            partial(has_status, handle, WorkflowExecutionStatus.COMPLETED), what="ended"
+        )
+    finally:
+        await receiver.down()
+    runs = []
+    run_id: str | None = (await handle.describe()).run_id
+    while run_id:  # from the last run back to the first, through continue-as-new
+        history = await hooks.env.client.get_workflow_handle(
+            handle.id, run_id=run_id
+        ).fetch_history()
+        runs.append(history)
+        started = history.events[0].workflow_execution_started_event_attributes
+        run_id = started.continued_execution_run_id or None
+    for number, history in enumerate(reversed(runs), start=1):
+        path = HISTORIES / f"webhook_v{WEBHOOK_VERSION}_run{number}.json"
+        assert not path.exists(), f"{path.name} is recorded already: never re-record a version"
+        path.write_text(history.to_json())
