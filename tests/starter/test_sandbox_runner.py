@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +19,9 @@ from temporalio.worker import Replayer, WorkflowInstance, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from starter import sandbox_runner
+from tests.workflows.test_durability import HISTORIES, SUBSCRIPTION_HISTORIES
 from workflows.subscription import SubscriptionWorkflow
 
-HISTORIES = Path(__file__).resolve().parents[1] / "workflows" / "histories"
 SDK = f"temporalio {temporalio.__version__}"
 ADVICE = (
     "the SDK's private API that starter/sandbox_runner.py relies on changed: adapt"
@@ -38,7 +37,7 @@ CREATE, ACTIVATE = "InSandbox(", "__temporal_in_sandbox.activate("
 
 
 def histories() -> list[WorkflowHistory]:
-    files = sorted(HISTORIES.glob("*.json"))
+    files = sorted(HISTORIES.glob(SUBSCRIPTION_HISTORIES))
     assert files, f"no recorded histories in {HISTORIES}"
     return [WorkflowHistory.from_json(path.stem, path.read_text()) for path in files]
 

@@ -31,6 +31,8 @@ from tests.conftest import Workplace, advance, eventually
 from workflows.subscription import SubscriptionWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+# The subscription workflow's recordings (the endpoint workflow's are webhook_*.json).
+SUBSCRIPTION_HISTORIES = "ubob_*.json"
 TERMS = "2026-01-01"
 
 
@@ -113,7 +115,7 @@ async def _closed(handle) -> bool:
 
 async def test_recorded_histories_replay() -> None:
     """Workflow changes that would break running subscriptions fail here (determinism)."""
-    files = sorted(HISTORIES.glob("*.json"))
+    files = sorted(HISTORIES.glob(SUBSCRIPTION_HISTORIES))
     assert files, "no recorded histories: record them (see the module docstring)"
     replayer = Replayer(workflows=[SubscriptionWorkflow], data_converter=pydantic_data_converter)
     for path in files:
