@@ -70,12 +70,14 @@ FEES = oracle.fees_from(
 TERMS = {s.service_id: s.terms.version for s in CATALOG.services}
 
 # The generated lifecycles: how many (CI runs 200; `make soak` runs 10,000 over shards), from
-# which seed (CI: a fixed one), laid on one clock this many at a time (BATCH, bounded by the
-# session worker's workflow cache: a batch keeps about a third of its subscriptions open at once),
+# which seed (CI: a fixed one), laid on one clock this many at a time (BATCH: each batch after
+# the first on a time-skipping server of its own, whose CPU grows with the histories it holds;
+# at 1,500 a batch's two servers used as much CPU as the two shards' Python by its end, so
+# smaller batches cost less per lifecycle, though each walks its own months),
 # at most CONCURRENCY actions at once, and where progress goes (`make soak` reads it).
 LIFECYCLES = int(os.environ.get("BIZSUPPORT_ORACLE_EXAMPLES", CI_LIFECYCLES))
 SEED = int(os.environ.get("BIZSUPPORT_SOAK_SEED", CI_SEED))
-BATCH = int(os.environ.get("BIZSUPPORT_SOAK_BATCH", "1500"))
+BATCH = int(os.environ.get("BIZSUPPORT_SOAK_BATCH", "500"))
 CONCURRENCY = 32
 PROGRESS = os.environ.get("BIZSUPPORT_SOAK_PROGRESS")
 
