@@ -416,28 +416,32 @@ async def month_began(runs: list[Run], first: datetime) -> Problems:
     return list(problems.values())
 
 
-async def _plans(pool: Pool, sub_ids: list[str]) -> dict[str, dict[str, Any]]:
+async def _by_subscription(pool: Pool, query: str, sub_ids: list[str]) -> dict[str, Any]:
+    """`query`'s rows (it takes the ids as its one parameter), by subscription id."""
     if not sub_ids:
         return {}
     async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT subscription_id, plan_id, scheduled_plan_change FROM subscriptions"
-            " WHERE subscription_id = ANY(%s)",
-            (sub_ids,),
-        )
+        cur = await conn.execute(query, (sub_ids,))
         return {row["subscription_id"]: row for row in await cur.fetchall()}
 
 
+async def _plans(pool: Pool, sub_ids: list[str]) -> dict[str, dict[str, Any]]:
+    return await _by_subscription(
+        pool,
+        "SELECT subscription_id, plan_id, scheduled_plan_change FROM subscriptions"
+        " WHERE subscription_id = ANY(%s)",
+        sub_ids,
+    )
+
+
 async def _invoice_counts(pool: Pool, sub_ids: list[str]) -> dict[str, int]:
-    if not sub_ids:
-        return {}
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT subscription_id, count(*) AS n FROM invoices"
-            " WHERE subscription_id = ANY(%s) GROUP BY subscription_id",
-            (sub_ids,),
-        )
-        return {row["subscription_id"]: row["n"] for row in await cur.fetchall()}
+    rows = await _by_subscription(
+        pool,
+        "SELECT subscription_id, count(*) AS n FROM invoices"
+        " WHERE subscription_id = ANY(%s) GROUP BY subscription_id",
+        sub_ids,
+    )
+    return {sub_id: row["n"] for sub_id, row in rows.items()}
 
 
 MonthClosed = Callable[[datetime, Problems], Awaitable[None]]
