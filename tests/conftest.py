@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis
+import psycopg
 import pytest
 import pytest_asyncio
 import uvloop
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
@@ -108,6 +111,29 @@ async def pool(database_url: str, partner_server: SandboxPartnerProcess) -> Asyn
     pool = await open_pool(database_url, max_size=20)
     yield pool
     await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def own_database(database_url: str, prefix: str) -> AsyncIterator[tuple[str, Pool]]:
+    """A migrated database of its own on the suite's server (its URL and a pool), dropped after.
+
+    For whatever sweeps the whole database: the webhook dispatcher pokes every endpoint with
+    work, and on the suite's shared database that means every other test's endpoints too (to
+    dead URLs, some with rows written by hand), whose rounds take the worker's round slots."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_conninfo(database_url, dbname=name)
+    try:
+        migrate(url)
+        own = await open_pool(url, max_size=10)
+        try:
+            yield url, own
+        finally:
+            await own.close()
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+import pytest
 
 from services.webhooks import SECRET_OVERLAP, new_secret
 from store import events, webhooks
@@ -140,7 +141,7 @@ async def insert_delivery(
         "last_status_code": None,
         "last_error": None,
         "last_attempt_at": None,
-        "next_attempt_at": None,
+        "next_attempt_at": at if status == "pending" else None,  # a pending one is due (009)
         **fields,
     }
     async with pool.connection() as conn:
@@ -200,3 +201,16 @@ async def test_resend_puts_a_finished_delivery_back_to_pending_and_wakes_the_dis
     assert not await webhooks.resend(pool, endpoint_id, failed, now)
     other = await make_endpoint(pool, workplace.id, new_secret())
     assert not await webhooks.resend(pool, other, failed, now)
+
+
+async def test_a_pending_delivery_always_has_its_due_time(pool: Pool, workplace: Workplace) -> None:
+    """Migration 009: the database refuses a pending delivery without `next_attempt_at` (a round
+    compares it with the clock; such a row, written by hand, once stalled an endpoint's rounds)."""
+    endpoint_id = await make_endpoint(pool, workplace.id, new_secret())
+    event_no = await append_event(pool, workplace.id)
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        await insert_delivery(pool, endpoint_id, event_no, "pending", T0, next_attempt_at=None)
+    assert refused.value.diag.constraint_name == "webhook_deliveries_pending_is_due"
+    failed = await insert_delivery(pool, endpoint_id, event_no, "failed", T0, attempts=8)
+    row = await webhooks.delivery(pool, endpoint_id, failed)
+    assert row is not None and row.next_attempt_at is None  # finished ones have none

@@ -19,11 +19,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import psycopg
 import pytest
 import pytest_asyncio
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -34,8 +31,8 @@ from services.webhook_dispatch import WebhookDispatcher
 from starter.sandbox_runner import workflow_runner
 from starter.temporal import binary, build_webhook_worker
 from store import events
-from store.db import Pool, migrate, open_pool
-from tests.conftest import advance, eventually
+from store.db import Pool
+from tests.conftest import advance, eventually, own_database
 from tests.partner_sandbox import SandboxPartnerProcess
 from tests.webhook_receiver import Receiver
 from workflows.webhooks import WebhookEndpointWorkflow, endpoint_workflow_id
@@ -144,22 +141,11 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest_asyncio.fixture(scope="module")
 async def pool(database_url: str, partner_server: SandboxPartnerProcess) -> AsyncIterator[Pool]:
-    """A database of this module's own: the dispatcher's sweep pokes every endpoint with work in
-    its database, and on the suite's shared one that meant other tests' endpoints (to dead or
-    unresolvable URLs), whose rounds ran in real time and held the time-skipping clock, so a
-    25 h skip timed out in a full run."""
-    name = f"hooks_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_conninfo(database_url, dbname=name)
-    migrate(url)
-    own = await open_pool(url, max_size=10)
-    try:
+    """A database of this module's own (tests/conftest.py `own_database`): on the suite's shared
+    one the dispatcher's sweep poked other tests' endpoints (to dead or unresolvable URLs), whose
+    rounds ran in real time and held the time-skipping clock, so a 25 h skip timed out."""
+    async with own_database(database_url, "hooks") as (_, own):
         yield own
-    finally:
-        await own.close()
-        with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest_asyncio.fixture
