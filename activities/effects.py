@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.effects import (
+    Apply,
     ChangePartnerPlan,
     CoursesInProgress,
     DeleteSubscriptionData,
@@ -39,7 +40,7 @@ from partners.gateway import (
     PartnerRefusal,
     PartnerRefusalUnsettled,
 )
-from store import audit, directory, ledger, permissions, subscriptions
+from store import audit, directory, ledger, subscriptions
 from store.db import Pool
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Effects:
 
     def effects(self) -> list[Callable[..., Any]]:
         return [
+            self.apply,
             self.record_application,
             self.provision,
             self.commit,
@@ -115,33 +117,32 @@ class Effects:
             self.delete_subscription_data,
         ]
 
+    @activity.defn(name="apply.v5")
+    async def apply(self, input: Apply) -> datetime | None:
+        """Version 5: the application's effects in one activity. First, in one transaction, the
+        terms agreement (R-APPLY-2), the applicant's management role (R-APPLY-4) and the
+        announcement that the subscription is applied for (R-LIFE-4: read model, audit entry,
+        event); then the partner account (R-LIFE-2). Every write is keyed, so a retry after a
+        partner fault repeats them harmlessly; a refusal fails it as PARTNER_REFUSED, after the
+        announcement. Returns when the predecessor subscription was cancelled (R-BILL-2)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            found = await subscriptions.record_application(conn, input.application, input.at)
+            await subscriptions.commit_on(conn, input.announcement)
+        await self.provision(Provision(application=input.application, at=input.at))
+        return found
+
     @activity.defn(name="record_application.v3")
     async def record_application(self, input: RecordApplication) -> datetime | None:
-        """Store the terms agreement (R-APPLY-2) and the applicant's manager role (R-APPLY-4).
-
-        Returns when the predecessor subscription was cancelled, for R-BILL-2.
-        """
-        app = input.application
-        await subscriptions.record_terms_agreement(
-            self.pool,
-            subscription_id=app.subscription_id,
-            workplace_id=app.workplace_id,
-            service_id=app.service_id,
-            terms_version=app.terms_version,
-            agreed_by=app.applicant_id,
-            agreed_at=input.at,
-        )
-        await permissions.grant_manager(
-            self.pool, app.workplace_id, app.service_id, app.applicant_id, by=app.applicant_id
-        )
-        found: datetime | None = await subscriptions.predecessor_cancelled_at(
-            self.pool, app.subscription_id
-        )
-        return found
+        """Versions 1–4: the terms agreement (R-APPLY-2) and the applicant's management role
+        (R-APPLY-4), in one transaction. Returns when the predecessor subscription was cancelled,
+        for R-BILL-2."""
+        async with self.pool.connection() as conn, conn.transaction():
+            return await subscriptions.record_application(conn, input.application, input.at)
 
     @activity.defn(name="provision.v3")
     async def provision(self, input: Provision) -> None:
-        """R-LIFE-2: create the partner account and register SSO; transient faults retry."""
+        """R-LIFE-2: create the partner account and register SSO; transient faults retry.
+        Versions 1–4 call it as an activity of its own; version 5 from `apply`."""
         app = input.application
         with refusal_is_final():
             await self.partner.provision(

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.subscription import Application
+from domain.subscription import Application, Publication
 
 
 class EffectInput(BaseModel):
@@ -23,6 +23,15 @@ class EffectInput(BaseModel):
     def args(self) -> list[Any]:
         """The same values as the positional arguments of the version-1/2 activity."""
         return [getattr(self, name) for name in type(self).model_fields]
+
+
+class Apply(EffectInput):
+    """Version 5: record the application and announce it, then create the partner account
+    (R-APPLY-2, -4; R-LIFE-4; R-LIFE-2), in one activity."""
+
+    application: Application
+    at: datetime
+    announcement: Publication  # the "applied" snapshot and audit entry
 
 
 class RecordApplication(EffectInput):

@@ -33,9 +33,14 @@ SYSTEM_ACTOR = "system"
 #   4: as 3, and a cancelled subscription's admins are told 7 days and 1 day before its data
 #      deletion (R-EVENT-4, `deletion_upcoming`); a version-3 run cancelled under this code asks
 #      `workflow.patched("deletion-notices")` and sends them too.
+#   5: as 4, and the application's effects are one activity (`apply.v5`): the terms agreement,
+#      the manager role and the "applied" announcement in one transaction, then the partner
+#      account; versions 1–4 ran them as two local activities and an activity. A cached run
+#      holds the SDK's state for every command it ran until its next continue-as-new, so a
+#      version-5 subscription holds two commands fewer while it waits (issue 22).
 # A run keeps the version it started with: histories recorded under 1 replay under 1. New
 # subscriptions start at CURRENT_VERSION; an older run moves to it at its next continue-as-new.
-CURRENT_VERSION = 4
+CURRENT_VERSION = 5
 
 
 # A new run costs a fresh workflow instance on the worker; made at 00:00 on the 1st, it would

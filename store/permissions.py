@@ -52,17 +52,17 @@ async def usage_holders(pool: Pool, subscription_id: str) -> list[Seat]:
 
 
 async def grant_manager(
-    pool: Pool, workplace_id: str, service_id: str, member_id: str, by: str
+    conn: Conn, workplace_id: str, service_id: str, member_id: str, by: str
 ) -> None:
-    """R-APPLY-4: the applicant holds every detailed management permission, stored explicitly."""
-    async with pool.connection() as conn, conn.transaction():
-        for permission in MANAGEMENT_PERMISSIONS:
-            await conn.execute(
-                "INSERT INTO management_permissions"
-                " (workplace_id, service_id, member_id, permission, granted_by)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (workplace_id, service_id, member_id, permission, by),
-            )
+    """R-APPLY-4: the applicant holds every detailed management permission, stored explicitly
+    (on the caller's transaction)."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO management_permissions"
+            " (workplace_id, service_id, member_id, permission, granted_by)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(workplace_id, service_id, member_id, p, by) for p in MANAGEMENT_PERMISSIONS],
+        )
 
 
 async def management_of(pool: Pool, workplace_id: str, member_id: str) -> dict[str, set[str]]:

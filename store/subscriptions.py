@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from domain.errors import BizError
 from domain.events import subscription_event
-from domain.subscription import Publication
+from domain.subscription import Application, Publication
 from statemachines.lifecycle import LIVE_STATES, StateName
 from store import events, ledger, permissions
 from store.db import Conn, Pool, columns, fetch_all, fetch_one
@@ -148,24 +148,29 @@ async def commit(pool: Pool, pub: Publication) -> None:
     """One decision's writes in one transaction: the invoice, the usage holders, the snapshot
     and the audit entry. Each write is keyed (invoice per period, holders as a set, snapshot by
     sequence, audit by event key), so a repeated commit changes nothing."""
-    s = pub.snapshot
     async with pool.connection() as conn, conn.transaction():
-        if pub.invoice is not None:
-            assert pub.audit is not None, "an invoice is committed with its audit entry"
-            await ledger.insert_invoice(
-                conn,
-                subscription_id=s.subscription_id,
-                workplace_id=s.workplace_id,
-                service_id=s.service_id,
-                invoice=pub.invoice,
-                issued_at=pub.audit.at,
-            )
-        if pub.usage_holders is not None:
-            assert pub.holders_at is not None
-            await permissions.write_usage_holders(
-                conn, s.subscription_id, pub.usage_holders, pub.holders_at
-            )
-        await write_publication(conn, pub)
+        await commit_on(conn, pub)
+
+
+async def commit_on(conn: Conn, pub: Publication) -> None:
+    """`commit`'s writes, on the caller's transaction."""
+    s = pub.snapshot
+    if pub.invoice is not None:
+        assert pub.audit is not None, "an invoice is committed with its audit entry"
+        await ledger.insert_invoice(
+            conn,
+            subscription_id=s.subscription_id,
+            workplace_id=s.workplace_id,
+            service_id=s.service_id,
+            invoice=pub.invoice,
+            issued_at=pub.audit.at,
+        )
+    if pub.usage_holders is not None:
+        assert pub.holders_at is not None
+        await permissions.write_usage_holders(
+            conn, s.subscription_id, pub.usage_holders, pub.holders_at
+        )
+    await write_publication(conn, pub)
 
 
 async def write_publication(conn: Conn, pub: Publication) -> None:
@@ -337,37 +342,38 @@ async def live_held_by(
         )
 
 
-async def record_terms_agreement(
-    pool: Pool,
-    *,
-    subscription_id: str,
-    workplace_id: str,
-    service_id: str,
-    terms_version: str,
-    agreed_by: str,
-    agreed_at: datetime,
-) -> None:
-    """R-APPLY-2: who agreed to which terms, once per subscription."""
-    async with pool.connection() as conn:
+async def record_application(conn: Conn, app: Application, at: datetime) -> datetime | None:
+    """On the caller's transaction: who agreed to which terms, once per subscription (R-APPLY-2),
+    and the applicant's management role (R-APPLY-4). Returns when the previous subscription to
+    the same service by the same workplace was cancelled (R-BILL-2)."""
+    await conn.execute(
+        "INSERT INTO terms_agreements (subscription_id, workplace_id, service_id,"
+        " terms_version, agreed_by, agreed_at) VALUES (%s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (subscription_id) DO NOTHING",
+        (
+            app.subscription_id,
+            app.workplace_id,
+            app.service_id,
+            app.terms_version,
+            app.applicant_id,
+            at,
+        ),
+    )
+    await permissions.grant_manager(
+        conn, app.workplace_id, app.service_id, app.applicant_id, by=app.applicant_id
+    )
+    return await _predecessor_cancelled_at(conn, app.subscription_id)
+
+
+async def _predecessor_cancelled_at(conn: Conn, subscription_id: str) -> datetime | None:
+    row = await (
         await conn.execute(
-            "INSERT INTO terms_agreements (subscription_id, workplace_id, service_id,"
-            " terms_version, agreed_by, agreed_at) VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (subscription_id) DO NOTHING",
-            (subscription_id, workplace_id, service_id, terms_version, agreed_by, agreed_at),
+            "SELECT max(p.cancelled_at) AS at FROM subscriptions s JOIN subscriptions p"
+            " ON p.workplace_id = s.workplace_id AND p.service_id = s.service_id"
+            " AND p.subscription_id <> s.subscription_id AND p.activated_at IS NOT NULL"
+            " WHERE s.subscription_id = %s AND p.requested_at < s.requested_at",
+            (subscription_id,),
         )
-
-
-async def predecessor_cancelled_at(pool: Pool, subscription_id: str) -> datetime | None:
-    """When the previous subscription to the same service by the same workplace was cancelled."""
-    async with pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT max(p.cancelled_at) AS at FROM subscriptions s JOIN subscriptions p"
-                " ON p.workplace_id = s.workplace_id AND p.service_id = s.service_id"
-                " AND p.subscription_id <> s.subscription_id AND p.activated_at IS NOT NULL"
-                " WHERE s.subscription_id = %s AND p.requested_at < s.requested_at",
-                (subscription_id,),
-            )
-        ).fetchone()
-        at: datetime | None = row["at"] if row else None
-        return at
+    ).fetchone()
+    at: datetime | None = row["at"] if row else None
+    return at

@@ -57,18 +57,36 @@ class RunEffects:
         self.invoice: Invoice | None = None
         # What the UI's search attributes say now: set at start, carried over by continue-as-new.
         self.indexed = (data.state, data.plan_id)
+        # Version 5: the application and its "applied" announcement wait here for `apply`.
+        self.applying: tuple[Application, datetime] | None = None
+        self.announcement: Publication | None = None
+        self.predecessor_cancelled_at: datetime | None = None  # R-BILL-2, once recorded
 
-    async def record_application(self, app: Application, at: datetime) -> datetime | None:
-        """Returns when the predecessor subscription was cancelled (R-BILL-2)."""
+    async def record_application(self, app: Application, at: datetime) -> None:
+        """R-APPLY-2, -4; sets `predecessor_cancelled_at`. Version 5: recorded by `provision`'s
+        one activity, with the announcement the next `publish` hands it."""
+        if self.data.version >= 5:
+            self.applying = (app, at)
+            return
         input = fx.RecordApplication(application=app, at=at)
-        return await self._call(Effects.record_application, input, local=True)
+        self.predecessor_cancelled_at = await self._call(
+            Effects.record_application, input, local=True
+        )
 
     async def provision(self, app: Application, at: datetime) -> str | None:
         """R-LIFE-2: the partner account; transient faults retry. Returns the partner's reason
-        when it refuses the account, None once the account exists."""
-        input = fx.Provision(application=app, at=at)
+        when it refuses the account, None once the account exists. Version 5: one activity
+        records the application and commits its announcement first (`Effects.apply`)."""
         try:
-            await self._call(Effects.provision, input, retry=PROVISION_RETRY)
+            if self.announcement is not None:
+                input = fx.Apply(application=app, at=at, announcement=self.announcement)
+                self.announcement = None  # a cached run keeps nothing it no longer needs
+                self.predecessor_cancelled_at = await self._call(
+                    Effects.apply, input, retry=PROVISION_RETRY
+                )
+            else:
+                provision = fx.Provision(application=app, at=at)
+                await self._call(Effects.provision, provision, retry=PROVISION_RETRY)
         except ActivityError as failure:
             cause = failure.cause
             if not (isinstance(cause, ApplicationError) and cause.type == "PARTNER_REFUSED"):
@@ -148,6 +166,9 @@ class RunEffects:
             invoice=self.invoice,
         )
         self.holders = self.invoice = None
+        if self.applying is not None:  # version 5: committed by `provision`'s activity
+            self.applying, self.announcement = None, publication
+            return
         if self.data.version >= 2:
             await workflow.execute_local_activity_method(
                 Effects.commit,

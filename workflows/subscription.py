@@ -139,7 +139,7 @@ class SubscriptionWorkflow:
     async def _apply(self) -> None:
         app = self.data.application
         applied_at = self.data.applied_at = workflow.now()
-        predecessor_cancelled_at = await self.effects.record_application(app, applied_at)
+        await self.effects.record_application(app, applied_at)
         await self._publish("applied", app.applicant_id, terms_version=app.terms_version)
         refused = await self.effects.provision(app, applied_at)
         if refused is not None:
@@ -147,7 +147,7 @@ class SubscriptionWorkflow:
             await self._publish("refused", SYSTEM_ACTOR, outcome="refused", reason=refused)
             return
         activated_at = workflow.now()
-        decide.activate(self.data, activated_at, predecessor_cancelled_at)
+        decide.activate(self.data, activated_at, self.effects.predecessor_cancelled_at)
         granted: dict[str, Any] = {}
         if app.auto_grant_all_members:
             members = sorted(await self.effects.present_members(app.workplace_id))

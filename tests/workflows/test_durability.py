@@ -1,11 +1,11 @@
 """Long life (R-LIFE-5): continue-as-new keeps the whole state; recorded histories still replay.
 
 Recorded histories: `ubob_full_life.json` is a whole version-1 life (recorded before versions
-existed, by the code of commit bb02659); `ubob_v2_run*.json` are the runs of a version-2 life
-`ubob_v3_run*.json` of a version-3 life and `ubob_v4_run*.json` of a version-4 life, with its
-deletion notices (each month-close starts a new run). A change to the
-workflow must replay all of them; never re-record or edit one to make a change pass
-(docs/architecture.md, "Versions").
+existed, by the code of commit bb02659); `ubob_v2_run*.json` are the runs of a version-2 life,
+`ubob_v3_run*.json` of a version-3 life, `ubob_v4_run*.json` of a version-4 life with its
+deletion notices, and `ubob_v5_run*.json` of a version-5 life (each month-close starts a new
+run). A change to the workflow must replay all of them; never re-record or edit one to make a
+change pass (docs/architecture.md, "Versions").
 `BIZSUPPORT_RECORD_HISTORIES=1 pytest tests/workflows/test_durability.py` records the current
 version's life into new files, for a new version only.
 """

@@ -115,7 +115,7 @@ async def test_version_1_run_keeps_its_effects_then_moves_to_version_2_at_month_
     assert [i.period for i in await _invoices(service, workplace)] == [period]
     assert "issue_invoice" in await _activity_types(env.client, handle.id, first_run)
     data = await _data(handle)
-    assert data.version == CURRENT_VERSION == 4
+    assert data.version == CURRENT_VERSION == 5
     assert data.usage_holders == [m1] and data.next_invoice_period == next_period(period)
 
     # The current run: the same actions, written by one local-activity commit each.
@@ -173,7 +173,7 @@ async def test_version_2_run_keeps_its_activities_then_moves_to_version_3(
 
     second_run = await _next_run(handle, first_run)
     data = await _data(handle)
-    assert data.version == CURRENT_VERSION == 4 and data.usage_holders == [m1]
+    assert data.version == CURRENT_VERSION == 5 and data.usage_holders == [m1]
     assert [i.period for i in await _invoices(service, workplace)] == [period]
     await _grant(service, workplace, m2, True)
     assert await _holders(service, status.subscription_id) == [m1, m2]
@@ -181,6 +181,32 @@ async def test_version_2_run_keeps_its_activities_then_moves_to_version_3(
     assert await _activity_types(env.client, handle.id, second_run) == [
         "suspend_partner_account.v3"
     ]
+
+
+async def test_version_4_run_applies_with_local_activities_then_moves_to_version_5(
+    service: SubscriptionService,
+    env: WorkflowEnvironment,
+    workplace: Workplace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A version-4 run applied in two local activities (the record, the "applied" commit) and
+    the provisioning activity; it keeps them, and its next run is version 5."""
+    monkeypatch.setattr(subscription_service, "CURRENT_VERSION", 4)
+    status = await apply_for(service, workplace, "miricanvas")
+    monkeypatch.undo()
+    handle = service.handle(status.subscription_id)
+    assert (await _data(handle)).version == 4
+    first_run = (await handle.describe()).run_id
+    assert first_run is not None
+    assert await _activity_types(env.client, handle.id, first_run) == ["provision.v3"]
+    assert await _markers(env.client, handle.id, first_run) >= 3  # record, applied, activated
+    roles = await permissions.management_of(service.pool, workplace.id, workplace.rep)
+    assert roles.get("miricanvas")  # R-APPLY-4, recorded by the version-4 local activity
+    period = period_of(await env.get_current_time())
+    await advance_to(env, period_start(next_period(period)) + AFTER_NEXT_RUN)
+    await _next_run(handle, first_run)
+    assert (await _data(handle)).version == CURRENT_VERSION == 5
+    assert [i.period for i in await _invoices(service, workplace)] == [period]
 
 
 async def test_current_version_month_close_is_one_commit_and_a_new_run(
@@ -201,8 +227,9 @@ async def test_current_version_month_close_is_one_commit_and_a_new_run(
     await advance_to(env, first + delay + timedelta(minutes=1))
     assert first_run is not None
     await _next_run(handle, first_run)
-    # Only the partner's provisioning is an activity; every database write was a local one.
-    assert await _activity_types(env.client, handle.id, first_run) == ["provision.v3"]
+    # One activity applied (the application recorded and announced, then the partner's
+    # account); every other database write was a local activity.
+    assert await _activity_types(env.client, handle.id, first_run) == ["apply.v5"]
     invoices = await _invoices(service, workplace)
     assert [i.period for i in invoices] == [period]
     assert invoices[0].invoice_id == f"inv-{status.subscription_id}-{period}"
