@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ class Seen:
     signatures: list[str]
     verified_by: list[str]  # which of the receiver's known secrets verify it
     status: int  # what the receiver answered (0: it did not answer in time for the sender)
+    host: str = ""  # the Host header
 
     @property
     def stream(self) -> str:
@@ -46,6 +48,7 @@ class Receiver:
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
     answering: int = 0  # requests received and not answered yet (held by `delay`)
+    tls: ssl.SSLContext | None = None  # serve https with it (the URL is the sender's to make)
     _server: asyncio.Server | None = None
     _connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = field(default_factory=dict)
 
@@ -55,7 +58,7 @@ class Receiver:
 
     async def up(self) -> Receiver:
         self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", self.port, reuse_address=True
+            self._serve, "127.0.0.1", self.port, reuse_address=True, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -153,4 +156,5 @@ class Receiver:
             signatures=headers.get("webhook-signature", "").split(" "),
             verified_by=verified,
             status=status,
+            host=headers.get("host", ""),
         )
