@@ -11,7 +11,9 @@ A round, at business time `now` (the workflow's clock, never the wall clock):
    concurrently, at most `STREAMS_AT_ONCE`; a stream whose attempt succeeded goes on with its
    next due delivery in the same round;
 3. records each attempt: succeeded on a 2xx, else the next attempt at the schedule's delay
-   (domain/webhook_schedule.py) or `failed` after the last one; the endpoint's `failing_since`;
+   (domain/webhook_schedule.py) or `failed` after the last one; the endpoint's `failing_since`.
+   An attempt's time is `now` plus the wall seconds the round has run (`_RoundClock`), and the
+   delay counts from when the attempt ended: a retry after a 15 s timeout is 5 s after it;
 4. disables an endpoint failing for three days (audit `webhook_endpoint_disabled`).
 It sends at most `ROUND_SENDS` and starts none after `ROUND_SECONDS`, then answers `more`.
 """
@@ -143,6 +145,7 @@ class WebhookActivities:
         if due:
             async with self.pool.connection() as conn:
                 secrets = await webhooks.signing_secrets(conn, endpoint_id, now)
+        clock = _RoundClock(now)
         budget = _Budget(ROUND_SENDS, time.monotonic() + ROUND_SECONDS)
         failed = False
         gate = asyncio.Semaphore(STREAMS_AT_ONCE)
@@ -154,7 +157,7 @@ class WebhookActivities:
                 while current is not None:
                     if not budget.take():
                         return
-                    ok, retry = await self._attempt(ep, current, secrets, now)
+                    ok, retry = await self._attempt(ep, current, secrets, clock)
                     if not ok:
                         failed = True
                         if retry is not None:
@@ -182,17 +185,18 @@ class WebhookActivities:
         return RoundResult(more=more, next_at=min(later) if later else None)
 
     async def _attempt(
-        self, ep: EndpointRow, delivery: Pending, secrets: list[str], now: datetime
+        self, ep: EndpointRow, delivery: Pending, secrets: list[str], clock: _RoundClock
     ) -> tuple[bool, datetime | None]:
-        """One attempt, recorded: whether it succeeded and, when not, when to retry (None:
-        never, the delivery failed)."""
+        """One attempt, recorded at when it began: whether it succeeded and, when not, when to
+        retry, counted from when it ended (None: never, the delivery failed)."""
+        began = clock.now()
         sent = await self.sender.send(ep.url, delivery.event, secrets)
-        retry = None if sent.ok else retry_at(delivery.attempts + 1, now)
+        retry = None if sent.ok else retry_at(delivery.attempts + 1, clock.now())
         await deliveries.record_attempt(
             self.pool,
             ep.endpoint_id,
             delivery.delivery_id,
-            Attempt(now, sent.ok, sent.status_code, sent.error, retry),
+            Attempt(began, sent.ok, sent.status_code, sent.error, retry),
         )
         ended = "succeeded" if sent.ok else (None if retry is not None else "failed")
         self.metrics.attempt(sent, ended)
@@ -226,6 +230,19 @@ class WebhookActivities:
                 },
             )
         return True
+
+
+class _RoundClock:
+    """Business time during a round: the workflow's `now` when the round began, plus the wall
+    seconds the round has run since (an attempt can take 15 s). Only elapsed time is read from
+    the machine; where the business clock stands is the workflow's."""
+
+    def __init__(self, started_at: datetime) -> None:
+        self.started_at = started_at
+        self.started = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.started_at + timedelta(seconds=time.monotonic() - self.started)
 
 
 class _Budget:
