@@ -69,18 +69,19 @@ async def refusal_awaits_operator(
         )
         row = await subscriptions.by_id(pool, subscription_id)
         if row is not None:
-            await audit.record(
-                pool,
-                event_key=f"{subscription_id}:partner_refused:{operation}",
-                at=at,
-                workplace_id=row.workplace_id,
-                service_id=row.service_id,
-                subscription_id=subscription_id,
-                actor=SYSTEM_ACTOR,
-                action="partner_refused",
-                outcome="refused",
-                details={"operation": operation, "reason": refusal.reason},
-            )
+            async with pool.connection() as conn:
+                await audit.write(
+                    conn,
+                    event_key=f"{subscription_id}:partner_refused:{operation}",
+                    at=at,
+                    workplace_id=row.workplace_id,
+                    service_id=row.service_id,
+                    subscription_id=subscription_id,
+                    actor=SYSTEM_ACTOR,
+                    action="partner_refused",
+                    outcome="refused",
+                    details={"operation": operation, "reason": refusal.reason},
+                )
         raise PartnerRefusalUnsettled(
             f"the partner refused {operation} of {subscription_id}: {refusal.reason}"
         ) from refusal

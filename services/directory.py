@@ -345,14 +345,16 @@ class DirectoryService:
         return True
 
     async def _audit(self, workplace_id: str, action: AuditAction, **details: Any) -> None:
-        await audit.record(
-            self.pool,
-            event_key=None,
-            at=await self.subscriptions.clock(),
-            workplace_id=workplace_id,
-            service_id=details.pop("service_id", None),
-            subscription_id=None,
-            actor=SYSTEM_ACTOR,
-            action=action,
-            details=details,
-        )
+        at = await self.subscriptions.clock()
+        async with self.pool.connection() as conn:
+            await audit.write(
+                conn,
+                event_key=None,
+                at=at,
+                workplace_id=workplace_id,
+                service_id=details.pop("service_id", None),
+                subscription_id=None,
+                actor=SYSTEM_ACTOR,
+                action=action,
+                details=details,
+            )

@@ -214,23 +214,25 @@ async def _compare(service: SubscriptionService, row: SubscriptionRow) -> str:
         snapshot.state,
         snapshot.seq,
     )
-    await audit.record(
-        service.pool,
-        event_key=f"{sub}:read_model_repaired:{snapshot.seq}",
-        at=await service.clock(),
-        workplace_id=row.workplace_id,
-        service_id=row.service_id,
-        subscription_id=sub,
-        actor=SYSTEM_ACTOR,
-        action="read_model_repaired",
-        details={
-            "by": "reconciler",
-            "state": snapshot.state,
-            "previous_state": row.state,
-            "seq": snapshot.seq,
-            "previous_seq": row.status_seq,
-        },
-    )
+    at = await service.clock()
+    async with service.pool.connection() as conn:
+        await audit.write(
+            conn,
+            event_key=f"{sub}:read_model_repaired:{snapshot.seq}",
+            at=at,
+            workplace_id=row.workplace_id,
+            service_id=row.service_id,
+            subscription_id=sub,
+            actor=SYSTEM_ACTOR,
+            action="read_model_repaired",
+            details={
+                "by": "reconciler",
+                "state": snapshot.state,
+                "previous_state": row.state,
+                "seq": snapshot.seq,
+                "previous_seq": row.status_seq,
+            },
+        )
     return "repaired"
 
 
@@ -268,17 +270,18 @@ async def reconcile_partner_accounts(
             continue
         suspended += 1
         log.warning("suspended the partner account of %s subscription %s", row.state, sub)
-        await audit.record(
-            service.pool,
-            event_key=f"{sub}:partner_account_suspended",
-            at=at,
-            workplace_id=row.workplace_id,
-            service_id=row.service_id,
-            subscription_id=sub,
-            actor=SYSTEM_ACTOR,
-            action="partner_account_suspended",
-            details={"by": "reconciler", "state": row.state},
-        )
+        async with service.pool.connection() as conn:
+            await audit.write(
+                conn,
+                event_key=f"{sub}:partner_account_suspended",
+                at=at,
+                workplace_id=row.workplace_id,
+                service_id=row.service_id,
+                subscription_id=sub,
+                actor=SYSTEM_ACTOR,
+                action="partner_account_suspended",
+                details={"by": "reconciler", "state": row.state},
+            )
     report = PartnerAccountsReconciled(
         examined=len(accounts), suspended=suspended, unknown=unknown, failed=failed
     )

@@ -249,17 +249,19 @@ class SubscriptionService:
         except WorkflowAlreadyStartedError:  # it ran and ended in between
             return "exists"
         log.warning("started the workflow of reservation %s (%s)", row.subscription_id, by)
-        await audit.record(
-            self.pool,
-            event_key=f"{row.subscription_id}:reservation_resumed",
-            at=await self.clock(),
-            workplace_id=row.workplace_id,
-            service_id=row.service_id,
-            subscription_id=row.subscription_id,
-            actor=SYSTEM_ACTOR,
-            action="reservation_resumed",
-            details={"by": by, "requested_at": row.requested_at.isoformat()},
-        )
+        at = await self.clock()
+        async with self.pool.connection() as conn:
+            await audit.write(
+                conn,
+                event_key=f"{row.subscription_id}:reservation_resumed",
+                at=at,
+                workplace_id=row.workplace_id,
+                service_id=row.service_id,
+                subscription_id=row.subscription_id,
+                actor=SYSTEM_ACTOR,
+                action="reservation_resumed",
+                details={"by": by, "requested_at": row.requested_at.isoformat()},
+            )
         return "started"
 
     async def _resume_orphaned_reservation(self, workplace_id: str, service_id: str) -> None:

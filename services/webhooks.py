@@ -218,14 +218,16 @@ class WebhookService:
     async def _audit(
         self, endpoint: EndpointRow, actor_id: str, action: AuditAction, **details: object
     ) -> None:
-        await audit.record(
-            self.pool,
-            event_key=None,
-            at=await self.clock(),
-            workplace_id=endpoint.workplace_id or SYSTEM_AUDIT_SCOPE,
-            service_id=None,
-            subscription_id=None,
-            actor=actor_id if endpoint.workplace_id is not None else SYSTEM_ACTOR,
-            action=action,
-            details={"endpoint_id": endpoint.endpoint_id, **details},
-        )
+        at = await self.clock()
+        async with self.pool.connection() as conn:
+            await audit.write(
+                conn,
+                event_key=None,
+                at=at,
+                workplace_id=endpoint.workplace_id or SYSTEM_AUDIT_SCOPE,
+                service_id=None,
+                subscription_id=None,
+                actor=actor_id if endpoint.workplace_id is not None else SYSTEM_ACTOR,
+                action=action,
+                details={"endpoint_id": endpoint.endpoint_id, **details},
+            )

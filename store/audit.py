@@ -31,34 +31,6 @@ class AuditRow:
 ROW = columns(AuditRow)
 
 
-async def record(
-    pool: Pool,
-    *,
-    event_key: str | None,
-    at: datetime,
-    workplace_id: str,
-    service_id: str | None,
-    subscription_id: str | None,
-    actor: str,
-    action: AuditAction,
-    outcome: str = "ok",
-    details: dict[str, Any] | None = None,
-) -> None:
-    async with pool.connection() as conn:
-        await write(
-            conn,
-            event_key=event_key,
-            at=at,
-            workplace_id=workplace_id,
-            service_id=service_id,
-            subscription_id=subscription_id,
-            actor=actor,
-            action=action,
-            outcome=outcome,
-            details=details,
-        )
-
-
 async def write(
     conn: Conn,
     *,
@@ -72,8 +44,8 @@ async def write(
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
 ) -> int | None:
-    """`record` on a connection the caller holds (and may be in a transaction on): the new
-    entry's id, or None when an entry with this event key exists already."""
+    """One audit entry, on a connection the caller holds (and may be in a transaction on): the
+    new entry's id, or None when an entry with this event key exists already."""
     row = await (
         await conn.execute(
             "INSERT INTO audit_log (event_key, at, workplace_id, service_id, subscription_id,"

@@ -1,7 +1,7 @@
 """The reconciler's reads of the subscriptions read model (services/reconcile.py).
 
 Writes go through the modules that own them: a repaired row through `subscriptions.publish`
-(never over a newer one), audit entries through `audit.record`.
+(never over a newer one), audit entries through `audit.write`.
 """
 
 from __future__ import annotations
