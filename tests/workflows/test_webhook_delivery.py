@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
@@ -29,11 +30,11 @@ from temporalio.worker import Replayer
 from domain.webhook_schedule import MAX_ATTEMPTS, RETRY_DELAYS
 from services.webhook_dispatch import WebhookDispatcher
 from starter.sandbox_runner import workflow_runner
-from starter.temporal import binary, build_webhook_worker
+from starter.temporal import binary, build_webhook_worker, connect
 from store import events
 from store.db import Pool
 from tests.conftest import advance, eventually, own_database
-from tests.partner_sandbox import SandboxPartnerProcess
+from tests.partner_sandbox import SandboxPartnerProcess, free_port
 from tests.webhook_receiver import Receiver
 from workflows.webhooks import WebhookEndpointWorkflow, endpoint_workflow_id
 
@@ -274,6 +275,73 @@ async def test_a_secret_rotation_signs_with_both_until_the_old_one_retires(hooks
         check_received(receiver, {stream: first + during + after})
     finally:
         await receiver.down()
+
+
+async def test_attempts_and_deliveries_are_counted_on_the_workers_metrics(
+    env: WorkflowEnvironment, pool: Pool
+) -> None:
+    """The worker's /metrics (its Temporal runtime's Prometheus endpoint, as production serves
+    it): one failed attempt and its retry, the delivery that then succeeded, and the age of the
+    endpoint's oldest pending delivery, back to 0 once nothing is pending."""
+    port = free_port()
+    target = env.client.service_client.config.target_host
+    client = await connect(target, metrics_address=f"127.0.0.1:{port}")
+    queue = f"hooks-metrics-{uuid.uuid4().hex[:8]}"
+    stop = asyncio.Event()
+    dispatcher = WebhookDispatcher(pool, client, queue, clock=env.get_current_time, sweep_every=2.0)
+    hooks = Hooks(env, pool, dispatcher, [])
+    wp, secret = workplace(), new_secret()
+    receiver = await Receiver(secrets=[secret], script=[(500, 0.0)]).up()
+    async with build_webhook_worker(client, pool, queue, allow_loopback=True):
+        running = asyncio.create_task(dispatcher.run(stop))
+        try:
+            await asyncio.wait_for(dispatcher.listening.wait(), 15)
+            endpoint_id = await hooks.endpoint(wp, receiver.url, secret)
+            await hooks.emit(wp, f"sub-{wp}")
+            await eventually(lambda: _attempted(hooks, endpoint_id, 1), what="the failed attempt")
+            await advance(env, RETRY_DELAYS[0])
+            await eventually(lambda: hooks.all_succeeded(endpoint_id, 1), what="the retry")
+
+            async def scraped() -> dict[str, float] | None:
+                async with httpx.AsyncClient() as http:
+                    text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                values = {
+                    line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("bizsupport_webhook_")
+                }
+                ok = 'bizsupport_webhook_attempts{result="ok"}'
+                return values if any(k.startswith(ok[:-1]) for k in values) else None
+
+            values = await eventually(scraped, what="the webhook metrics")
+            assert _series(values, "bizsupport_webhook_attempts", 'result="status"') == 1
+            assert _series(values, "bizsupport_webhook_attempts", 'result="ok"') == 1
+            assert _series(values, "bizsupport_webhook_deliveries", 'outcome="succeeded"') == 1
+            assert _series(values, "bizsupport_webhook_oldest_pending_age", endpoint_id) == 0
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = %s",
+                    (endpoint_id,),
+                )
+            await dispatcher.poke([endpoint_id])
+            handle = env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+            await eventually(
+                partial(has_status, handle, WorkflowExecutionStatus.COMPLETED), what="ended"
+            )
+        finally:
+            stop.set()
+            await running
+            await receiver.down()
+
+
+def _series(values: dict[str, float], name: str, label: str) -> float:
+    """The one sample of metric `name` whose labels include `label` (the runtime adds its own
+    labels, such as the service name, beside ours)."""
+    found = [
+        v for k, v in values.items() if k.split("{")[0] in (name, f"{name}_total") and label in k
+    ]
+    assert len(found) == 1, (name, label, values)
+    return found[0]
 
 
 async def test_a_dead_endpoint_does_not_delay_another(hooks: Hooks) -> None:
