@@ -117,6 +117,24 @@ class Hooks:
         rows = await self.deliveries(endpoint_id)
         return len(rows) == n and all(r["status"] == "succeeded" for r in rows)
 
+    async def delete(self, endpoint_ids: list[str], *, within: float = 60) -> None:
+        """Delete endpoints as the API does and wait until their workflows have ended (each at
+        its next round; terminating a run whose round is in flight would leave the
+        time-skipping clock locked for the tests after it)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = ANY(%s)",
+                (endpoint_ids,),
+            )
+        await self.dispatcher.poke(endpoint_ids)
+        for endpoint_id in endpoint_ids:
+            handle = self.dispatcher.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+            await eventually(
+                partial(has_status, handle, WorkflowExecutionStatus.COMPLETED),
+                within=within,
+                what=f"{endpoint_id}'s workflow ended",
+            )
+
     async def endpoint_row(self, endpoint_id: str) -> dict:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
@@ -163,22 +181,7 @@ async def hooks(env: WorkflowEnvironment, pool: Pool) -> AsyncIterator[Hooks]:
         try:
             yield found
         finally:
-            # Deleted endpoints end their workflows at their next round. (Terminating a run
-            # whose round is in flight would leave the time-skipping clock locked for the
-            # tests after this one.)
-            async with pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = ANY(%s)",
-                    (found.endpoints,),
-                )
-            await dispatcher.poke(found.endpoints)
-            for endpoint_id in found.endpoints:
-                handle = env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
-                await eventually(
-                    partial(has_status, handle, WorkflowExecutionStatus.COMPLETED),
-                    within=60,
-                    what=f"{endpoint_id}'s workflow ended",
-                )
+            await found.delete(found.endpoints)
             stop.set()
             await running
 
@@ -318,16 +321,7 @@ async def test_attempts_and_deliveries_are_counted_on_the_workers_metrics(
             assert _series(values, "bizsupport_webhook_attempts", 'result="ok"') == 1
             assert _series(values, "bizsupport_webhook_deliveries", 'outcome="succeeded"') == 1
             assert _series(values, "bizsupport_webhook_oldest_pending_age", endpoint_id) == 0
-            async with pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = %s",
-                    (endpoint_id,),
-                )
-            await dispatcher.poke([endpoint_id])
-            handle = env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
-            await eventually(
-                partial(has_status, handle, WorkflowExecutionStatus.COMPLETED), what="ended"
-            )
+            await hooks.delete([endpoint_id])
         finally:
             stop.set()
             await running
@@ -473,15 +467,7 @@ async def test_record_endpoint_history(hooks: Hooks) -> None:
         ids += await hooks.emit(wp, f"sub-{wp}", 1)
         await eventually(lambda: hooks.all_succeeded(endpoint_id, 3), what="a later event")
         check_received(receiver, {f"sub-{wp}": ids})
-        async with hooks.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE webhook_endpoints SET status = 'deleted' WHERE endpoint_id = %s",
-                (endpoint_id,),
-            )
-        await hooks.dispatcher.poke([endpoint_id])
-        await eventually(
-            partial(has_status, handle, WorkflowExecutionStatus.COMPLETED), what="ended"
-        )
+        await hooks.delete([endpoint_id])
     finally:
         await receiver.down()
     runs = []
