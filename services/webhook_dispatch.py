@@ -6,9 +6,11 @@
   of those workplaces, and every system-wide one, is poked: a signal-with-start of its workflow
   (workflows/webhooks.py), which starts it if it is not running. The API's resend notifies the
   same channel.
-- At start-up and every `SWEEP_EVERY` seconds (wall time), every enabled endpoint with a due
-  delivery or an event after its cursor is poked too, so a lost notification, a dispatcher that
-  was down or a LISTEN connection being reopened only delays a delivery, never loses it.
+- Each time LISTEN is (re)established, and every `SWEEP_EVERY` seconds (wall time), every
+  enabled endpoint with a due delivery or an event after its cursor is poked too. An event
+  committed before LISTEN was up is found by the sweep that follows it, one committed after is
+  announced: none waits for the periodic sweep. A lost notification, a dispatcher that was down
+  or a LISTEN connection being reopened only delays a delivery, never loses it.
 
 The dispatcher holds nothing that matters: the deliveries are in PostgreSQL, the waiting in
 Temporal. Several worker processes may each run one; their pokes are merely redundant.
@@ -17,6 +19,7 @@ Temporal. Several worker processes may each run one; their pokes are merely redu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -77,6 +80,7 @@ class WebhookDispatcher:
         self._next_slot = 0.0
         self._queued: set[str] = set()  # endpoints whose poke waits for its turn
         self.listening = asyncio.Event()  # set while LISTEN is up (tests wait for it)
+        self._sweep_now = asyncio.Event()  # LISTEN was (re)established: sweep at once
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set."""
@@ -152,6 +156,7 @@ class WebhookDispatcher:
                 async with conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(EVENTS_CHANNEL)))
                     self.listening.set()
+                    self._sweep_now.set()  # what was committed before now is not announced
                     while True:
                         async for note in conn.notifies(timeout=1.0):
                             self._workplaces.add(note.payload)
@@ -181,4 +186,6 @@ class WebhookDispatcher:
                 await self.poke(await deliveries.with_work(self.pool, now=await self.clock()))
             except Exception as err:  # the database is away: the next sweep tries again
                 log.warning("cannot find the endpoints with work: %r", err)
-            await asyncio.sleep(self.sweep_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), self.sweep_every)
+            self._sweep_now.clear()

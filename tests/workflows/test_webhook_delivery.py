@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -31,7 +34,7 @@ from domain.webhook_schedule import MAX_ATTEMPTS, RETRY_DELAYS
 from services.webhook_dispatch import WebhookDispatcher
 from starter.sandbox_runner import workflow_runner
 from starter.temporal import binary, build_webhook_worker, connect
-from store import events
+from store import deliveries, events
 from store.db import Pool
 from tests.conftest import advance, eventually, own_database
 from tests.partner_sandbox import SandboxPartnerProcess, free_port
@@ -336,6 +339,61 @@ def _series(values: dict[str, float], name: str, label: str) -> float:
     ]
     assert len(found) == 1, (name, label, values)
     return found[0]
+
+
+async def test_an_event_committed_before_listen_is_up_is_poked_without_the_periodic_sweep(
+    env: WorkflowEnvironment, pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window between the dispatcher's start-up sweep and its LISTEN: an event committed
+    there is never announced to it. The sweep that follows LISTEN finds it; before, it waited
+    for the periodic sweep (30 s), and the crash test's first attempt timed out in a CI run.
+    Here LISTEN takes 0.5 s to connect, the event is committed just after the start-up sweep's
+    read, and the periodic sweep is an hour away."""
+    connect = psycopg.AsyncConnection.connect
+
+    async def slow_connect(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.5)
+        return await connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", slow_connect)
+    queue = f"hooks-window-{uuid.uuid4().hex[:8]}"
+    dispatcher = WebhookDispatcher(pool, env.client, queue, clock=env.get_current_time)
+    dispatcher.sweep_every = 3600.0
+    hooks = Hooks(env, pool, dispatcher, [])
+    wp = workplace()
+    endpoint_id = await hooks.endpoint(wp, "http://127.0.0.1:9/hook", new_secret())
+    with_work = deliveries.with_work
+    swept_listening: list[bool] = []
+
+    async def sweep_then_commit(pool: Pool, *, now: datetime) -> list[str]:
+        found = await with_work(pool, now=now)
+        swept_listening.append(dispatcher.listening.is_set())
+        if len(swept_listening) == 1:
+            await hooks.emit(wp, f"sub-{wp}")  # after the start-up sweep's read
+        return found
+
+    monkeypatch.setattr(deliveries, "with_work", sweep_then_commit)
+    stop = asyncio.Event()
+    handle = env.client.get_workflow_handle(endpoint_workflow_id(endpoint_id))
+
+    async def poked() -> bool:
+        try:
+            await handle.describe()
+        except RPCError:
+            return False
+        return True
+
+    # A worker runs what the poke starts (a workflow task nobody takes would hold the
+    # time-skipping clock for the tests after this one, even once terminated).
+    async with build_webhook_worker(env.client, pool, queue, allow_loopback=True):
+        running = asyncio.create_task(dispatcher.run(stop))
+        try:
+            await eventually(poked, within=10, what="the endpoint poked")
+            assert swept_listening[0] is False and True in swept_listening
+            await hooks.delete([endpoint_id])
+        finally:
+            stop.set()
+            await running
 
 
 async def test_a_dead_endpoint_does_not_delay_another(hooks: Hooks) -> None:
