@@ -67,6 +67,7 @@ class Sent:
     outcome: Outcome
     status_code: int | None = None
     error: str | None = None
+    retry_after: timedelta | None = None  # a 429 or 503's `Retry-After`, as a wait
 
     @property
     def ok(self) -> bool:
@@ -191,7 +192,7 @@ class WebhookActivities:
         retry, counted from when it ended (None: never, the delivery failed)."""
         began = clock.now()
         sent = await self.sender.send(ep.url, delivery.event, secrets)
-        retry = None if sent.ok else retry_at(delivery.attempts + 1, clock.now())
+        retry = None if sent.ok else retry_at(delivery.attempts + 1, clock.now(), sent.retry_after)
         await deliveries.record_attempt(
             self.pool,
             ep.endpoint_id,

@@ -4,13 +4,16 @@ disabled (R-EVENT-2, API.md "Events and webhooks"). Pure: business time in, busi
 A delivery's first attempt is made as soon as its event is claimed; each failed attempt waits
 the next delay of `RETRY_DELAYS` (about 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), and the
 attempt after the last delay that fails too makes the delivery `failed`: 1 + 7 attempts over
-about 28 hours. An endpoint whose deliveries have kept failing for `DISABLE_AFTER` (no success
-since the first failure) is disabled.
+about 28 hours. A receiver that answers 429 or 503 with `Retry-After` is given at least the time
+it asks for (at most `MAX_RETRY_AFTER`): the schedule's delay is the floor, never shortened. An
+endpoint whose deliveries have kept failing for `DISABLE_AFTER` (no success since the first
+failure) is disabled.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 RETRY_DELAYS: tuple[timedelta, ...] = (
     timedelta(seconds=5),
@@ -23,16 +26,39 @@ RETRY_DELAYS: tuple[timedelta, ...] = (
 )
 MAX_ATTEMPTS = 1 + len(RETRY_DELAYS)
 DISABLE_AFTER = timedelta(days=3)
+MAX_RETRY_AFTER = timedelta(hours=24)
+RETRY_AFTER_STATUSES = (429, 503)  # the answers whose `Retry-After` is honoured
 
 
-def retry_at(attempts: int, failed_at: datetime) -> datetime | None:
+def retry_at(attempts: int, failed_at: datetime, asked: timedelta | None = None) -> datetime | None:
     """When to try again after the `attempts`-th attempt (1, 2, …) failed at `failed_at`;
-    None when that was the last attempt (the delivery is `failed`)."""
+    None when that was the last attempt (the delivery is `failed`). `asked`: the receiver's
+    `Retry-After`, which can make the wait longer (up to MAX_RETRY_AFTER), never shorter."""
     if attempts < 1:
         raise ValueError(f"attempts counts from 1, not {attempts}")
     if attempts >= MAX_ATTEMPTS:
         return None
-    return failed_at + RETRY_DELAYS[attempts - 1]
+    delay = RETRY_DELAYS[attempts - 1]
+    if asked is not None:
+        delay = max(delay, min(asked, MAX_RETRY_AFTER))
+    return failed_at + delay
+
+
+def retry_after(value: str | None, received_at: datetime) -> timedelta | None:
+    """A `Retry-After` header as a wait: delay-seconds, or an HTTP date counted from
+    `received_at` (the wall clock when the answer came); None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when - received_at, timedelta(0))
 
 
 def failing_since_after(

@@ -30,6 +30,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from activities.webhooks import Sent
+from domain.webhook_schedule import RETRY_AFTER_STATUSES, retry_after
 from domain.webhook_urls import IPAddress
 from services.webhook_targets import RefusedUrl, checked_target
 from store.events import EventRow
@@ -163,4 +164,10 @@ class WebhookSender:
             return Sent("unreachable", error=f"unreachable ({type(err).__name__})")
         if 200 <= response.status_code < 300:
             return Sent("ok", response.status_code)
-        return Sent("status", response.status_code, f"answered HTTP {response.status_code}")
+        asked = None
+        if response.status_code in RETRY_AFTER_STATUSES:
+            asked = retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        error = f"answered HTTP {response.status_code}"
+        if asked is not None:
+            error += f", Retry-After {int(asked.total_seconds())} s"
+        return Sent("status", response.status_code, error, retry_after=asked)

@@ -49,6 +49,7 @@ class Receiver:
     port: int = 0
     answering: int = 0  # requests received and not answered yet (held by `delay`)
     tls: ssl.SSLContext | None = None  # serve https with it (the URL is the sender's to make)
+    headers: dict[str, str] = field(default_factory=dict)  # added to every answer
     _server: asyncio.Server | None = None
     _connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = field(default_factory=dict)
 
@@ -129,7 +130,9 @@ class Receiver:
                 try:
                     if delay:
                         await asyncio.sleep(delay)
-                    writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
+                    extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+                    head = f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{extra}\r\n"
+                    writer.write(head.encode())
                     await writer.drain()
                 finally:
                     self.answering -= 1

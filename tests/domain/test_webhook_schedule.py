@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from domain.webhook_schedule import (
     DISABLE_AFTER,
     MAX_ATTEMPTS,
+    MAX_RETRY_AFTER,
     RETRY_DELAYS,
     failing_since_after,
+    retry_after,
     retry_at,
     should_disable,
 )
@@ -51,6 +53,35 @@ def test_every_retry_is_later_and_grows(attempts: int, at: datetime) -> None:
 @given(st.integers(min_value=MAX_ATTEMPTS, max_value=100), times)
 def test_no_retry_after_the_last_attempt(attempts: int, at: datetime) -> None:
     assert retry_at(attempts, at) is None
+
+
+@given(
+    st.integers(min_value=1, max_value=MAX_ATTEMPTS),
+    times,
+    st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)),
+)
+def test_retry_after_lengthens_the_wait_never_shortens_it(
+    attempts: int, at: datetime, asked: timedelta
+) -> None:
+    """A receiver's Retry-After (429, 503) is honoured up to 24 h; the schedule stays the floor,
+    and the last attempt stays the last."""
+    scheduled, honoured = retry_at(attempts, at), retry_at(attempts, at, asked)
+    if scheduled is None:
+        assert honoured is None
+        return
+    assert honoured is not None
+    assert honoured - at == max(scheduled - at, min(asked, MAX_RETRY_AFTER))
+
+
+def test_retry_after_headers() -> None:
+    now = datetime(2026, 12, 7, 9, 0, 0, tzinfo=UTC)
+    assert retry_after("120", now) == timedelta(seconds=120)
+    assert retry_after(" 0 ", now) == timedelta(0)
+    assert retry_after("Mon, 07 Dec 2026 09:10:00 GMT", now) == timedelta(minutes=10)
+    assert retry_after("Mon, 07 Dec 2026 08:00:00 GMT", now) == timedelta(0)  # already past
+    assert retry_after("soon", now) is None
+    assert retry_after("-5", now) is None
+    assert retry_after(None, now) is None
 
 
 def test_attempts_count_from_one() -> None:

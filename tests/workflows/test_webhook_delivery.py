@@ -259,6 +259,32 @@ async def test_an_answer_later_than_15_seconds_is_retried(hooks: Hooks) -> None:
         await receiver.down()
 
 
+async def test_a_429_with_retry_after_waits_as_long_as_the_receiver_asks(hooks: Hooks) -> None:
+    """A receiver that answers 429 with `Retry-After: 120` is tried again 120 s later, not at
+    the schedule's 5 s; the attempt still counts."""
+    wp, secret = workplace(), new_secret()
+    receiver = await Receiver(
+        secrets=[secret], script=[(429, 0.0)], headers={"retry-after": "120"}
+    ).up()
+    endpoint_id = await hooks.endpoint(wp, receiver.url, secret)
+    try:
+        ids = await hooks.emit(wp, f"sub-{wp}")
+        await eventually(lambda: _attempted(hooks, endpoint_id, 1), what="the 429")
+        row = (await hooks.deliveries(endpoint_id))[0]
+        assert (row["status"], row["last_status_code"]) == ("pending", 429)
+        assert "Retry-After 120 s" in row["last_error"]
+        waited = row["next_attempt_at"] - row["last_attempt_at"]
+        assert timedelta(seconds=120) <= waited < timedelta(seconds=122)
+        await advance(hooks.env, RETRY_DELAYS[0])  # the schedule's delay alone: not yet
+        await asyncio.sleep(0.5)
+        assert (await hooks.deliveries(endpoint_id))[0]["attempts"] == 1
+        await advance(hooks.env, timedelta(seconds=120))
+        await eventually(lambda: hooks.all_succeeded(endpoint_id, 1), what="the retry")
+        check_received(receiver, {f"sub-{wp}": ids})
+    finally:
+        await receiver.down()
+
+
 async def test_a_secret_rotation_signs_with_both_until_the_old_one_retires(hooks: Hooks) -> None:
     wp, old, new = workplace(), new_secret(), new_secret()
     receiver = await Receiver(secrets=[old, new]).up()
