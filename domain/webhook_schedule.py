@@ -50,11 +50,11 @@ def retry_after(value: str | None, received_at: datetime) -> timedelta | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():  # any length: more than the cap is the cap
+        return MAX_RETRY_AFTER if len(value) > 9 else timedelta(seconds=int(value))
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -82,6 +82,17 @@ def test_retry_after_headers() -> None:
     assert retry_after("soon", now) is None
     assert retry_after("-5", now) is None
     assert retry_after(None, now) is None
+    assert retry_after("9" * 5000, now) == MAX_RETRY_AFTER  # a receiver cannot break the round
+    assert retry_after("٣", now) is None  # digits, but not ASCII ones
+
+
+@given(st.text(max_size=60))
+def test_any_retry_after_header_reads_as_a_wait_or_nothing(value: str) -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    wait = retry_after(value, now)
+    assert wait is None or wait >= timedelta(0)
+    if wait is not None:
+        assert retry_at(1, now, wait) is not None
 
 
 def test_attempts_count_from_one() -> None:
