@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,16 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
-from common import bounded, loadavg, machine_line, postgres, seed, tag, time_skipping
+from common import (
+    bounded,
+    loadavg,
+    machine_line,
+    postgres,
+    sandbox_partner,
+    seed,
+    tag,
+    time_skipping,
+)
 from month_close import count, cpu_seconds
 
 
@@ -177,20 +185,19 @@ async def run(args: argparse.Namespace) -> int:
     from services.root import build_services
     from services.webhook_dispatch import WebhookDispatcher
     from starter.temporal import build_webhook_worker, build_worker, partner_gateway
-    from tests.partner_sandbox import SandboxPartnerProcess
     from tests.webhook_receiver import Receiver
 
     load_start = loadavg()
     prefix = f"hooks-{tag()}"
     like = f"{prefix}-%"
-    async with postgres(pool_size=40) as (url, pool), time_skipping() as env:
-        logs = Path(tempfile.mkdtemp(prefix="bizsupport-bench-partner-"))
-        partner = SandboxPartnerProcess(url, logs / "sandbox-partner.log")
-        partner.start()
+    async with (
+        postgres(pool_size=40) as (url, pool),
+        time_skipping() as env,
+        sandbox_partner(url),
+    ):
         receiver = await Receiver().up()
         stop = asyncio.Event()
         try:
-            os.environ.update(partner.bizsupport_env())
             queue = f"hooks-{tag()}"
             services = build_services(
                 pool, env.client, default_catalog(), queue, clock=env.get_current_time
@@ -249,7 +256,6 @@ async def run(args: argparse.Namespace) -> int:
         finally:
             stop.set()
             await receiver.down()
-            partner.stop()
     report(args, first, none, hooks, again, len(receiver.seen), load_start)
     return 0 if hooks.rate >= 0.8 * (none.rate + again.rate) / 2 else 1
 
