@@ -57,8 +57,8 @@ class RunEffects:
         self.invoice: Invoice | None = None
         # What the UI's search attributes say now: set at start, carried over by continue-as-new.
         self.indexed = (data.state, data.plan_id)
-        # Version 5: the application and its "applied" announcement wait here for `apply`.
-        self.applying: tuple[Application, datetime] | None = None
+        # Version 5: the next publication (the "applied" one) waits here for `apply`.
+        self.applying = False
         self.announcement: Publication | None = None
         self.predecessor_cancelled_at: datetime | None = None  # R-BILL-2, once recorded
 
@@ -66,7 +66,7 @@ class RunEffects:
         """R-APPLY-2, -4; sets `predecessor_cancelled_at`. Version 5: recorded by `provision`'s
         one activity, with the announcement the next `publish` hands it."""
         if self.data.version >= 5:
-            self.applying = (app, at)
+            self.applying = True
             return
         input = fx.RecordApplication(application=app, at=at)
         self.predecessor_cancelled_at = await self._call(
@@ -166,8 +166,8 @@ class RunEffects:
             invoice=self.invoice,
         )
         self.holders = self.invoice = None
-        if self.applying is not None:  # version 5: committed by `provision`'s activity
-            self.applying, self.announcement = None, publication
+        if self.applying:  # version 5: committed by `provision`'s activity
+            self.applying, self.announcement = False, publication
             return
         if self.data.version >= 2:
             await workflow.execute_local_activity_method(
